@@ -1,0 +1,5 @@
+import sys
+
+from longstm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""The state protocol every recurrent model in longstm implements.
+
+A long series is processed chunk by chunk. The recurrent state is not hidden inside the
+layer (as with Keras' `stateful=True`); it is passed in and returned explicitly:
+
+    state = model.initial_state(batch_size)
+    for chunk in chunks:
+        outputs, state = model(chunk, state=state)
+
+so a trainer can keep it outside the model (per replica under `tf.distribute`), stop its
+gradient at chunk boundaries, reset single lanes, and checkpoint it. A state is any nested
+structure (tuples/lists/dicts) of tensors whose first axis is the batch (lane) axis; stacks
+and hierarchies nest the states of their parts.
+
+Every state that `initial_state` returns is all zeros, so resetting a lane is zeroing its
+rows (`reset_lanes`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+State = Any  # a nested structure of tensors, batch first
+
+
+class RecurrentModel(keras.Model):
+    """Base class of longstm's recurrent models: state in, state out.
+
+    Subclasses implement:
+
+    - `initial_state(batch_size)`: the zero state for `batch_size` lanes, a nested
+      structure of tensors with the batch axis first.
+    - `call(inputs, state=None, training=None)`: `inputs` of shape
+      `(batch, steps, features)`; returns `(outputs, new_state)` where `new_state` is the
+      state after the last step. `state=None` means `initial_state(batch)`.
+
+    Running a chunk with the state returned by the previous chunk must give the same
+    outputs as running both chunks at once (or, where a model cannot do this exactly, the
+    model's docstring says what it does instead).
+    """
+
+    def initial_state(self, batch_size: int) -> State:
+        raise NotImplementedError(f"{type(self).__name__} must implement initial_state(batch_size)")
+
+
+def reset_lanes(state: State, reset: Any) -> State:
+    """Zero the state rows of the lanes where `reset` is true.
+
+    Args:
+        state: a nested structure of tensors, batch axis first.
+        reset: shape `(batch,)`, bool or 0/1; true where a lane starts a new segment.
+
+    Works inside `tf.function` without retracing: it is arithmetic, not Python control flow.
+    """
+    keep = 1.0 - ops.cast(reset, "float32")
+
+    def zero_rows(tensor):
+        mask = ops.reshape(ops.cast(keep, tensor.dtype), (-1,) + (1,) * (len(tensor.shape) - 1))
+        return tensor * mask
+
+    return keras.tree.map_structure(zero_rows, state)
+
+
+def stop_state_gradient(state: State) -> State:
+    """The same state with its gradient cut: truncated BPTT's chunk boundary."""
+    return keras.tree.map_structure(ops.stop_gradient, state)
+
+
+def _state_sizes(layer: keras.layers.Layer) -> list[int]:
+    size = layer.cell.state_size
+    return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class KerasRNNStack(RecurrentModel):
+    """Stacked Keras recurrent layers (`LSTM`, `GRU`, `SimpleRNN`) behind the state protocol.
+
+    Each layer is re-created with `return_sequences=True, return_state=True`; its state is
+    passed as `initial_state`, so Keras' fused/cuDNN kernels are still used.
+
+    Args:
+        layers: Keras RNN layers, applied in order.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        state: a tuple with one tuple of tensors per layer (`(h, c)` for LSTM, `(h,)` for
+            GRU), or `None` for zeros.
+        training: passed to the layers (dropout).
+
+    Returns:
+        `(outputs, new_state)`: outputs of the last layer, `(batch, steps, units)`.
+
+    Example:
+
+    >>> stack = KerasRNNStack([keras.layers.LSTM(32), keras.layers.LSTM(32)])
+    >>> y, state = stack(x_chunk_1)
+    >>> y, state = stack(x_chunk_2, state=state)
+    """
+
+    def __init__(self, layers: Sequence[keras.layers.Layer], **kwargs):
+        super().__init__(**kwargs)
+        if not layers:
+            raise ValueError("KerasRNNStack needs at least one layer; got an empty list.")
+        rebuilt = []
+        for index, layer in enumerate(layers):
+            if isinstance(layer, dict):
+                layer = keras.saving.deserialize_keras_object(layer)
+            if not isinstance(layer, keras.layers.RNN) and not hasattr(layer, "cell"):
+                raise TypeError(
+                    f"KerasRNNStack layer {index} must be a Keras recurrent layer (LSTM, GRU, "
+                    f"SimpleRNN); got {type(layer).__name__}."
+                )
+            config = layer.get_config() | {"return_sequences": True, "return_state": True, "stateful": False}
+            rebuilt.append(type(layer).from_config(config))
+        self.rnn_layers = rebuilt
+
+    def initial_state(self, batch_size: int) -> State:
+        return tuple(
+            tuple(ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in _state_sizes(layer))
+            for layer in self.rnn_layers
+        )
+
+    def call(self, inputs, state=None, training=None):
+        if state is None:
+            state = self.initial_state(ops.shape(inputs)[0])
+        if len(state) != len(self.rnn_layers):
+            raise ValueError(
+                f"KerasRNNStack has {len(self.rnn_layers)} layers but the state has {len(state)} entries."
+            )
+        outputs = inputs
+        new_state = []
+        for layer, layer_state in zip(self.rnn_layers, state):
+            results = layer(outputs, initial_state=list(layer_state), training=training)
+            outputs, layer_new_state = results[0], tuple(results[1:])
+            new_state.append(layer_new_state)
+        return outputs, tuple(new_state)
+
+    def get_config(self):
+        config = super().get_config()
+        config["layers"] = [keras.saving.serialize_keras_object(layer) for layer in self.rnn_layers]
+        return config
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class Forecaster(RecurrentModel):
+    """A recurrent core followed by a per-step head: predictions out, the core's state carried.
+
+    Args:
+        core: any `RecurrentModel`.
+        head: a layer applied to the core's outputs at every step (default: `Dense(outputs)`).
+        outputs: width of the default head; ignored when `head` is given.
+
+    Call arguments and returns as for `core`, with the head applied to the outputs.
+    """
+
+    def __init__(self, core: RecurrentModel, head: keras.layers.Layer | None = None, outputs: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(core, dict):
+            core = keras.saving.deserialize_keras_object(core)
+        if isinstance(head, dict):
+            head = keras.saving.deserialize_keras_object(head)
+        if not isinstance(core, RecurrentModel):
+            raise TypeError(f"Forecaster core must be a longstm RecurrentModel; got {type(core).__name__}.")
+        if head is None and (not isinstance(outputs, int) or outputs < 1):
+            raise ValueError(f"Forecaster outputs must be a positive integer; got {outputs!r}.")
+        self.core = core
+        self.head = head if head is not None else keras.layers.Dense(outputs, name="head")
+        self.outputs_width = outputs
+
+    def initial_state(self, batch_size: int) -> State:
+        return self.core.initial_state(batch_size)
+
+    def call(self, inputs, state=None, training=None):
+        features, new_state = self.core(inputs, state=state, training=training)
+        return self.head(features, training=training), new_state
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            core=keras.saving.serialize_keras_object(self.core),
+            head=keras.saving.serialize_keras_object(self.head),
+            outputs=self.outputs_width,
+        )
+        return config
