@@ -1,1 +1,30 @@
-"""longstm.data"""
+"""longstm.data: loading, validating, featurising, splitting and windowing long time series.
+
+The one representation is `TimeSeries` (float32 values, column names, timestamps, segment
+starts). `load_series` reads files into it; `build_features` derives causal features;
+`ett_split`/`chronological_split` and `StandardScaler` give train-only scaling;
+`window_dataset` serves (lookback, horizon) windows lazily through `tf.data`.
+"""
+
+from longstm.data.loaders import KINDS, load_series
+from longstm.data.samples import bundled_path
+from longstm.data.series import TimeSeries
+from longstm.data.validation import (
+    GAP_POLICIES,
+    DataWarning,
+    apply_gap_policy,
+    find_gaps,
+    require_length,
+)
+
+__all__ = [
+    "GAP_POLICIES",
+    "KINDS",
+    "DataWarning",
+    "TimeSeries",
+    "apply_gap_policy",
+    "bundled_path",
+    "find_gaps",
+    "load_series",
+    "require_length",
+]
