@@ -8,7 +8,9 @@ starts). `load_series` reads files into it; `build_features` derives causal feat
 
 from longstm.data.loaders import KINDS, load_series
 from longstm.data.samples import bundled_path
+from longstm.data.scaling import StandardScaler
 from longstm.data.series import TimeSeries
+from longstm.data.splits import Split, chronological_split, ett_split
 from longstm.data.validation import (
     GAP_POLICIES,
     DataWarning,
@@ -20,10 +22,14 @@ from longstm.data.validation import (
 __all__ = [
     "GAP_POLICIES",
     "KINDS",
+    "Split",
+    "StandardScaler",
     "DataWarning",
     "TimeSeries",
     "apply_gap_policy",
     "bundled_path",
+    "chronological_split",
+    "ett_split",
     "find_gaps",
     "load_series",
     "require_length",

@@ -1,0 +1,95 @@
+"""Splits reproduce the ETT protocol; the scaler sees training rows only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from longstm.data.scaling import StandardScaler
+from longstm.data.splits import chronological_split, ett_split
+from longstm.errors import DataValidationError
+
+
+@pytest.mark.parametrize("lookback", [96, 336, 512])
+def test_ett_split_borders_hourly_and_minute(lookback):
+    hourly = ett_split(17420, lookback, "h")
+    assert hourly.train == (0, 8640)
+    assert hourly.val == (8640 - lookback, 11520)
+    assert hourly.test == (11520 - lookback, 14400)
+    minute = ett_split(69680, lookback, "m")
+    assert minute.train == (0, 4 * 8640)
+    assert minute.val == (4 * 8640 - lookback, 4 * 11520)
+    assert minute.test == (4 * 11520 - lookback, 4 * 14400)
+    # DLinear's test loader length: len(data_x) - seq_len - pred_len + 1
+    assert hourly.num_windows("test", 96) == (14400 - (11520 - lookback)) - lookback - 96 + 1
+
+
+def test_chronological_split_matches_informer_custom_convention():
+    n, lookback = 26304, 96  # the size of the Electricity data set
+    split = chronological_split(n, lookback)
+    num_train, num_test = int(n * 0.7), int(n * 0.2)
+    num_val = n - num_train - num_test
+    assert split.train == (0, num_train)
+    assert split.val == (num_train - lookback, num_train + num_val)
+    assert split.test == (n - num_test - lookback, n)
+    assert split.test[0] + lookback == num_train + num_val  # first test target follows the last val row
+
+
+def test_split_errors():
+    with pytest.raises(DataValidationError, match=r"the ETTh split needs at least 14400 rows \(12/4/4 months\), got 1000"):
+        ett_split(1000, 96)
+    with pytest.raises(DataValidationError, match="freq must be 'h' .* or 'm'"):
+        ett_split(17420, 96, "d")
+    with pytest.raises(DataValidationError, match="lookback must be a positive integer, got 0"):
+        ett_split(17420, 0)
+    with pytest.raises(DataValidationError, match="fractions must be three non-negative numbers summing to 1"):
+        chronological_split(100, 5, (0.7, 0.2, 0.2))
+    with pytest.raises(DataValidationError, match="cannot split 20 rows"):
+        chronological_split(20, 16)
+    with pytest.raises(DataValidationError, match="split part must be"):
+        ett_split(17420, 96).part("validation")
+
+
+def test_scaler_matches_population_std_and_round_trips():
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 2.0, size=(500, 3)).astype(np.float32)
+    values[:, 2] = 7.0  # a constant column gets scale 1, as in scikit-learn
+    scaler = StandardScaler(["a", "b", "c"]).fit(values, block_rows=64)
+    np.testing.assert_allclose(scaler.mean, values.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale[:2], values[:, :2].astype(np.float64).std(axis=0, ddof=0), rtol=1e-12)
+    assert scaler.scale[2] == 1.0
+    scaled = scaler.transform(values)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled[:, :2].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(scaler.inverse_transform(scaled), values, rtol=1e-6, atol=1e-5)
+    restored = StandardScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    np.testing.assert_array_equal(restored.transform(values), scaled)
+    assert restored.columns == ["a", "b", "c"]
+    target = scaler.subset([1])
+    np.testing.assert_array_equal(target.transform(values[:, 1:2]), scaled[:, 1:2])
+
+
+def test_scaler_errors():
+    with pytest.raises(DataValidationError, match="not fitted"):
+        StandardScaler().transform(np.zeros((2, 2)))
+    scaler = StandardScaler().fit(np.ones((4, 2)))
+    with pytest.raises(DataValidationError, match="fitted on 2 columns, got data with 3"):
+        scaler.transform(np.zeros((1, 3)))
+    with pytest.raises(DataValidationError, match="missing key 'scale'"):
+        StandardScaler.from_dict({"mean": [0.0]})
+
+
+def test_no_validation_or_test_value_influences_the_scaler_or_earlier_rows():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(17420, 4)).astype(np.float32)
+    split = ett_split(len(values), 336)
+    train_stop = split.train[1]
+    scaler = StandardScaler().fit(values[slice(*split.train)])
+    perturbed = values.copy()
+    perturbed[train_stop:] = rng.normal(100.0, 50.0, size=perturbed[train_stop:].shape)  # rewrite val + test
+    other = StandardScaler().fit(perturbed[slice(*split.train)])
+    np.testing.assert_array_equal(scaler.mean, other.mean)
+    np.testing.assert_array_equal(scaler.scale, other.scale)
+    np.testing.assert_array_equal(scaler.transform(values)[:train_stop], other.transform(perturbed)[:train_stop])
