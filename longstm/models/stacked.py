@@ -1,0 +1,125 @@
+"""A stack of LSTM layers behind longstm's state protocol: chunked TBPTT done right.
+
+Chunks of a long series are run one after the other with each layer's `(h, c)` carried from
+the end of one chunk to the start of the next. The layers are plain `keras.layers.LSTM`
+called with `initial_state`, so Keras' fused/cuDNN kernel stays usable.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from longstm.errors import ConfigError
+from longstm.models.protocol import RecurrentModel, State
+
+
+def check_positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
+    """`value` as an int, or a ConfigError naming `owner`'s argument `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{owner} argument `{name}` must be an integer >= {minimum}; got {value!r}.")
+    return value
+
+
+def check_fraction(owner: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{owner} argument `{name}` must be a number in [0, 1); got {value!r}.")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class StackedLSTM(RecurrentModel):
+    """`layers` LSTM layers of `units` units each, with their states carried between chunks.
+
+    Between two layers the model can add a residual connection (`y = lstm(x) + x`, from the
+    second layer on, where input and output widths match), a layer norm, and dropout on the
+    next layer's input. None of them mixes time steps, so the model stays causal and a chunked
+    forward with carried state equals the full-sequence forward (up to float rounding).
+
+    Args:
+        units: width of every layer (positive integer).
+        layers: number of LSTM layers (positive integer).
+        residual: add each layer's input to its output, from the second layer on.
+        layer_norm: normalise the output of every layer but the last.
+        dropout: fraction of the inputs of layers 2..n dropped during training.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        state: a tuple with one `(h, c)` per layer, each `(batch, units)`; `None` for zeros.
+        training: turns dropout on.
+
+    Returns:
+        `(outputs, new_state)`: the last layer's outputs `(batch, steps, units)` and the
+        state after the last step.
+
+    Example:
+
+    >>> model = StackedLSTM(64, layers=2, residual=True, layer_norm=True)
+    >>> state = model.initial_state(16)
+    >>> for chunk in chunks:                      # (16, 256, features) each
+    ...     outputs, state = model(chunk, state=state)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        layers: int = 1,
+        residual: bool = False,
+        layer_norm: bool = False,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("StackedLSTM", "units", units)
+        self.num_layers = check_positive_int("StackedLSTM", "layers", layers)
+        self.residual = bool(residual)
+        self.layer_norm = bool(layer_norm)
+        self.dropout = check_fraction("StackedLSTM", "dropout", dropout)
+        self.lstm_layers = [
+            keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm_{index}")
+            for index in range(self.num_layers)
+        ]
+        between = self.num_layers - 1
+        self.norms = [keras.layers.LayerNormalization(name=f"norm_{i}") for i in range(between)] if layer_norm else []
+        self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}") for i in range(between)] if self.dropout else []
+
+    def initial_state(self, batch_size: int) -> State:
+        return tuple(
+            (ops.zeros((batch_size, self.units), self.compute_dtype), ops.zeros((batch_size, self.units), self.compute_dtype))
+            for _ in range(self.num_layers)
+        )
+
+    def call(self, inputs, state=None, training=None):
+        if state is None:
+            state = self.initial_state(ops.shape(inputs)[0])
+        if len(state) != self.num_layers:
+            raise ValueError(
+                f"StackedLSTM state must have one (h, c) per layer: expected {self.num_layers} entries; got {len(state)}."
+            )
+        outputs = inputs
+        new_state = []
+        for index, (lstm, (h, c)) in enumerate(zip(self.lstm_layers, state)):
+            layer_input = outputs
+            if index > 0 and self.dropouts:
+                layer_input = self.dropouts[index - 1](layer_input, training=training)
+            outputs, h, c = lstm(layer_input, initial_state=[h, c], training=training)
+            if index > 0 and self.residual:
+                outputs = outputs + layer_input
+            if index < self.num_layers - 1 and self.norms:
+                outputs = self.norms[index](outputs)
+            new_state.append((h, c))
+        return outputs, tuple(new_state)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            layers=self.num_layers,
+            residual=self.residual,
+            layer_norm=self.layer_norm,
+            dropout=self.dropout,
+        )
+        return config
