@@ -1,0 +1,267 @@
+"""The training configuration: dataclasses loaded from TOML and validated.
+
+A config file has up to five tables; every key is optional except `data.path`:
+
+```toml
+seed = 0
+deterministic = false          # tf.config.experimental.enable_op_determinism()
+
+[data]
+path = "longstm/data/bundled/ETTh1.csv.gz"
+kind = "auto"                  # as longstm.data.load_series
+features = []                  # input columns (empty: all)
+targets = ["OT"]               # forecast columns (empty: all)
+offset = 1                     # forecast distance in rows
+horizon = 1                    # direct multi-horizon: values t+offset .. t+offset+horizon-1
+split = [0.7, 0.1, 0.2]        # chronological train / validation / test fractions
+scale = true                   # standardise with train-split mean and std
+gap_policy = "split"           # gaps become segments (state resets)
+
+[model]
+name = "lstm"                  # a name in longstm.train.models.MODELS
+units = 64
+layers = 1
+dropout = 0.0
+
+[train]
+lanes = 16
+k1 = 128                       # loss length and stride of a window
+k2 = 128                       # window length (k2 >= k1)
+burn_in = 0
+epochs = 10
+optimizer = "adam"             # or "adamw"
+learning_rate = 1e-3
+weight_decay = 0.0             # adamw only
+clipnorm = 1.0                 # global-norm clipping (0: off)
+schedule = "constant"          # or "cosine"
+warmup_steps = 0
+min_learning_rate = 0.0        # cosine floor
+mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
+early_stopping_patience = 0    # epochs without validation improvement (0: off)
+checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
+max_steps_per_epoch = 0        # 0: the whole training split every epoch
+
+[eval]
+lanes = 4
+warmup = 512                   # rows of the past each evaluation lane runs before its loss
+```
+
+Errors are `ConfigError`s naming the file, the key, what was expected and what was got.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longstm.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    kind: str = "auto"
+    features: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+    offset: int = 1
+    horizon: int = 1
+    split: list = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    scale: bool = True
+    gap_policy: str = "split"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lstm"
+    units: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    lanes: int = 16
+    k1: int = 128
+    k2: int = 128
+    burn_in: int = 0
+    epochs: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    clipnorm: float = 1.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_learning_rate: float = 0.0
+    mixed_precision: str = "off"
+    early_stopping_patience: int = 0
+    checkpoint_every: int = 0
+    max_steps_per_epoch: int = 0
+
+
+@dataclass
+class EvalConfig:
+    lanes: int = 4
+    warmup: int = 512
+
+
+@dataclass
+class Config:
+    """The whole configuration of a training run (see the module docstring for the keys)."""
+
+    seed: int = 0
+    deterministic: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = dataclasses.asdict(self)
+        raw.pop("source")
+        return raw
+
+    def to_toml(self) -> str:
+        """The config as TOML text that `load_config` reads back to an equal config."""
+        raw = self.to_dict()
+        lines = [f"{key} = {_toml_value(raw[key])}" for key in ("seed", "deterministic")]
+        for table in ("data", "model", "train", "eval"):
+            lines.append(f"\n[{table}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in raw[table].items()]
+        return "\n".join(lines) + "\n"
+
+
+_TABLES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """A validated `Config` from nested dicts (as TOML gives them)."""
+    config = Config(source=source)
+    for key, value in raw.items():
+        if key in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table; got {type(value).__name__} {value!r}")
+            setattr(config, key, _table(_TABLES[key], value, key, source))
+        elif key in ("seed", "deterministic"):
+            setattr(config, key, _typed(key, value, type(getattr(config, key)), source))
+        else:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES]}"
+            )
+    validate(config)
+    return config
+
+
+def _table(cls, values: dict, table: str, source: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    instance = cls()
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{table}.{key}'; expected one of {sorted(fields)}")
+        default = getattr(instance, key)
+        setattr(instance, key, _typed(f"{table}.{key}", value, type(default), source))
+    return instance
+
+
+def _typed(name: str, value: Any, expected: type, source: str):
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: '{name}' must be true or false; got {value!r}")
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: '{name}' must be an integer; got {value!r}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{source}: '{name}' must be a {expected.__name__}; got {type(value).__name__} {value!r}")
+    return value
+
+
+def _fail(config: Config, key: str, expected: str, got: Any):
+    raise ConfigError(f"{config.source}: '{key}' must be {expected}; got {got!r}")
+
+
+def validate(config: Config) -> None:
+    """Check values and their relations; raises `ConfigError` naming the key."""
+    data, model, train, eval_ = config.data, config.model, config.train, config.eval
+    for key, value, minimum in (
+        ("data.offset", data.offset, 1),
+        ("data.horizon", data.horizon, 1),
+        ("model.units", model.units, 1),
+        ("model.layers", model.layers, 1),
+        ("train.lanes", train.lanes, 1),
+        ("train.k1", train.k1, 1),
+        ("train.k2", train.k2, 1),
+        ("train.burn_in", train.burn_in, 0),
+        ("train.epochs", train.epochs, 1),
+        ("train.warmup_steps", train.warmup_steps, 0),
+        ("train.early_stopping_patience", train.early_stopping_patience, 0),
+        ("train.checkpoint_every", train.checkpoint_every, 0),
+        ("train.max_steps_per_epoch", train.max_steps_per_epoch, 0),
+        ("eval.lanes", eval_.lanes, 1),
+        ("eval.warmup", eval_.warmup, 0),
+    ):
+        if value < minimum:
+            _fail(config, key, f"an integer >= {minimum}", value)
+    if train.k1 > train.k2:
+        raise ConfigError(
+            f"{config.source}: 'train.k1' must be <= 'train.k2' (the loss covers the last k1 of the k2 "
+            f"steps of a window); got k1={train.k1}, k2={train.k2}"
+        )
+    if train.optimizer not in OPTIMIZERS:
+        _fail(config, "train.optimizer", f"one of {OPTIMIZERS}", train.optimizer)
+    if train.schedule not in SCHEDULES:
+        _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
+    if train.mixed_precision not in PRECISIONS:
+        _fail(config, "train.mixed_precision", f"one of {PRECISIONS}", train.mixed_precision)
+    if not train.learning_rate > 0:
+        _fail(config, "train.learning_rate", "a number > 0", train.learning_rate)
+    if not 0 <= train.min_learning_rate <= train.learning_rate:
+        _fail(config, "train.min_learning_rate", f"a number in [0, learning_rate={train.learning_rate}]", train.min_learning_rate)
+    if train.weight_decay < 0:
+        _fail(config, "train.weight_decay", "a number >= 0", train.weight_decay)
+    if train.clipnorm < 0:
+        _fail(config, "train.clipnorm", "a number >= 0 (0 turns clipping off)", train.clipnorm)
+    if not 0 <= model.dropout < 1:
+        _fail(config, "model.dropout", "a number in [0, 1)", model.dropout)
+    if len(data.split) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in data.split):
+        _fail(config, "data.split", "three numbers [train, validation, test]", data.split)
+    if any(f < 0 for f in data.split) or data.split[0] <= 0 or abs(sum(data.split) - 1) > 1e-6:
+        _fail(config, "data.split", "three fractions >= 0 summing to 1 with train > 0", data.split)
+    for key in ("features", "targets"):
+        names = getattr(data, key)
+        if not all(isinstance(name, str) for name in names):
+            _fail(config, f"data.{key}", "a list of column names", names)
+    from longstm.train.models import MODELS
+
+    if model.name not in MODELS:
+        _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
