@@ -1,7 +1,107 @@
-"""`longstm evaluate` commands."""
+"""`longstm eval` commands: standard evaluation protocols.
+
+`eval ett` scores a model under the ETT protocol (see `longstm.evaluate.ett`).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from longstm.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """`"96,192"` -> `[96, 192]`, with an error naming the option for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated positive integers like 96,192,336,720, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"{what} must be comma-separated positive integers like 96,192,336,720, got {text!r}")
+    return values
+
+
+@app.command("ett")
+def ett(
+    data: Path = typer.Option(..., "--data", help="ETT-format CSV: a timestamp column and numeric columns."),
+    model: str = typer.Option("repeat", "--model", help="Baseline: repeat (last value) or mean (of the lookback window)."),
+    lookback: int = typer.Option(336, "--lookback", help="Input length L."),
+    horizons: str = typer.Option("96,192,336,720", "--horizons", help="Comma-separated forecast lengths H."),
+    drop_last_batch: int = typer.Option(None, "--drop-last-batch", help="Score only whole batches of this size (DLinear: 32). Default: all windows."),
+    features: str = typer.Option("M", "--features", help="M (all in, all out), S (target only), MS (all in, target out)."),
+    target: str = typer.Option("OT", "--target", help="Target column for S and MS."),
+    split: str = typer.Option("auto", "--split", help="auto, etth, ettm (12/4/4 months) or ratio (70/10/20)."),
+) -> None:
+    """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
+    from rich.progress import Progress
+
+    from longstm.data import load_series
+    from longstm.evaluate.ett import choose_split, evaluate_ett
+
+    horizon_list = parse_int_list(horizons, "--horizons")
+    series = load_series(data, gap_policy="report")
+    chosen = choose_split(series, lookback, split)
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"{model} on {data.name}", total=None)
+        results = evaluate_ett(
+            series, model, lookback, horizon_list, drop_last_batch=drop_last_batch, features=features,
+            target=target, split=split, on_batch=lambda n: progress.advance(task, n),
+        )
+    table = Table(
+        title=f"{model} on {data.name}",
+        caption=f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, "
+        f"features {features}, metrics on train-scaled data"
+        + (f", last incomplete batch of {drop_last_batch} dropped" if drop_last_batch else ""),
+    )
+    table.add_column("H", justify="right")
+    table.add_column("MSE", justify="right")
+    table.add_column("MAE", justify="right")
+    table.add_column("windows", justify="right")
+    for result in results:
+        table.add_row(str(result.horizon), f"{result.mse:.3f}", f"{result.mae:.3f}", str(result.windows))
+    console.print(table)
+
+
+@app.command("hft")
+def hft(
+    data: Path = typer.Option(..., "--data", help="OHLCV bars file: timestamp, open, high, low, close, volume."),
+    model: str = typer.Option("zero,momentum,ar", "--model", help="Comma-separated baselines: zero, momentum, ar."),
+    horizons: str = typer.Option("1,5,15", "--horizons", help="Forecast horizons k in bars."),
+    lookback: int = typer.Option(60, "--lookback", help="Bars of features per decision (the AR's lags)."),
+    cost_bps: float = typer.Option(1.0, "--cost-bps", help="Backtest cost per unit of position change, bp."),
+    ridge: float = typer.Option(0.0, "--ridge", help="L2 penalty of the AR baseline (0: least squares)."),
+    walk_forward: bool = typer.Option(False, "--walk-forward", help="Refit before each block of test steps."),
+    retrain_every: int = typer.Option(None, "--retrain-every", help="Test steps per walk-forward block."),
+    train_window: int = typer.Option(None, "--train-window", help="Training steps per walk-forward refit."),
+    periods_per_year: float = typer.Option(None, "--periods-per-year", help="Bars per year (default: from timestamps)."),
+    out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown and PNG plots."),
+) -> None:
+    """HFT protocol on OHLCV bars: next-k-bar returns, direction, IC, and a costed sign-strategy backtest."""
+    from longstm.evaluate.hft import run_hft_command
+
+    run_hft_command(
+        data, model=model, horizons=horizons, lookback=lookback, cost_bps=cost_bps, ridge=ridge,
+        walk_forward=walk_forward, retrain_every=retrain_every, train_window=train_window,
+        periods_per_year=periods_per_year, out=out,
+    )
+
+
+@app.command("lobster")
+def lobster(
+    data: Path = typer.Option(..., "--data", help="LOBSTER *_message_N.csv (its *_orderbook_N.csv beside it)."),
+    k: str = typer.Option("10", "--k", help="Events ahead whose mean mid is compared (comma-separated for several)."),
+    alpha: float = typer.Option(2e-5, "--alpha", help="Flat band as a fraction of the mid price."),
+    model: str = typer.Option("majority,persistence", "--model", help="Comma-separated: majority, persistence."),
+    out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown."),
+) -> None:
+    """LOBSTER mid-price direction (up/flat/down over the next k events): accuracy and macro-F1."""
+    from longstm.evaluate.lobster_task import run_lobster_command
+
+    run_lobster_command(data, k=k, alpha=alpha, model=model, out=out)

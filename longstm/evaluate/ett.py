@@ -1,0 +1,155 @@
+"""The ETT long-horizon forecasting protocol (Informer / Autoformer / DLinear).
+
+1. Split chronologically: ETTh train [0, 8640), val [8640 - L, 11520), test [11520 - L, 14400);
+   ETTm the same x4; other data 70/10/20 with the same L overlap (`longstm.data.splits`).
+2. Fit a `StandardScaler` on the training rows only and scale everything with it.
+3. Slide windows of L inputs + H targets over the test part (stride 1, in order) and report
+   MSE and MAE over all forecast values, on the scaled data.
+
+`features` picks the variant: `"M"` all columns in, all out; `"S"` the target column only;
+`"MS"` all columns in, the target out. DLinear's test loader drops the last incomplete batch
+(batch size 32); `drop_last_batch=32` reproduces that, the default scores every window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from longstm.data.loaders import load_series
+from longstm.data.scaling import StandardScaler
+from longstm.data.series import TimeSeries
+from longstm.data.splits import Split, chronological_split, ett_split
+from longstm.data.windows import WindowIndex, gather_windows
+from longstm.errors import ConfigError, DataValidationError
+from longstm.evaluate.metrics import ErrorAccumulator
+from longstm.models.baselines import BASELINES, make_baseline
+
+FEATURE_MODES = ("M", "S", "MS")
+SPLITS = ("auto", "etth", "ettm", "ratio")
+
+
+@dataclass(frozen=True)
+class EttResult:
+    """Test-set scores for one horizon."""
+
+    horizon: int
+    mse: float
+    mae: float
+    windows: int
+    lookback: int
+    protocol: str
+    features: str
+
+
+def choose_split(series: TimeSeries, lookback: int, split: str = "auto") -> Split:
+    """The ETT split for hourly (`etth`) or 15-minute (`ettm`) data, else 70/10/20 (`ratio`).
+
+    `auto` picks `etth`/`ettm` when the most common step is 1 hour / 15 minutes and the series
+    holds the 14400 (x4) rows the protocol needs, and `ratio` otherwise.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "auto":
+        step = series.step()
+        split = "ratio"
+        if step == np.timedelta64(1, "h") and len(series) >= 14400:
+            split = "etth"
+        elif step == np.timedelta64(15, "m") and len(series) >= 4 * 14400:
+            split = "ettm"
+    if split == "ratio":
+        return chronological_split(len(series), lookback)
+    return ett_split(len(series), lookback, freq=split[-1])
+
+
+def _model_for(model: Any, horizon: int, target_indices: list[int] | None):
+    if isinstance(model, str):
+        if model not in BASELINES:
+            raise ConfigError(
+                f"unknown model {model!r}: expected a baseline name ({', '.join(BASELINES)}) or an object "
+                f"with predict_windows(x) -> y"
+            )
+        return make_baseline(model, horizon, target_indices)
+    if hasattr(model, "predict_windows") and not isinstance(model, type):
+        return model
+    if callable(model):
+        return _model_for(model(horizon), horizon, target_indices)
+    raise ConfigError(f"model must be a baseline name, an object with predict_windows(x), or a factory horizon -> model; got {type(model).__name__}")
+
+
+def evaluate_ett(
+    path: str | Path | TimeSeries,
+    model: Any,
+    lookback: int,
+    horizons: Sequence[int] = (96, 192, 336, 720),
+    drop_last_batch: int | None = None,
+    features: str = "M",
+    target: str = "OT",
+    *,
+    split: str = "auto",
+    batch_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[EttResult]:
+    """Score a forecaster on the test part of an ETT-format series, one result per horizon.
+
+    Args:
+        path: an ETT-format CSV (timestamp column + numeric columns) or a loaded `TimeSeries`.
+        model: `"repeat"` or `"mean"`; or any object with `predict_windows(x) -> y` taking
+            scaled windows `(batch, lookback, inputs)` and returning `(batch, horizon, targets)`;
+            or a callable `horizon -> such an object`.
+        lookback: input length L.
+        horizons: forecast lengths H.
+        drop_last_batch: score only the first `len // n * n` windows, like a test loader with
+            batch size n and `drop_last=True` (DLinear used 32). None scores all windows.
+        features: `"M"`, `"S"` or `"MS"` (see the module docstring).
+        target: the target column for `"S"`/`"MS"`.
+        split: `"auto"`, `"etth"`, `"ettm"` or `"ratio"` (see `choose_split`).
+        batch_size: windows per model call (does not change the scores).
+        on_batch: called with the number of windows after each batch (progress bars).
+
+    Returns:
+        One `EttResult(horizon, mse, mae, windows, ...)` per horizon, in order.
+    """
+    if features not in FEATURE_MODES:
+        raise ConfigError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+    if drop_last_batch is not None and (isinstance(drop_last_batch, bool) or int(drop_last_batch) < 1):
+        raise ConfigError(f"drop_last_batch must be a positive batch size or None, got {drop_last_batch!r}")
+    series = path if isinstance(path, TimeSeries) else load_series(path, gap_policy="report")
+    target_indices = None
+    if features == "S":
+        series = series.select([target])
+    elif features == "MS":
+        target_indices = [series.column_index(target)]
+    chosen = choose_split(series, lookback, split)
+    scaler = StandardScaler(series.columns).fit(series.values[slice(*chosen.train)])
+
+    results = []
+    for horizon in horizons:
+        index = WindowIndex(len(series), lookback, int(horizon), start=chosen.test[0], stop=chosen.test[1],
+                            segments=series.segments)
+        index.require(1, f"{series.source}: test part of the {chosen.protocol} split")
+        count = len(index) - (len(index) % int(drop_last_batch) if drop_last_batch else 0)
+        if count == 0:
+            raise DataValidationError(
+                f"{series.source}: {len(index)} test windows for horizon {horizon}, fewer than one batch of "
+                f"drop_last_batch={drop_last_batch}"
+            )
+        forecaster = _model_for(model, int(horizon), target_indices)
+        errors = ErrorAccumulator()
+        for first in range(0, count, batch_size):
+            starts = index.starts(np.arange(first, min(first + batch_size, count)))
+            x, y = gather_windows(series.values, starts, lookback, int(horizon), target_columns=target_indices, scaler=scaler)
+            prediction = np.asarray(forecaster.predict_windows(x))
+            if prediction.shape != y.shape:
+                raise ConfigError(
+                    f"model forecast has shape {prediction.shape}, expected {y.shape} (batch, horizon {horizon}, "
+                    f"{y.shape[2]} target columns)"
+                )
+            errors.update(prediction, y)
+            if on_batch is not None:
+                on_batch(len(starts))
+        results.append(EttResult(int(horizon), errors.mse, errors.mae, count, lookback, chosen.protocol, features))
+    return results
