@@ -237,6 +237,7 @@ class Trainer:
         updates = len(train) - first_step
         return {
             "train_mse": loss_total / max(count_total, 1.0),
+            "train_rows": int(count_total),
             "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
             "seconds": seconds,
             "updates_per_s": updates / max(seconds, 1e-9),
