@@ -62,13 +62,18 @@ def direction_labels(mid, horizon: int, alpha: float) -> tuple[np.ndarray, np.nd
         raise ConfigError(f"alpha must be a finite number >= 0, got {alpha}")
     labels = np.zeros(mid.size, dtype=np.int64)
     valid = np.zeros(mid.size, dtype=bool)
+    from numpy.lib.stride_tricks import sliding_window_view
+
     if mid.size > horizon:
-        cumulative = np.concatenate([[0.0], np.cumsum(mid)])
-        starts = np.arange(mid.size - horizon)
-        future_mean = (cumulative[starts + horizon + 1] - cumulative[starts + 1]) / horizon
-        change = (future_mean - mid[starts]) / mid[starts]
-        labels[starts] = np.where(change > alpha, 1, np.where(change < -alpha, -1, 0))
-        valid[starts] = True
+        future = sliding_window_view(mid[1:], horizon)  # row t: mid[t+1 .. t+k], a view
+        # Average the differences (not the prices) so an unchanged mid gives exactly 0, and go
+        # in blocks so memory stays bounded for long event files.
+        block = max(1, (1 << 22) // horizon)
+        for start in range(0, mid.size - horizon, block):
+            stop = min(start + block, mid.size - horizon)
+            change = (future[start:stop] - mid[start:stop, None]).mean(axis=1) / mid[start:stop]
+            labels[start:stop] = np.where(change > alpha, 1, np.where(change < -alpha, -1, 0))
+        valid[: mid.size - horizon] = True
     return labels, valid
 
 
