@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-import math
+import threading
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -89,6 +89,25 @@ class WindowIndex:
                 f"{what or 'series'}: rows [{self.start}, {self.stop}) give {len(self)} windows of lookback "
                 f"{self.lookback} + horizon {self.horizon} (inside segments), need at least {at_least}"
             )
+
+
+class _EpochPermutations:
+    """The window order of the current epoch, rebuilt when a new epoch seed arrives."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.seed: int | None = None
+        self.order: np.ndarray | None = None
+        self.lock = threading.Lock()
+
+    def get(self, epoch_seed: int) -> np.ndarray:
+        with self.lock:
+            if epoch_seed != self.seed:
+                self.order = None  # free the old order before drawing the new one
+                order = np.arange(self.total, dtype=np.int32 if self.total < 2**31 else np.int64)
+                np.random.default_rng(epoch_seed % 2**63).shuffle(order)
+                self.seed, self.order = epoch_seed, order
+            return self.order
 
 
 def _column_indices(series: TimeSeries | np.ndarray, columns) -> list[int] | None:
@@ -181,39 +200,38 @@ def window_dataset(series: TimeSeries | np.ndarray, lookback: int, horizon: int,
     total = len(index)
     full, remainder = divmod(total, batch_size)
     num_batches = full + (1 if remainder and not drop_remainder else 0)
-    index_dtype = tf.int32 if total < 2**31 - 1 else tf.int64
+    permutations = _EpochPermutations(total)
 
+    # Each element names one batch: (epoch seed, batch number). The order of an epoch is a
+    # permutation kept in NumPy (4 bytes per window), drawn from a seed that tf.data redraws
+    # every time the dataset is iterated again.
     if shuffle:
         epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-
-        def epoch_batches(epoch_seed):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(total, dtype=index_dtype), seed=tf.stack([epoch_seed, tf.constant(0, tf.int64)])
-            )
-            batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], (full, batch_size)))
-            if remainder and not drop_remainder:
-                batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size :]))
-            return batches
-
-        ordinals = epoch_seeds.flat_map(epoch_batches).apply(tf.data.experimental.assert_cardinality(num_batches))
     else:
-        ordinals = tf.data.Dataset.range(num_batches).map(
-            lambda b: tf.range(b * batch_size, tf.minimum((b + 1) * batch_size, total), dtype=tf.int64)
-        )
+        epoch_seeds = tf.data.Dataset.from_tensors(tf.constant(-1, tf.int64))
+    batch_keys = epoch_seeds.flat_map(
+        lambda epoch_seed: tf.data.Dataset.range(num_batches).map(lambda b: tf.stack([epoch_seed, b]))
+    ).apply(tf.data.experimental.assert_cardinality(num_batches))
 
     in_features = values.shape[1] if inputs is None else len(inputs)
     out_features = values.shape[1] if targets is None else len(targets)
     static_batch = batch_size if drop_remainder else None
 
-    def gather(batch_ordinals: np.ndarray):
-        return gather_windows(values, index.starts(batch_ordinals), index.lookback, index.horizon,
+    def gather(key: np.ndarray):
+        epoch_seed, batch = int(key[0]), int(key[1])
+        first, last = batch * batch_size, min((batch + 1) * batch_size, total)
+        if shuffle:
+            ordinals = permutations.get(epoch_seed)[first:last]
+        else:
+            ordinals = np.arange(first, last)
+        return gather_windows(values, index.starts(ordinals), index.lookback, index.horizon,
                               input_columns=inputs, target_columns=targets, scaler=scaler)
 
-    def to_tensors(batch_ordinals):
-        x, y = tf.numpy_function(gather, [batch_ordinals], [tf.float32, tf.float32], stateful=False)
+    def to_tensors(key):
+        x, y = tf.numpy_function(gather, [key], [tf.float32, tf.float32], stateful=False)
         x.set_shape([static_batch, index.lookback, in_features])
         y.set_shape([static_batch, index.horizon, out_features])
         return x, y
 
-    dataset = ordinals.map(to_tensors)
+    dataset = batch_keys.map(to_tensors)
     return dataset.prefetch(prefetch) if prefetch else dataset
