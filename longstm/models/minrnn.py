@@ -1,0 +1,399 @@
+"""minLSTM and minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): recurrences as one scan.
+
+A classic LSTM's gates read h_{t-1}, so T steps are T dependent matrix products. minGRU and
+minLSTM compute their gates from the input x_t alone:
+
+    minGRU:   z_t = sigmoid(k_z),  h~_t = g(k_h),
+              h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
+    minLSTM:  f_t = sigmoid(k_f),  i_t = sigmoid(k_i),  h~_t = g(k_h),
+              f'_t, i'_t = f_t / (f_t + i_t), i_t / (f_t + i_t)        (normalised gates)
+              h_t = f'_t * h_{t-1} + i'_t * h~_t
+
+with `k = x_t W + bias` and g(x) = x + 0.5 for x >= 0, sigmoid(x) below: a positive candidate.
+Every step is h_t = a_t * h_{t-1} + b_t with a_t in (0, 1), so a whole chunk is one parallel
+scan (`longstm.models.scan`): a sequential depth of about `64 * log_64(T)` cheap ops instead
+of T matrix products when training, and the same O(1) update per step when streaming
+(`mode="sequential"`).
+
+Log space and the sign of h. The gates are written as in the paper's log-space form
+(`-softplus` for log-sigmoid, `softplus(-k_f) - softplus(-k_i)` for the normalised gates), and
+the paper's two log-space scans are available (`scan="associative"`, `scan="logcumsumexp"`).
+They need b_t > 0, which the positive candidate g(.) guarantees, so h is positive from a zero
+state. The carried state h0 never goes through a logarithm: it enters every scan exactly as
+`prod(a) * h0 + h_from_zero`, so a state of any sign (zeros after a lane reset, a state set
+by hand) is valid and chunked-with-carry equals the full forward. The default scan
+(`"blocked"`) runs in linear space: it never divides by a cumulative product, so it needs no
+logarithms to stay stable, and it measured the fastest and the most accurate here.
+
+What the speed costs. The gates cannot see h_{t-1}, so one layer can only mix its past
+linearly with input-dependent decays: no multiplicative interaction between the state and
+the new input inside a step. Depth (stacked blocks with MLPs) has to make up for it; the paper
+reports parity with Transformers on its benchmarks, but on a given forecasting task a stack
+of these may need more layers than an LSTM, and the accuracy cost on ETT is not measured yet
+(docs/RESULTS.md). The parallel scan also keeps a few `(batch, steps, units)` tensors alive
+per layer for the backward pass, where a fused LSTM keeps a similar amount.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from longstm.errors import ConfigError, DataValidationError
+from longstm.models.protocol import RecurrentModel, State
+from longstm.models.scan import SCAN_METHODS, associative_log_scan, blocked_scan, logcumsumexp_scan, sequential_scan
+from longstm.models.stacked import check_fraction, check_positive_int
+
+MODES = ("parallel", "sequential")
+CELLS = ("minlstm", "mingru")
+NORMS = ("rms", "layer", None)
+
+
+def candidate(x):
+    """g(x) = x + 0.5 for x >= 0, sigmoid(x) below: continuous, increasing and positive."""
+    return ops.where(x >= 0, x + 0.5, ops.sigmoid(x))
+
+
+def log_candidate(x):
+    """log g(x), computed without forming g(x) where it underflows."""
+    return ops.where(x >= 0, ops.log(ops.relu(x) + 0.5), -ops.softplus(-x))
+
+
+def _check_choice(owner: str, name: str, value, choices) -> object:
+    if value not in choices:
+        raise ConfigError(f"{owner} argument `{name}` must be one of {list(choices)}; got {value!r}.")
+    return value
+
+
+class _MinRecurrence(RecurrentModel):
+    """What minLSTM and minGRU share: the input projection, the state, the scan."""
+
+    gate_count: int  # projections per unit: 3 for minLSTM (f, i, h~), 2 for minGRU (z, h~)
+
+    def __init__(
+        self,
+        units: int,
+        mode: str = "parallel",
+        scan: str = "blocked",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.units = check_positive_int(owner, "units", units)
+        self.mode = _check_choice(owner, "mode", mode, MODES)
+        self.scan = _check_choice(owner, "scan", scan, SCAN_METHODS)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise DataValidationError(
+                f"{type(self).__name__} expects inputs of shape (batch, steps, features) with a known "
+                f"number of features; got shape {tuple(input_shape)}."
+            )
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.gate_count * self.units), initializer=self.kernel_initializer
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.gate_count * self.units,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+        self.built = True
+
+    def initial_state(self, batch_size: int) -> State:
+        return (ops.zeros((batch_size, self.units), self.compute_dtype),)
+
+    def _check_state(self, state, inputs):
+        if not isinstance(state, (tuple, list)) or len(state) != 1:
+            raise DataValidationError(
+                f"{type(self).__name__} state must be a tuple with one tensor h of shape (batch, {self.units}); "
+                f"got {type(state).__name__} of length {len(state) if isinstance(state, (tuple, list)) else '-'}."
+            )
+        h0 = state[0]
+        shape = tuple(h0.shape)
+        batch = inputs.shape[0]
+        if len(shape) != 2 or shape[1] != self.units or (None not in (shape[0], batch) and shape[0] != batch):
+            raise DataValidationError(
+                f"{type(self).__name__} state h must have shape ({batch}, {self.units}); got {shape}."
+            )
+        return ops.cast(h0, self.compute_dtype)
+
+    def call(self, inputs, state=None, training=None):
+        if len(inputs.shape) != 3:
+            raise DataValidationError(
+                f"{type(self).__name__} expects inputs of shape (batch, steps, features); got shape {tuple(inputs.shape)}."
+            )
+        h0 = self.initial_state(ops.shape(inputs)[0])[0] if state is None else self._check_state(state, inputs)
+        projections = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            projections = projections + self.bias
+        if self.mode == "parallel" and self.scan != "blocked" and inputs.shape[1] is not None:
+            log_a, log_b = self.log_coefficients(projections)
+            scan = associative_log_scan if self.scan == "associative" else logcumsumexp_scan
+            h = scan(log_a, log_b, h0)
+        else:
+            a, b = self.coefficients(projections)
+            if self.mode == "parallel" and inputs.shape[1] is not None:
+                h = blocked_scan(a, b, h0)
+            else:  # streaming, or a symbolic call with an unknown number of steps
+                h = sequential_scan(a, b, h0)
+        return h, (h[:, -1],)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            mode=self.mode,
+            scan=self.scan,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+_DOC_ARGS = """
+    Args:
+        units: width of the state h (positive integer).
+        mode: `"parallel"` (one scan over the chunk: for training and long chunks) or
+            `"sequential"` (a step loop: for streaming a few steps at a time). Both compute the
+            same function (max abs difference ~1e-6 in float32 at 10^4 steps).
+        scan: the parallel scan: `"blocked"` (linear-space blocked scan, the fastest here),
+            `"associative"` (log space, `keras.ops.associative_scan`, any backend) or
+            `"logcumsumexp"` (log space, the paper's cumsum formulation, TensorFlow only,
+            float64 inside). See `longstm.models.scan`.
+        use_bias: add a bias to the gate and candidate projections.
+        kernel_initializer, bias_initializer: for those projections.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        state: `(h,)` with h of shape `(batch, units)`, any sign; `None` for zeros.
+        training: unused (no dropout inside the recurrence).
+
+    Returns:
+        `(outputs, new_state)`: h at every step, `(batch, steps, units)`, and `(h_last,)`.
+        From a zero state h is positive (the candidates are).
+"""
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class MinGRU(_MinRecurrence):
+    __doc__ = (
+        """minGRU: h_t = (1 - z_t) * h_{t-1} + z_t * g(k_h), gates from the input only.
+"""
+        + _DOC_ARGS
+        + """
+    Example:
+
+    >>> layer = MinGRU(64)
+    >>> state = layer.initial_state(16)
+    >>> for chunk in chunks:                  # (16, 4096, features) each
+    ...     h, state = layer(chunk, state=state)
+    """
+    )
+
+    gate_count = 2
+
+    def coefficients(self, projections):
+        update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
+        return ops.sigmoid(-update_logit), ops.sigmoid(update_logit) * candidate(candidate_logit)
+
+    def log_coefficients(self, projections):
+        update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
+        return -ops.softplus(update_logit), -ops.softplus(-update_logit) + log_candidate(candidate_logit)
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class MinLSTM(_MinRecurrence):
+    __doc__ = (
+        """minLSTM: h_t = f'_t * h_{t-1} + i'_t * g(k_h), normalised gates from the input only.
+"""
+        + _DOC_ARGS
+        + """
+    Example:
+
+    >>> model = Forecaster(MinLSTM(64), outputs=1)
+    >>> y, state = model(x_chunk)
+    >>> y, state = model(next_chunk, state=state)
+    """
+    )
+
+    gate_count = 3
+
+    @staticmethod
+    def _log_gate_ratio(forget_logit, input_logit):
+        # log(i / f) with f = sigmoid(k_f), i = sigmoid(k_i); f' = sigmoid(-d), i' = sigmoid(d).
+        return ops.softplus(-forget_logit) - ops.softplus(-input_logit)
+
+    def coefficients(self, projections):
+        forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
+        ratio = self._log_gate_ratio(forget_logit, input_logit)
+        return ops.sigmoid(-ratio), ops.sigmoid(ratio) * candidate(candidate_logit)
+
+    def log_coefficients(self, projections):
+        forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
+        ratio = self._log_gate_ratio(forget_logit, input_logit)
+        return -ops.softplus(ratio), -ops.softplus(-ratio) + log_candidate(candidate_logit)
+
+
+def _recurrence_class(cell: str):
+    return {"minlstm": MinLSTM, "mingru": MinGRU}[cell]
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class MinRNNStack(RecurrentModel):
+    """Residual blocks of minLSTM/minGRU (pre-norm, optional gated MLP) behind the state protocol.
+
+        x = Dense(units)(inputs)                                    # input projection
+        for each block:
+            x = x + Dropout(Dense(units)(rnn(norm(x))))             # recurrence, signed output
+            x = x + Dropout(MLP(norm(x)))                           # when mlp_ratio > 0
+        outputs = norm(x)
+
+    The recurrence's h is positive, so a linear projection after it gives the residual stream
+    a sign. MLP(x) = Dense(units)(silu(x W_gate) * (x W_value)), hidden width
+    `mlp_ratio * units` (a SwiGLU). Every op but the recurrence works on one step at a time,
+    so the stack is causal and chunking with carried state equals the full forward.
+
+    Args:
+        units: width of the residual stream and of every recurrence (positive integer).
+        layers: number of blocks (positive integer).
+        cell: `"minlstm"` or `"mingru"`.
+        norm: `"rms"` (RMS norm), `"layer"` (layer norm) or `None`.
+        mlp_ratio: hidden width of the gated MLP in units of `units`; 0 for no MLP.
+        dropout: fraction dropped on each residual branch during training.
+        mode, scan: passed to every recurrence (see `MinLSTM`).
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        state: a tuple with one `(h,)` per block, each `(batch, units)`; `None` for zeros.
+        training: turns dropout on.
+
+    Returns:
+        `(outputs, new_state)`: `(batch, steps, units)` and the state after the last step.
+
+    Example:
+
+    >>> model = Forecaster(MinRNNStack(64, layers=3, cell="mingru"), outputs=1)
+    >>> state = model.initial_state(16)
+    >>> for chunk in chunks:
+    ...     y, state = model(chunk, state=state)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        layers: int = 2,
+        cell: str = "minlstm",
+        norm: str | None = "rms",
+        mlp_ratio: int = 2,
+        dropout: float = 0.0,
+        mode: str = "parallel",
+        scan: str = "blocked",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("MinRNNStack", "units", units)
+        self.num_layers = check_positive_int("MinRNNStack", "layers", layers)
+        self.cell = _check_choice("MinRNNStack", "cell", cell, CELLS)
+        self.norm = _check_choice("MinRNNStack", "norm", norm, NORMS)
+        self.mlp_ratio = check_positive_int("MinRNNStack", "mlp_ratio", mlp_ratio, minimum=0)
+        self.dropout = check_fraction("MinRNNStack", "dropout", dropout)
+        self.mode = _check_choice("MinRNNStack", "mode", mode, MODES)
+        self.scan = _check_choice("MinRNNStack", "scan", scan, SCAN_METHODS)
+
+        recurrence = _recurrence_class(self.cell)
+        self.input_projection = keras.layers.Dense(units, name="input_projection")
+        self.recurrences = [recurrence(units, mode=mode, scan=scan, name=f"{cell}_{i}") for i in range(layers)]
+        self.output_projections = [keras.layers.Dense(units, name=f"rnn_out_{i}") for i in range(layers)]
+        self.rnn_norms = [self._make_norm(f"rnn_norm_{i}") for i in range(layers)]
+        self.mlp_norms, self.mlp_gates, self.mlp_outputs = [], [], []
+        if self.mlp_ratio:
+            hidden = self.mlp_ratio * units
+            self.mlp_norms = [self._make_norm(f"mlp_norm_{i}") for i in range(layers)]
+            self.mlp_gates = [keras.layers.Dense(2 * hidden, name=f"mlp_in_{i}") for i in range(layers)]
+            self.mlp_outputs = [keras.layers.Dense(units, name=f"mlp_out_{i}") for i in range(layers)]
+        self.final_norm = self._make_norm("final_norm")
+        self.drop = keras.layers.Dropout(self.dropout, name="dropout") if self.dropout else None
+
+    def _make_norm(self, name: str):
+        if self.norm == "rms":
+            return keras.layers.RMSNormalization(name=name)
+        if self.norm == "layer":
+            return keras.layers.LayerNormalization(name=name)
+        return None
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise DataValidationError(
+                f"MinRNNStack expects inputs of shape (batch, steps, features) with a known number of "
+                f"features; got shape {tuple(input_shape)}."
+            )
+        stream_shape = tuple(input_shape[:2]) + (self.units,)
+        self.input_projection.build(input_shape)
+        for index in range(self.num_layers):
+            for layer in (self.rnn_norms[index], self.recurrences[index], self.output_projections[index]):
+                if layer is not None:
+                    layer.build(stream_shape)
+            if self.mlp_ratio:
+                for layer in (self.mlp_norms[index], self.mlp_gates[index]):
+                    if layer is not None:
+                        layer.build(stream_shape)
+                self.mlp_outputs[index].build(tuple(input_shape[:2]) + (self.mlp_ratio * self.units,))
+        if self.final_norm is not None:
+            self.final_norm.build(stream_shape)
+        self.built = True
+
+    def initial_state(self, batch_size: int) -> State:
+        return tuple(recurrence.initial_state(batch_size) for recurrence in self.recurrences)
+
+    def _branch(self, x, training):
+        return self.drop(x, training=training) if self.drop is not None else x
+
+    def call(self, inputs, state=None, training=None):
+        if state is None:
+            state = self.initial_state(ops.shape(inputs)[0])
+        if not isinstance(state, (tuple, list)) or len(state) != self.num_layers:
+            got = len(state) if isinstance(state, (tuple, list)) else type(state).__name__
+            raise DataValidationError(
+                f"MinRNNStack state must have one (h,) per block: expected {self.num_layers} entries; got {got}."
+            )
+        x = self.input_projection(inputs)
+        new_state = []
+        for index, recurrence in enumerate(self.recurrences):
+            norm = self.rnn_norms[index]
+            h, layer_state = recurrence(norm(x) if norm is not None else x, state=state[index], training=training)
+            x = x + self._branch(self.output_projections[index](h), training)
+            new_state.append(layer_state)
+            if self.mlp_ratio:
+                norm = self.mlp_norms[index]
+                gate, value = ops.split(self.mlp_gates[index](norm(x) if norm is not None else x), 2, axis=-1)
+                x = x + self._branch(self.mlp_outputs[index](ops.silu(gate) * value), training)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, tuple(new_state)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            layers=self.num_layers,
+            cell=self.cell,
+            norm=self.norm,
+            mlp_ratio=self.mlp_ratio,
+            dropout=self.dropout,
+            mode=self.mode,
+            scan=self.scan,
+        )
+        return config

@@ -1,0 +1,194 @@
+"""Scans of the first-order linear recurrence h_t = a_t * h_{t-1} + b_t over a time axis.
+
+This is the whole recurrent part of minLSTM / minGRU (`longstm.models.minrnn`): their gates
+depend on the input only, so a chunk of T steps is one scan instead of T dependent steps.
+
+Three parallel formulations, all `(batch, steps, units)`, with the carried state `h0` of
+shape `(batch, units)` entering exactly:
+
+- `blocked_scan` (the default of the layers): a two-level (recursively blocked) scan in
+  linear space. The time axis is cut into blocks of `block` steps; one Python-unrolled loop
+  of `block` steps runs over all blocks at once (every op works on `(batch, steps/block,
+  units)`), the block ends are scanned recursively, and one multiply-add spreads the carried
+  state into each block. Depth `block * log_block(T)` ops, one pass over memory per level.
+  Its gradient is written by hand (`_blocked_scan_with_gradient`): the adjoint of a linear
+  recurrence is the same recurrence run backwards, so the backward pass is one more scan
+  instead of the autodiff of hundreds of unrolled steps.
+- `associative_log_scan`: `keras.ops.associative_scan` (a Blelloch-style tree, portable to
+  every Keras backend) on log-space pairs `(log a, log b)`, the paper's formulation.
+- `logcumsumexp_scan`: the paper's "Heinsen" scan, `cumsum(log a)` and
+  `cumulative_logsumexp(log b - cumsum(log a))`, TensorFlow-native. In float32 it loses
+  precision on long chunks (cumsum(log a) grows like -T, and adding it back cancels digits:
+  max error 4e-3 at T=4096 measured), so it accumulates in float64.
+
+Why the default is linear, not log space: the paper moves to log space so that its
+cumulative-product formulation does not divide by a vanishing prod(a). A blocked or tree scan
+never divides: with 0 < a < 1 the products only underflow harmlessly to 0 and h stays a
+convex combination of the inputs, so linear space is already stable at any length, and it
+was the fastest and the most accurate of the three here (docs/RESULTS.md).
+
+The log-space scans need b > 0 (they take log b); minLSTM/minGRU guarantee it with the
+positive candidate g(x). `h0` never goes through a logarithm in any of the three: it enters
+as `prod(a) * h0 + h_from_zero`, so a carried state of any sign (zeros after a lane reset,
+or a state set by hand) is handled exactly.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+SCAN_METHODS = ("blocked", "associative", "logcumsumexp")
+
+# Block length of the blocked scan: a longer block means fewer recursion levels but a longer
+# unrolled loop (graph size and trace time grow with it); 64 measured best at 512-32768 steps.
+DEFAULT_BLOCK = 64
+
+
+def sequential_scan(a, b, h0):
+    """The reference loop: h_t = a_t * h_{t-1} + b_t, one step after another.
+
+    Used for streaming (one or a few steps at a time) and as the ground truth in tests.
+    Works with an unknown (symbolic) number of steps.
+
+    Args:
+        a, b: `(batch, steps, units)`.
+        h0: `(batch, units)`.
+
+    Returns:
+        `h` of shape `(batch, steps, units)`.
+    """
+    a_time_major = ops.transpose(a, (1, 0, 2))
+    b_time_major = ops.transpose(b, (1, 0, 2))
+
+    def step(h, ab):
+        a_t, b_t = ab
+        h = a_t * h + b_t
+        return h, h
+
+    _, hs = ops.scan(step, h0, (a_time_major, b_time_major))
+    return ops.transpose(hs, (1, 0, 2))
+
+
+def _blocked_scan(a, b, h0, block: int, reverse: bool):
+    """`blocked_scan` without the hand-written gradient; `reverse` runs time backwards."""
+    steps = a.shape[1]
+    if steps <= block:
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        a_steps, b_steps = ops.unstack(a, axis=1), ops.unstack(b, axis=1)
+        outputs = [None] * steps
+        h = h0
+        for t in order:
+            h = a_steps[t] * h + b_steps[t]
+            outputs[t] = h
+        return ops.stack(outputs, axis=1)
+
+    blocks = -(-steps // block)
+    pad = blocks * block - steps
+    if pad:
+        # a = 1, b = 0 is the identity step; in reverse mode the padding must come first.
+        where = [[0, 0], [pad, 0] if reverse else [0, pad], [0, 0]]
+        a = ops.pad(a, where, constant_values=1.0)
+        b = ops.pad(b, where)
+    units = a.shape[-1]
+    a_blocks = ops.reshape(a, (-1, blocks, block, units))
+    b_blocks = ops.reshape(b, (-1, blocks, block, units))
+
+    # Level 1: every block scanned from zero at once; `decay` is the running product of a.
+    a_steps, b_steps = ops.unstack(a_blocks, axis=2), ops.unstack(b_blocks, axis=2)
+    order = list(range(block - 1, -1, -1)) if reverse else list(range(block))
+    local, decay = [None] * block, [None] * block
+    first = order[0]
+    local[first], decay[first] = b_steps[first], a_steps[first]
+    previous = first
+    for position in order[1:]:
+        local[position] = a_steps[position] * local[previous] + b_steps[position]
+        decay[position] = a_steps[position] * decay[previous]
+        previous = position
+    block_end_h, block_end_decay = local[order[-1]], decay[order[-1]]
+
+    # Level 2: the state entering each block, a scan over blocks of the same recurrence.
+    exit_state = _blocked_scan(block_end_decay, block_end_h, h0, block, reverse)
+    if reverse:
+        entry_state = ops.concatenate([exit_state[:, 1:], h0[:, None]], axis=1)
+    else:
+        entry_state = ops.concatenate([h0[:, None], exit_state[:, :-1]], axis=1)
+
+    h = ops.stack(local, axis=2) + ops.stack(decay, axis=2) * entry_state[:, :, None]
+    h = ops.reshape(h, (-1, blocks * block, units))
+    return h[:, pad:] if reverse else h[:, :steps]
+
+
+def blocked_scan(a, b, h0, block: int = DEFAULT_BLOCK):
+    """Parallel scan of h_t = a_t * h_{t-1} + b_t in linear space, blocked; see the module doc.
+
+    Args:
+        a: `(batch, steps, units)`, the decay; stable for 0 <= a <= 1 (any real a works,
+            but |a| > 1 over long chunks overflows, as it would in any formulation).
+        b: `(batch, steps, units)`, the input.
+        h0: `(batch, units)`, the state before the first step.
+        block: steps per block (>= 2).
+
+    Returns:
+        `h`, `(batch, steps, units)`; `h[:, -1]` is the state to carry to the next chunk.
+
+    The number of steps must be known when the graph is built (it is unrolled).
+    """
+    if a.shape[1] is None:
+        raise ValueError("blocked_scan needs a static number of steps; got None (use sequential_scan).")
+    return _blocked_scan_with_gradient(a, b, h0, block)
+
+
+def _blocked_scan_with_gradient(a, b, h0, block):
+    @ops.custom_gradient
+    def scan(a, b, h0):
+        h = _blocked_scan(a, b, h0, block, reverse=False)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            # Adjoint: g_t = dL/dh_t + a_{t+1} g_{t+1}, a reverse scan with the same decays.
+            a_next = ops.concatenate([a[:, 1:], ops.zeros_like(a[:, :1])], axis=1)
+            g = _blocked_scan(a_next, upstream, ops.zeros_like(h0), block, reverse=True)
+            h_previous = ops.concatenate([h0[:, None], h[:, :-1]], axis=1)
+            return g * h_previous, g, a[:, 0] * g[:, 0]
+
+        return h, grad
+
+    return scan(a, b, h0)
+
+
+def associative_log_scan(log_a, log_b, h0):
+    """Parallel scan in log space with `keras.ops.associative_scan` (any Keras backend).
+
+    Args:
+        log_a, log_b: `(batch, steps, units)`, logarithms of a (> 0) and b (> 0).
+        h0: `(batch, units)`, any sign.
+
+    Returns:
+        `h`, `(batch, steps, units)`.
+    """
+
+    def combine(earlier, later):
+        log_a_earlier, log_b_earlier = earlier
+        log_a_later, log_b_later = later
+        return log_a_earlier + log_a_later, ops.logaddexp(log_a_later + log_b_earlier, log_b_later)
+
+    log_decay, log_h_from_zero = ops.associative_scan(combine, (log_a, log_b), axis=1)
+    return ops.exp(log_decay) * h0[:, None] + ops.exp(log_h_from_zero)
+
+
+def logcumsumexp_scan(log_a, log_b, h0):
+    """The paper's log-space scan via cumulative sums (TensorFlow-native ops, float64 inside).
+
+    Args and returns as `associative_log_scan`.
+    """
+    import tensorflow as tf  # cumulative_logsumexp has no keras.ops equivalent
+
+    dtype = log_a.dtype
+    log_a = tf.cast(log_a, tf.float64)
+    log_b = tf.cast(log_b, tf.float64)
+    log_decay = tf.math.cumsum(log_a, axis=1)
+    log_h_from_zero = log_decay + tf.math.cumulative_logsumexp(log_b - log_decay, axis=1)
+    h = tf.exp(log_decay) * tf.cast(h0, tf.float64)[:, None] + tf.exp(log_h_from_zero)
+    return tf.cast(h, dtype)
+
