@@ -6,6 +6,7 @@ starts). `load_series` reads files into it; `build_features` derives causal feat
 `window_dataset` serves (lookback, horizon) windows lazily through `tf.data`.
 """
 
+from longstm.data.features import build_features
 from longstm.data.loaders import KINDS, load_series
 from longstm.data.samples import bundled_path
 from longstm.data.scaling import StandardScaler
@@ -18,6 +19,7 @@ from longstm.data.validation import (
     find_gaps,
     require_length,
 )
+from longstm.data.windows import WindowIndex, gather_windows, iter_window_batches, window_dataset
 
 __all__ = [
     "GAP_POLICIES",
@@ -26,11 +28,16 @@ __all__ = [
     "StandardScaler",
     "DataWarning",
     "TimeSeries",
+    "WindowIndex",
     "apply_gap_policy",
+    "build_features",
     "bundled_path",
     "chronological_split",
     "ett_split",
     "find_gaps",
+    "gather_windows",
+    "iter_window_batches",
     "load_series",
     "require_length",
+    "window_dataset",
 ]
