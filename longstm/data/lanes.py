@@ -392,35 +392,6 @@ class LaneWindows:
         return steps.map(to_dict, num_parallel_calls=1, deterministic=True).prefetch(2)
 
 
-def streaming_moments(values: Any, rows: tuple[int, int], chunk_rows: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation of `values[rows[0]:rows[1]]`, read chunk by chunk.
-
-    For a series that does not fit in memory; float64 accumulation (Chan et al.'s parallel
-    update) so 10^7 rows do not lose precision. A constant column gets std 1.
-    """
-    source = as_row_source(values)
-    count, mean, m2 = 0, None, None
-    for start in range(rows[0], rows[1], chunk_rows):
-        block = np.asarray(source[start : min(start + chunk_rows, rows[1])], dtype=np.float64)
-        if not np.all(np.isfinite(block)):
-            bad = start + int(np.argwhere(~np.isfinite(block))[0][0])
-            raise DataValidationError(f"row {bad} holds a NaN or inf value; clean or fill the series first.")
-        n_block = block.shape[0]
-        block_mean = block.mean(axis=0)
-        block_m2 = ((block - block_mean) ** 2).sum(axis=0)
-        if mean is None:
-            count, mean, m2 = n_block, block_mean, block_m2
-        else:
-            delta = block_mean - mean
-            total = count + n_block
-            mean = mean + delta * n_block / total
-            m2 = m2 + block_m2 + delta**2 * count * n_block / total
-            count = total
-    std = np.sqrt(m2 / max(count, 1))
-    std[std < 1e-12] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise DataValidationError(f"{name} must be an integer >= {minimum}; got {value!r}.")

@@ -221,8 +221,8 @@ class Trainer:
                     step_log.write(self.global_step, epoch + 1, loss, learning_rate)
                 if writer is not None:
                     with writer.as_default(step=self.global_step):
-                        tf.summary.scalar("train/loss", loss)
-                        tf.summary.scalar("train/learning_rate", learning_rate)
+                        _scalar_summary("train/loss", loss)
+                        _scalar_summary("train/learning_rate", learning_rate)
                 elapsed = time.perf_counter() - started
                 progress.advance(loss, (step_in_epoch + 1 - first_step) / max(elapsed, 1e-9))
                 every = config.checkpoint_every
@@ -260,7 +260,7 @@ class Trainer:
             with writer.as_default(step=record["epoch"]):
                 for key, value in record.items():
                     if key != "epoch":
-                        tf.summary.scalar(f"epoch/{key}", value)
+                        _scalar_summary(f"epoch/{key}", value)
         if self.progress:
             from rich.console import Console
 
@@ -365,6 +365,23 @@ class Trainer:
         path = Path(path)
         with np.load(path) as arrays:
             _assign(self.model.variables, arrays, "model", path)
+
+
+def _scalar_metadata() -> bytes:
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    return metadata.SerializeToString()
+
+
+_SCALAR_METADATA = _scalar_metadata()
+
+
+def _scalar_summary(tag: str, value: float) -> None:
+    """A TensorBoard scalar; written with core `tf.summary.write` because `tf.summary.scalar`
+    needs the `tensorboard` package, which tensorflow-cpu does not install."""
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=_SCALAR_METADATA)
 
 
 def checkpoint_path(run_dir: Path) -> Path:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from longstm.data.lanes import LaneWindows, NpyRows, as_row_source, open_npy, streaming_moments
+from longstm.data.lanes import LaneWindows, NpyRows, as_row_source, open_npy
 from longstm.errors import DataValidationError
 
 
@@ -153,14 +153,6 @@ def test_scaling_is_applied_to_inputs_and_targets():
     batch = lanes.batch(0)
     np.testing.assert_allclose(batch["x"][0, 5], (values[5] - mean) / std, rtol=1e-6)
     np.testing.assert_allclose(batch["y"][0, 5, 0], (values[6, 1] - mean[1]) / std[1], rtol=1e-6)
-
-
-def test_streaming_moments_match_numpy(tmp_path):
-    values = _series(1000, 3) * 5 + 2
-    np.save(tmp_path / "s.npy", values)
-    mean, std = streaming_moments(open_npy(tmp_path / "s.npy"), (100, 900), chunk_rows=64)
-    np.testing.assert_allclose(mean, values[100:900].mean(0), rtol=1e-5)
-    np.testing.assert_allclose(std, values[100:900].std(0), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

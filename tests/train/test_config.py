@@ -1,0 +1,58 @@
+"""TOML config: defaults, round trip, and every bad input as a ConfigError naming the key."""
+
+import pytest
+
+from longstm.errors import ConfigError
+from longstm.train.config import Config, config_from_dict, load_config
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_minimal_config_gets_the_defaults_and_round_trips_through_toml(tmp_path):
+    config = load_config(_write(tmp_path, '[data]\npath = "x.csv"\n[train]\nk1 = 8\nk2 = 16\nlearning_rate = 1\n'))
+    assert (config.train.k1, config.train.k2, config.train.learning_rate) == (8, 16, 1.0)
+    assert config.model.name == "lstm" and config.train.lanes == 16
+    again = load_config(_write(tmp_path, config.to_toml()))
+    assert again.to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"k1": 64, "k2": 32}}, r"'train.k1' must be <= 'train.k2'.*got k1=64, k2=32"),
+        ({"train": {"lanes": 0}}, r"'train.lanes' must be an integer >= 1; got 0"),
+        ({"train": {"lanes": 2.5}}, r"'train.lanes' must be an integer; got 2.5"),
+        ({"train": {"optimizer": "sgd"}}, r"'train.optimizer' must be one of \('adam', 'adamw'\); got 'sgd'"),
+        ({"train": {"mixed_precision": "fp8"}}, r"'train.mixed_precision' must be one of"),
+        ({"train": {"learning_rate": -1}}, r"'train.learning_rate' must be a number > 0; got -1.0"),
+        ({"train": {"lr": 0.1}}, r"unknown key 'train.lr'; expected one of \[.*'learning_rate'"),
+        ({"trian": {}}, r"unknown key 'trian'"),
+        ({"train": 3}, r"\[train\] must be a table; got int 3"),
+        ({"model": {"name": "transformer"}}, r"'model.name' must be one of \[.*'lstm'.*\]; got 'transformer'"),
+        ({"model": {"dropout": 1.5}}, r"'model.dropout' must be a number in \[0, 1\); got 1.5"),
+        ({"data": {"split": [0.5, 0.5]}}, r"'data.split' must be three numbers"),
+        ({"data": {"split": [0.5, 0.4, 0.2]}}, r"'data.split' must be three fractions >= 0 summing to 1"),
+        ({"data": {"targets": "OT"}}, r"'data.targets' must be a list; got str 'OT'"),
+        ({"data": {"scale": "yes"}}, r"'data.scale' must be true or false; got 'yes'"),
+        ({"seed": "zero"}, r"'seed' must be an integer; got 'zero'"),
+    ],
+)
+def test_bad_values_name_the_key_and_say_expected_and_got(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw, source="cfg.toml")
+
+
+def test_missing_and_malformed_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match=r"c.toml: not valid TOML"):
+        load_config(_write(tmp_path, "[train\nk1 = "))
+
+
+def test_config_is_a_plain_dataclass_with_tables():
+    config = Config()
+    assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval"}
