@@ -142,3 +142,28 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
 def test_bad_arguments_raise_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         AttentionLSTM(**kwargs)
+
+
+def test_plot_attention_draws_a_png_from_a_run_directory(tmp_path):
+    from longstm.cli import main
+    from longstm.models.attention import save_attention_weights
+
+    model = AttentionLSTM(6, heads=2, memory=4, window=5)
+    x = _series(steps=8)
+    save_attention_weights(tmp_path / "attention.npy", model.attention_weights(x, state=model(x)[1]))
+    assert main(["plot", "attention", str(tmp_path), "--head", "1"]) == 0
+    png = (tmp_path / "attention.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_plot_attention_reports_bad_input_in_one_line(tmp_path, capsys):
+    from longstm.cli import main
+
+    assert main(["plot", "attention", str(tmp_path)]) == 2
+    assert "has no attention weights: expected one of attention.npy" in " ".join(capsys.readouterr().err.split())
+    np.save(tmp_path / "attention.npy", np.ones((2, 3, 4, 5)))
+    assert main(["plot", "attention", str(tmp_path), "--lane", "2"]) == 2
+    assert "--lane must be in [0, 1]" in " ".join(capsys.readouterr().err.split())
+    np.save(tmp_path / "attention.npy", np.ones(5))
+    assert main(["plot", "attention", str(tmp_path)]) == 2
+    assert "got shape (5,)" in " ".join(capsys.readouterr().err.split())
