@@ -193,10 +193,10 @@ def window_dataset(series: TimeSeries | np.ndarray, lookback: int, horizon: int,
         A dataset of `(x, y)`: x float32 `(B, L, F_in)`, y float32 `(B, H, F_out)`, with known
         cardinality (batches per epoch).
     """
-    import tensorflow as tf
-
     values, index, inputs, targets = _prepare(series, lookback, horizon, start, stop, stride, input_columns, target_columns)
     batch_size = _positive("batch_size", batch_size)
+    import tensorflow as tf  # after the argument checks, so bad arguments fail fast
+
     total = len(index)
     full, remainder = divmod(total, batch_size)
     num_batches = full + (1 if remainder and not drop_remainder else 0)

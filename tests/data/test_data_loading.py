@@ -214,8 +214,8 @@ def test_require_length(tmp_path):
         require_length(series, 7, "lookback 4 + horizon 3")
 
 
+@pytest.mark.shared
 def test_lobster_events_and_bars(tmp_path):
-    shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv")
     path = shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv")
     events = load_series(path)
     assert len(events) == 57515

@@ -40,6 +40,7 @@ def test_repeat_reproduces_dlinear_etth1(etth1):
     assert {r.protocol for r in results} == {"ETTh"}
 
 
+@pytest.mark.shared
 def test_repeat_reproduces_dlinear_ettm1():
     results = evaluate_ett(shared_file("ett/ETTm1.csv"), "repeat", 336, HORIZONS, drop_last_batch=32)
     _check_published(results, "ETTm1")
