@@ -5,3 +5,5 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+app.command("speed")(__import__("longstm.bench.speed", fromlist=["speed_command"]).speed_command)
