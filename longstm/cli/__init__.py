@@ -35,6 +35,9 @@ def _register_commands() -> None:
     app.add_typer(plot.app, name="plot", help="Plots from a run directory.")
     train.register(app)
     demo.register(app)
+    from longstm.cli import report
+
+    report.register(app)
 
 
 _register_commands()

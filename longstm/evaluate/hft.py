@@ -475,14 +475,13 @@ def _walk_forward(factory, features, targets, bars, test_steps, default_window, 
 
 TABLE_COLUMNS = (
     ("model", "model", "{}"),
-    ("n_test", "n", "{:d}"),
-    ("mse_bp2", "MSE bp²", "{:.3f}"),
-    ("directional_accuracy", "dir. acc.", "{:.4f}"),
+    ("mse_bp2", "MSE bp²", "{:.2f}"),
+    ("directional_accuracy", "dir.acc", "{:.4f}"),
     ("information_coefficient", "IC", "{:+.4f}"),
     ("sharpe", "Sharpe", "{:+.2f}"),
-    ("total_return", "return", "{:+.2%}"),
+    ("total_return", "return", "{:+.1%}"),
     ("max_drawdown", "max DD", "{:.2%}"),
-    ("turnover", "turnover/bar", "{:.3f}"),
+    ("turnover", "turn", "{:.3f}"),
 )
 
 
@@ -495,14 +494,26 @@ def format_cell(value, pattern: str) -> str:
 
 def rich_tables(evaluation: HFTEvaluation, title_prefix: str = ""):
     """One `rich.table.Table` per horizon, one row per model (buy-and-hold last)."""
+    from rich import box
     from rich.table import Table
 
     rows = evaluation.rows()
     tables = []
     for horizon in evaluation.config.horizons:
-        table = Table(title=f"{title_prefix}k = {horizon} bar{'s' if horizon > 1 else ''} ahead (test split)")
+        count = next((row["n_test"] for row in rows if row["horizon"] == horizon), 0)
+        table = Table(
+            title=f"{title_prefix}k = {horizon} bar{'s' if horizon > 1 else ''} ahead ({count:,} test steps)",
+            caption=(
+                "dir.acc: zero moves skipped, zero forecasts count ½; IC: Spearman; sign strategy "
+                f"held {horizon} bar{'s' if horizon > 1 else ''}, {evaluation.config.cost_bps:g} bp per unit traded; "
+                "Sharpe annualised; turn: mean |Δposition| per bar"
+            ),
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+        )
         for _, header, _ in TABLE_COLUMNS:
-            table.add_column(header, justify="left" if header == "model" else "right")
+            table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
         for row in rows:
             if row["horizon"] == horizon:
                 table.add_row(*(format_cell(row.get(key), pattern) for key, _, pattern in TABLE_COLUMNS))
@@ -510,9 +521,9 @@ def rich_tables(evaluation: HFTEvaluation, title_prefix: str = ""):
     return tables
 
 
-def markdown_table(rows: list[dict], columns=TABLE_COLUMNS, extra_first: tuple = ("horizon", "k", "{:d}")) -> str:
+def markdown_table(rows: list[dict], columns=TABLE_COLUMNS, extra_first=(("horizon", "k", "{:d}"), ("n_test", "n", "{:d}"))) -> str:
     """A Markdown table of metric rows."""
-    columns = ((extra_first,) if extra_first else ()) + tuple(columns)
+    columns = tuple(extra_first) + tuple(columns)
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(format_cell(row.get(key), pattern) for key, _, pattern in columns) + " |")

@@ -304,6 +304,7 @@ def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, mo
     import json
     from pathlib import Path
 
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -324,10 +325,13 @@ def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, mo
         test_shares = evaluation.label_shares[str(horizon)]["test"]
         table = Table(
             title=f"k = {horizon} events ahead (test labels: "
-            + ", ".join(f"{name} {share:.1%}" for name, share in test_shares.items()) + ")"
+            + ", ".join(f"{name} {share:.1%}" for name, share in test_shares.items()) + ")",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
         )
         for _, header, _ in TABLE_COLUMNS:
-            table.add_column(header, justify="left" if header == "model" else "right")
+            table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
         for row in evaluation.rows():
             if row["horizon"] == horizon:
                 table.add_row(*(format_cell(row.get(key), pattern) for key, _, pattern in TABLE_COLUMNS))

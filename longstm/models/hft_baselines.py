@@ -55,8 +55,7 @@ class LinearAR:
     training split only.
 
     Args:
-        ridge: L2 penalty on the lag coefficients (≥ 0). 0 means ordinary least squares
-            (`numpy.linalg.lstsq`).
+        ridge: L2 penalty on the lag coefficients (≥ 0). 0 means ordinary least squares.
         lags: how many of the most recent one-bar returns to use; default: the protocol's
             whole lookback.
 
@@ -98,15 +97,15 @@ class LinearAR:
                 f"LinearAR.fit: needs more training windows than lags, got {design.shape[0]} "
                 f"windows for {design.shape[1]} lags"
             )
-        # Centre so the intercept stays out of the penalty.
+        # Centre so the intercept stays out of the penalty. Solve the (lags x lags) normal
+        # equations: lagged returns are well conditioned, and an SVD of the whole
+        # (windows x lags) design is ~50x slower on a busy CPU. lstsq on the small system
+        # still gives the minimum-norm solution if a lag column is constant.
         design_mean = design.mean(axis=0)
         target_mean = targets.mean()
         centred = design - design_mean
-        if self.ridge == 0.0:
-            coefficients, *_ = np.linalg.lstsq(centred, targets - target_mean, rcond=None)
-        else:
-            gram = centred.T @ centred + self.ridge * np.eye(centred.shape[1])
-            coefficients = np.linalg.solve(gram, centred.T @ (targets - target_mean))
+        gram = centred.T @ centred + self.ridge * np.eye(centred.shape[1])
+        coefficients, *_ = np.linalg.lstsq(gram, centred.T @ (targets - target_mean), rcond=None)
         self.coefficients = coefficients
         self.intercept = float(target_mean - design_mean @ coefficients)
 

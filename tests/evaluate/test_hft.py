@@ -376,4 +376,4 @@ def test_cli_eval_hft_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argum
     data = tmp_path / "bars.csv"
     write_bars_csv(data, synthetic_bars(1000))
     assert main(["eval", "hft", "--data", str(data), *arguments]) == 2
-    assert message in capsys.readouterr().err.replace("\n", "")
+    assert message in " ".join(capsys.readouterr().err.split())
