@@ -26,7 +26,7 @@ def format_duration(delta: np.timedelta64 | None) -> str:
     if value < pd.Timedelta(1, "D") and value == value.round("s"):
         seconds = int(value.total_seconds())
         for unit, size in (("h", 3600), ("min", 60), ("s", 1)):
-            if seconds % size == 0:
+            if seconds % size == 0 and (unit != "s" or seconds < 3600):
                 return f"{seconds // size}{unit}"
     return str(value)
 
