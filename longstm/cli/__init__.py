@@ -38,6 +38,7 @@ def _register_commands() -> None:
     from longstm.cli import report
 
     report.register(app)
+    __import__("longstm.cli.stream", fromlist=["register"]).register(app)
 
 
 _register_commands()

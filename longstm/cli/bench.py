@@ -7,3 +7,4 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 app.command("speed")(__import__("longstm.bench.speed", fromlist=["speed_command"]).speed_command)
+app.command("stream")(__import__("longstm.bench.stream", fromlist=["stream_command"]).stream_command)

@@ -1,0 +1,172 @@
+"""Per-tick latency of streaming inference: longstm's engines against per-tick Keras calls.
+
+    results = bench_stream(units=64, ticks=2000)      # list of dicts, one per method
+    # method, p50_us, p99_us, mean_us, ticks, speedup_vs_predict_p50, ...
+
+Methods, all on the same model (`Forecaster(KerasRNNStack([LSTM(units)]))`, `features` inputs,
+one instrument), timed one tick at a time with `time.perf_counter`, after a warm-up:
+
+- `numpy`: `StreamingPredictor(engine="numpy").update(x_t)`.
+- `tf_function`: `StreamingPredictor(engine="tf").update(x_t)` (one traced `tf.function`).
+- `eager`: `model(x_t[:, None], state=state)`, the protocol model called eagerly per tick.
+- `predict`: `step_model.predict([x_t, *state])` per tick, the state carried by hand: what a
+  Keras user gets from `Model.predict` on a one-step model.
+
+Every method carries its state, and the first ticks' predictions are checked to agree
+(to 1e-5) before anything is timed, so the fast paths are measured doing the same work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from longstm.errors import ConfigError
+from longstm.stream import percentile_us
+
+
+def _time_ticks(tick, inputs: np.ndarray, warmup: int) -> list[float]:
+    for x_t in inputs[:warmup]:
+        tick(x_t)
+    durations = []
+    for x_t in inputs[warmup:]:
+        start = time.perf_counter()
+        tick(x_t)
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def bench_stream(
+    units: int = 64,
+    ticks: int = 2000,
+    features: int = 8,
+    layers: int = 1,
+    slow_ticks: int = 200,
+    warmup: int = 20,
+    seed: int = 0,
+    on_method=None,
+) -> list[dict[str, Any]]:
+    """Measure p50/p99 per-tick latency of each method; see the module docstring.
+
+    Args:
+        units: LSTM width.
+        ticks: timed ticks of the fast methods (numpy, tf_function).
+        features: inputs per tick.
+        layers: LSTM layers.
+        slow_ticks: timed ticks of the slow baselines (eager, predict), at most `ticks`.
+        warmup: untimed ticks before each method's timing.
+        seed: weights and inputs.
+        on_method: called with each method's name before it is timed (progress display).
+    """
+    for name, value, minimum in (("units", units, 1), ("ticks", ticks, 1), ("features", features, 1), ("layers", layers, 1), ("slow_ticks", slow_ticks, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"bench stream: --{name.replace('_', '-')} must be an integer >= {minimum}; got {value!r}")
+    import keras
+    import tensorflow as tf
+
+    from longstm.export import StreamingStep
+    from longstm.models.protocol import Forecaster, KerasRNNStack
+    from longstm.stream import StreamingPredictor
+
+    keras.utils.set_random_seed(seed)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(units) for _ in range(layers)]), outputs=1)
+    model(np.zeros((1, 1, features), np.float32))
+    rng = np.random.default_rng(seed)
+    slow_ticks = min(slow_ticks, ticks)
+    inputs = rng.normal(size=(warmup + ticks, 1, features)).astype(np.float32)
+
+    step_model = StreamingStep(model, n_features=features)
+    eager_state = [model.initial_state(1)]
+    predict_state = [step_model.zero_state(1)]
+
+    def eager_tick(x_t):
+        y, eager_state[0] = model(tf.constant(x_t[:, None]), state=eager_state[0])
+        return np.asarray(y)[:, 0]
+
+    def predict_tick(x_t):
+        outputs = step_model.predict([x_t, *predict_state[0]], verbose=0, batch_size=1)
+        predict_state[0] = outputs[1:]
+        return outputs[0]
+
+    methods = {
+        "numpy": StreamingPredictor(model, engine="numpy").update,
+        "tf_function": StreamingPredictor(model, engine="tf").update,
+        "eager": eager_tick,
+        "predict": predict_tick,
+    }
+    check = inputs[:5]
+    reference = np.stack([methods["eager"](x_t) for x_t in check])
+    eager_state[0] = model.initial_state(1)
+    for name in ("numpy", "tf_function", "predict"):
+        got = np.stack([np.reshape(methods[name](x_t), (1, -1)) for x_t in check])
+        if np.abs(got - reference).max() > 1e-5:
+            raise RuntimeError(f"bench stream: method {name} disagrees with the eager model by {np.abs(got - reference).max()}")
+    # Fresh state for timing (the checks advanced it).
+    methods["numpy"] = StreamingPredictor(model, engine="numpy").update
+    methods["tf_function"] = StreamingPredictor(model, engine="tf").update
+    methods["tf_function"](inputs[0])  # trace outside the timing
+    predict_state[0] = step_model.zero_state(1)
+
+    results = []
+    for name, tick in methods.items():
+        if on_method is not None:
+            on_method(name)
+        count = ticks if name in ("numpy", "tf_function") else slow_ticks
+        durations = _time_ticks(tick, inputs[: warmup + count], warmup)
+        results.append(
+            {
+                "method": name,
+                "p50_us": percentile_us(durations, 50),
+                "p99_us": percentile_us(durations, 99),
+                "mean_us": float(np.mean(durations) * 1e6),
+                "ticks": len(durations),
+                "units": units,
+                "layers": layers,
+                "features": features,
+                "instruments": 1,
+            }
+        )
+    predict_p50 = next(r["p50_us"] for r in results if r["method"] == "predict")
+    for record in results:
+        record["speedup_vs_predict_p50"] = predict_p50 / record["p50_us"]
+    return results
+
+
+def stream_command(
+    units: int = typer.Option(64, "--units", help="LSTM units."),
+    ticks: int = typer.Option(2000, "--ticks", help="Timed ticks of the streaming engines."),
+    slow_ticks: int = typer.Option(200, "--slow-ticks", help="Timed ticks of the per-tick eager/predict baselines."),
+    features: int = typer.Option(8, "--features", help="Inputs per tick."),
+    layers: int = typer.Option(1, "--layers", help="LSTM layers."),
+    json_path: Path = typer.Option(None, "--json", help="Write the results as a JSON list here."),
+) -> None:
+    """Per-tick latency (p50/p99) of streaming inference vs per-tick model.predict and model(x)."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("timing ticks", total=4)
+        results = bench_stream(
+            units=units, ticks=ticks, features=features, layers=layers, slow_ticks=slow_ticks,
+            on_method=lambda name: progress.update(task, advance=1, description=f"timing {name}"),
+        )
+    table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features, 1 instrument")
+    for column in ("method", "ticks", "p50 µs", "p99 µs", "mean µs", "p50 speed-up vs predict"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in results:
+        table.add_row(
+            row["method"], str(row["ticks"]), f"{row['p50_us']:.1f}", f"{row['p99_us']:.1f}", f"{row['mean_us']:.1f}",
+            f"{row['speedup_vs_predict_p50']:.1f}x",
+        )
+    console.print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        console.print(f"wrote {json_path}")
