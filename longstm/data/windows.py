@@ -149,6 +149,7 @@ def _prepare(series, lookback, horizon, start, stop, stride, input_columns, targ
         raise DataValidationError(f"windows need a TimeSeries or a (rows, features) array, got {type(series).__name__}")
     segments = series.segments if isinstance(series, TimeSeries) else None
     index = WindowIndex(len(values), lookback, horizon, start=start, stop=stop, segments=segments, stride=stride)
+    index.require(1, series.source if isinstance(series, TimeSeries) else "array")  # an empty epoch is a mistake
     return values, index, _column_indices(series, input_columns), _column_indices(series, target_columns)
 
 

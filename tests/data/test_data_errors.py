@@ -91,6 +91,8 @@ def test_window_scaler_split_and_evaluation_argument_errors():
         window_dataset(values, 4, 1, stride=-1)
     with pytest.raises(DataValidationError, match="windows need a TimeSeries or a \\(rows, features\\) array, got list"):
         window_dataset([[1.0]], 4, 1)
+    with pytest.raises(DataValidationError, match=r"array: rows \[0, 50\) give 0 windows of lookback 40 \+ horizon 20"):
+        window_dataset(values, 40, 20)
     with pytest.raises(DataValidationError, match=r"non-empty \(rows, features\) array, got shape \(0, 2\)"):
         StandardScaler().fit(values[:0])
     with pytest.raises(DataValidationError, match="has 3 column names but the data has 2 columns"):
