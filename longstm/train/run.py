@@ -91,7 +91,7 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
 
     With `scaler` (a saved `StandardScaler.to_dict()`) the statistics are reused instead of fit.
     """
-    from longstm.data import StandardScaler, chronological_split, load_series
+    from longstm.data import StandardScaler, load_series
 
     path = resolve_data_path(config) if path is None else Path(path)
     series = load_series(path, kind=config.data.kind, gap_policy=config.data.gap_policy)
@@ -107,8 +107,7 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
 
     features = indices("features", config.data.features)
     targets = indices("targets", config.data.targets)
-    split = chronological_split(len(series), 1, tuple(config.data.split))
-    splits = {"train": split.train, "val": (split.train[1], split.val[1]), "test": (split.val[1], len(series))}
+    splits = split_rows(len(series), config.data.split)
     mean = std = None
     if scaler is not None:
         fitted = StandardScaler.from_dict(scaler)
@@ -122,6 +121,16 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
         fitted = StandardScaler(names).fit(series.values[start:stop])
         mean, std = fitted.mean.astype(np.float32), fitted.scale.astype(np.float32)
     return PreparedData(series, features, targets, splits, mean, std)
+
+
+def split_rows(n_rows: int, fractions) -> dict[str, tuple[int, int]]:
+    """Chronological row ranges with Informer's rounding (as `chronological_split`):
+    `int(n * train)` and `int(n * test)` rows, validation the rest; empty parts allowed."""
+    train = int(n_rows * fractions[0])
+    test = int(n_rows * fractions[2])
+    if train < 1:
+        raise DataValidationError(f"data.split {list(fractions)} leaves no training rows out of {n_rows}")
+    return {"train": (0, train), "val": (train, n_rows - test), "test": (n_rows - test, n_rows)}
 
 
 def _seed_everything(config: Config) -> None:
