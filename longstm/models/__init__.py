@@ -1,7 +1,32 @@
-"""longstm.models"""
+"""longstm.models: the state protocol, recurrent models, heads and baselines.
 
-from longstm.models.attention import AttentionLSTM  # noqa: E402
-from longstm.models.heads import MultiHorizonHead, NextStepHead, QuantileHead  # noqa: E402
-from longstm.models.hierarchical import HierarchicalLSTM  # noqa: E402
-from longstm.models.losses import PinballLoss, pinball_loss  # noqa: E402
-from longstm.models.stacked import StackedLSTM  # noqa: E402
+Names are imported lazily, so `longstm.models.baselines` (NumPy only) does not pull in
+TensorFlow. Sessions adding a model add one entry to `_EXPORTS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "AttentionLSTM": "longstm.models.attention",
+    "MultiHorizonHead": "longstm.models.heads",
+    "NextStepHead": "longstm.models.heads",
+    "QuantileHead": "longstm.models.heads",
+    "HierarchicalLSTM": "longstm.models.hierarchical",
+    "PinballLoss": "longstm.models.losses",
+    "pinball_loss": "longstm.models.losses",
+    "StackedLSTM": "longstm.models.stacked",
+    "Forecaster": "longstm.models.protocol",
+    "KerasRNNStack": "longstm.models.protocol",
+    "RecurrentModel": "longstm.models.protocol",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'longstm.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
