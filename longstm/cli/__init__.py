@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-error_console = Console(stderr=True)
+error_console = Console(stderr=True, soft_wrap=True)  # one error, one line: easy to grep
 
 
 def _register_commands() -> None:
