@@ -1,0 +1,99 @@
+"""Optimizers, schedules, clipping, mixed precision, early stopping, TensorBoard logs."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from longstm.data.lanes import LaneWindows
+from longstm.models.protocol import Forecaster, KerasRNNStack
+from longstm.train.config import TrainConfig
+from longstm.train.trainer import Trainer, make_optimizer
+
+
+def test_warmup_then_cosine_schedule_and_clipping():
+    config = TrainConfig(
+        optimizer="adamw", learning_rate=1e-2, min_learning_rate=1e-3, schedule="cosine",
+        warmup_steps=10, clipnorm=0.5, weight_decay=0.01,
+    )
+    optimizer = make_optimizer(config, total_steps=110)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.global_clipnorm == 0.5 and optimizer.weight_decay == 0.01
+    schedule = optimizer._learning_rate
+    lr = lambda step: float(schedule(step))  # noqa: E731
+    assert lr(0) == pytest.approx(0.0)
+    assert lr(5) == pytest.approx(5e-3)  # linear warm-up
+    assert lr(10) == pytest.approx(1e-2)
+    assert lr(60) == pytest.approx(1e-3 + (1e-2 - 1e-3) * 0.5 * (1 + math.cos(math.pi * 0.5)), rel=1e-5)
+    assert lr(110) == pytest.approx(1e-3, rel=1e-5)
+    constant = make_optimizer(TrainConfig(learning_rate=3e-3, clipnorm=0.0), total_steps=50)
+    assert isinstance(constant, keras.optimizers.Adam) and constant.global_clipnorm is None
+    assert float(constant.learning_rate) == pytest.approx(3e-3)
+
+
+def test_global_norm_clipping_bounds_the_applied_update():
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
+    values = (np.random.default_rng(0).normal(size=(200, 2)) * 100).astype(np.float32)  # huge gradients
+    stream = LaneWindows(values, lanes=2, k1=10, k2=10, target_columns=[0])
+    config = TrainConfig(k1=10, k2=10, epochs=1, clipnorm=1e-3, learning_rate=1.0, optimizer="adam")
+    trainer = Trainer(model, config, progress=False)
+    trainer._prepare(stream, 10)
+    trainer.optimizer = keras.optimizers.SGD(1.0, global_clipnorm=1e-3)
+    trainer.engine.optimizer = trainer.optimizer
+    trainer.optimizer.build(model.trainable_variables)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    batch = next(iter(stream.dataset()))
+    trainer.engine.train_step(batch["x"], batch["y"], batch["mask"], batch["reset"], trainer.engine.initial_state(2))
+    change = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(model.trainable_variables, before)))
+    assert change == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_mixed_float16_trains_with_loss_scaling_and_float32_state():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
+        values = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+        stream = LaneWindows(values, lanes=2, k1=10, k2=10, target_columns=[0])
+        trainer = Trainer(model, TrainConfig(k1=10, k2=10, epochs=1, mixed_precision="mixed_float16"), progress=False)
+        history = trainer.fit(stream)
+        assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert np.isfinite(history[0]["train_mse"])
+        assert all(t.dtype == tf.float32 for t in tf.nest.flatten(trainer.state))
+        assert model.trainable_variables[0].dtype == "float32"  # float32 master weights
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_early_stopping_keeps_the_best_validation_weights_and_logs_to_tensorboard(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
+    values = np.random.default_rng(0).normal(size=(240, 2)).astype(np.float32)
+    stream = LaneWindows(values, lanes=2, k1=20, k2=20, target_columns=[0])
+    trainer = Trainer(model, TrainConfig(k1=20, k2=20, epochs=10, early_stopping_patience=2), run_dir=tmp_path, progress=False)
+    scripted = iter([1.0, 0.5, 0.7, 0.4, 0.6, 0.8, 0.1])  # best at epoch 4, then 2 bad epochs
+    trainer.evaluate = lambda _stream: {"mse": next(scripted), "mae": 0.0, "rows": 1}
+    weights_after = {}
+
+    class Keep:
+        def on_epoch_end(self, trainer, epoch, logs):
+            weights_after[epoch] = [v.numpy().copy() for v in trainer.model.variables]
+
+    trainer.callbacks.append(Keep())
+    history = trainer.fit(stream, validation=stream)
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5, 6]
+    with np.load(tmp_path / "checkpoints" / "best.npz") as best:
+        for i, value in enumerate(weights_after[4]):
+            np.testing.assert_array_equal(best[f"model_{i}"], value)
+
+    events = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    tags = {}
+    for event in tf.compat.v1.train.summary_iterator(str(events[0])):
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+    assert len(tags["train/loss"]) == 6 * len(stream)
+    np.testing.assert_allclose(tags["epoch/val_mse"], [1.0, 0.5, 0.7, 0.4, 0.6, 0.8], rtol=1e-6)  # float32 summaries
+    assert (tmp_path / "loss.png").stat().st_size > 1000
