@@ -237,3 +237,18 @@ class AttentionLSTM(RecurrentModel):
 def save_attention_weights(path, weights) -> None:
     """Write attention weights where `longstm plot attention` finds them (`attention.npy`)."""
     np.save(path, np.asarray(weights))
+
+
+def _register_with_the_trainer() -> None:
+    from longstm.train.models import register_model
+
+    @register_model("attention_lstm")
+    def build_attention_lstm(config, n_features: int, n_outputs: int):
+        """`AttentionLSTM(units, heads=4, memory=128, window=129, lstm_layers=layers)` and a Dense head."""
+        from longstm.models.protocol import Forecaster
+
+        core = AttentionLSTM(config.units, heads=4, memory=128, window=129, lstm_layers=config.layers, dropout=config.dropout)
+        return Forecaster(core, outputs=n_outputs)
+
+
+_register_with_the_trainer()

@@ -198,3 +198,18 @@ class HierarchicalLSTM(RecurrentModel):
             levels.append([units if units is not None else keras.saving.serialize_keras_object(model), stride])
         config.update(levels=levels, mode=self.mode, outputs=self.outputs_kind)
         return config
+
+
+def _register_with_the_trainer() -> None:
+    from longstm.train.models import register_model
+
+    @register_model("hierarchical_lstm")
+    def build_hierarchical_lstm(config, n_features: int, n_outputs: int):
+        """Parallel `HierarchicalLSTM([(max(units // 4, 8), 16), (units, 1)])` and a Dense head (k2 % 16 == 0)."""
+        from longstm.models.protocol import Forecaster
+
+        core = HierarchicalLSTM([(max(config.units // 4, 8), 16), (config.units, 1)], mode="parallel")
+        return Forecaster(core, outputs=n_outputs)
+
+
+_register_with_the_trainer()

@@ -123,3 +123,19 @@ class StackedLSTM(RecurrentModel):
             dropout=self.dropout,
         )
         return config
+
+
+def _register_with_the_trainer() -> None:
+    from longstm.train.models import register_model
+
+    @register_model("stacked_lstm")
+    def build_stacked_lstm(config, n_features: int, n_outputs: int):
+        """`StackedLSTM(units, layers, dropout)`, residual + layer norm when layers > 1, Dense head."""
+        from longstm.models.protocol import Forecaster
+
+        deep = config.layers > 1
+        core = StackedLSTM(config.units, layers=config.layers, residual=deep, layer_norm=deep, dropout=config.dropout)
+        return Forecaster(core, outputs=n_outputs)
+
+
+_register_with_the_trainer()
