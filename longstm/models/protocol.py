@@ -152,12 +152,32 @@ class Forecaster(RecurrentModel):
         core: any `RecurrentModel`.
         head: a layer applied to the core's outputs at every step (default: `Dense(outputs)`).
         outputs: width of the default head; ignored when `head` is given.
+        residual_inputs: indices of input columns whose current value is added to the
+            forecast, tiled over the output width (which must be a multiple of their
+            count). The network then learns the change from the last observation, and
+            "repeat the last value" is its zero, which matters for smooth targets.
 
     Call arguments and returns as for `core`, with the head applied to the outputs.
     """
 
-    def __init__(self, core: RecurrentModel, head: keras.layers.Layer | None = None, outputs: int = 1, **kwargs):
+    def __init__(
+        self,
+        core: RecurrentModel,
+        head: keras.layers.Layer | None = None,
+        outputs: int = 1,
+        residual_inputs: Sequence[int] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        residual_inputs = list(residual_inputs or [])
+        if any(not isinstance(i, int) or i < 0 for i in residual_inputs):
+            raise ValueError(f"Forecaster residual_inputs must be non-negative column indices; got {residual_inputs!r}.")
+        if residual_inputs and head is None and outputs % len(residual_inputs):
+            raise ValueError(
+                f"Forecaster outputs ({outputs}) must be a multiple of len(residual_inputs) "
+                f"({len(residual_inputs)}): each output adds the current value of one input column."
+            )
+        self.residual_inputs = residual_inputs
         if isinstance(core, dict):
             core = keras.saving.deserialize_keras_object(core)
         if isinstance(head, dict):
@@ -175,7 +195,12 @@ class Forecaster(RecurrentModel):
 
     def call(self, inputs, state=None, training=None):
         features, new_state = self.core(inputs, state=state, training=training)
-        return self.head(features, training=training), new_state
+        forecast = self.head(features, training=training)
+        if self.residual_inputs:
+            last = ops.take(inputs, self.residual_inputs, axis=-1)
+            repeats = forecast.shape[-1] // len(self.residual_inputs)
+            forecast = forecast + ops.cast(ops.tile(last, (1, 1, repeats)), forecast.dtype)
+        return forecast, new_state
 
     def get_config(self):
         config = super().get_config()
@@ -183,5 +208,6 @@ class Forecaster(RecurrentModel):
             core=keras.saving.serialize_keras_object(self.core),
             head=keras.saving.serialize_keras_object(self.head),
             outputs=self.outputs_width,
+            residual_inputs=self.residual_inputs,
         )
         return config

@@ -50,3 +50,19 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
 def test_stack_rejects_non_recurrent_layers_with_a_clear_message():
     with pytest.raises(TypeError, match="layer 0 must be a Keras recurrent layer.*got Dense"):
         KerasRNNStack([keras.layers.Dense(3)])
+
+
+def test_residual_inputs_add_the_current_value_of_those_columns_to_every_horizon():
+    x = np.random.default_rng(2).normal(size=(2, 10, 4)).astype("float32")
+    plain = Forecaster(KerasRNNStack([keras.layers.LSTM(6)]), outputs=6)
+    residual = Forecaster(KerasRNNStack([keras.layers.LSTM(6)]), outputs=6, residual_inputs=[3, 1])
+    plain(x)
+    residual(x)
+    residual.set_weights(plain.get_weights())
+    expected = plain(x)[0].numpy() + np.tile(x[..., [3, 1]], (1, 1, 3))
+    np.testing.assert_allclose(residual(x)[0], expected, atol=1e-6)
+
+
+def test_residual_inputs_must_divide_the_output_width():
+    with pytest.raises(ValueError, match=r"outputs \(5\) must be a multiple of len\(residual_inputs\) \(2\)"):
+        Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=5, residual_inputs=[0, 1])
