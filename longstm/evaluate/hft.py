@@ -549,7 +549,7 @@ def save_hft_outputs(evaluation: HFTEvaluation, out_dir, *, tail: int = 300) -> 
     paths = [out_dir / "metrics.csv", out_dir / "metrics.json", out_dir / "metrics.md"]
     pd.DataFrame(rows).to_csv(paths[0], index=False)
     paths[1].write_text(json.dumps(evaluation.to_json_dict(), indent=2))
-    paths[2].write_text(markdown_table(rows) + "\n")
+    paths[2].write_text(markdown_table(sorted(rows, key=lambda row: row["horizon"])) + "\n")
 
     import matplotlib
 

@@ -343,6 +343,8 @@ def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, mo
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(evaluation.rows()).to_csv(out / "metrics.csv", index=False)
         (out / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2))
-        (out / "metrics.md").write_text(markdown_table(evaluation.rows(), TABLE_COLUMNS) + "\n")
+        (out / "metrics.md").write_text(
+            markdown_table(evaluation.rows(), TABLE_COLUMNS, extra_first=(("horizon", "k", "{:d}"),)) + "\n"
+        )
         console.print(f"wrote metrics.csv, metrics.json, metrics.md to {out}")
     return evaluation
