@@ -249,10 +249,10 @@ def validate(config: Config) -> None:
         names = getattr(data, key)
         if not all(isinstance(name, str) for name in names):
             _fail(config, f"data.{key}", "a list of column names", names)
-    from longstm.train.models import MODELS
+    from longstm.train.models import known_models
 
-    if model.name not in MODELS:
-        _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
+    if model.name not in known_models(model.name):
+        _fail(config, "model.name", f"one of {sorted(known_models())}", model.name)
 
 
 def _toml_value(value: Any) -> str:

@@ -51,8 +51,26 @@ def build_gru(config, n_features: int, n_outputs: int):
     return Forecaster(stack, outputs=n_outputs)
 
 
+# Model modules that register builders when imported; imported only when a config names a
+# model that is not registered yet (they import Keras).
+MODEL_MODULES = ("longstm.models.stacked", "longstm.models.hierarchical", "longstm.models.attention", "longstm.models.minrnn")
+
+
+def known_models(name: str | None = None) -> dict[str, Callable]:
+    """`MODELS`, after importing the model modules if `name` (or any name) is not there yet."""
+    if name is None or name not in MODELS:
+        import importlib
+
+        for module in MODEL_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+    return MODELS
+
+
 def build_model(config, n_features: int, n_outputs: int):
     """The model named by `config.name` (a `ModelConfig`)."""
-    if config.name not in MODELS:
+    if config.name not in known_models(config.name):
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}; got {config.name!r}")
     return MODELS[config.name](config, n_features, n_outputs)
