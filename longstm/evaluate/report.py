@@ -4,12 +4,14 @@ The report is built from whatever files the run directory holds, read genericall
 same code serves `longstm eval hft --out DIR`, `eval lobster --out DIR` and the trainer's
 run directories:
 
-- configuration: `*.toml`, `*.yaml`/`*.yml`, `config*.json`, and the `config` entry of any
-  JSON file, shown verbatim;
-- data summary: the `data` entry of any JSON file;
-- metric tables: every CSV (a CSV with `loss` columns is a training log: it is drawn as
-  learning curves and summarised by its first, best and last rows), and every list of
-  records in a JSON file that has no CSV of the same name beside it;
+- configuration: `*.toml`, `*.yaml`/`*.yml` (verbatim), `config*.json` and the `config`
+  entry of any JSON file (as `key = value` lines);
+- data summary: `data*.json` and the `data` entry of any JSON file;
+- metric tables: every CSV (a training log, i.e. a CSV with `loss` columns or with a
+  step/epoch column and `mse`/`mae` columns, is drawn as learning curves and summarised by
+  its first, last and best rows), every list of records in a JSON file unless the CSV of
+  the same name beside it has as many rows, and JSON entries of scalars (`{"val": {...},
+  "test": {...}}` becomes one table with a row per entry);
 - figures: every PNG, grouped by name into learning curves (`loss`, `learning`, `curve`),
   predictions vs actual (`pred`, `forecast`), equity curves (`equity`, `backtest`, `pnl`),
   attention heatmaps (`attention`, `attn`, `heatmap`), and the rest.
@@ -39,7 +41,7 @@ FIGURE_GROUPS = (
 )
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 REPORT_NAMES = ("report.html", "report.md")
-LEARNING_CURVE_PNG = "report_learning_curves.png"
+LEARNING_CURVE_PREFIX = "report_learning_curves"
 MAX_TABLE_ROWS = 60
 SKIP_DIRS = {"checkpoints", "checkpoint", "ckpt", "tensorboard", "logs", "__pycache__"}
 
@@ -92,7 +94,8 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{name}."))
         elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
-            flat[name] = ", ".join(str(v) for v in value)
+            shown = ", ".join(str(v) for v in value[:12])
+            flat[name] = shown + (f", ... ({len(value)} values)" if len(value) > 12 else "")
         elif not isinstance(value, list):
             flat[name] = value
     return flat
@@ -109,8 +112,23 @@ def _is_records(value) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
 
 
+STEP_COLUMNS = ("step", "epoch", "iteration", "update")
+
+
 def _learning_curve_columns(columns) -> list[str]:
-    return [c for c in columns if "loss" in str(c).lower()]
+    """Loss-like columns of a training log: any `*loss*` column, and `*mse*`/`*mae*` columns
+    when the table also has a step/epoch column (so an evaluation table by horizon is not one)."""
+    lowered = {column: str(column).lower() for column in columns}
+    has_step = any(name in STEP_COLUMNS for name in lowered.values())
+    return [
+        column
+        for column, name in lowered.items()
+        if "loss" in name or (has_step and ("mse" in name or "mae" in name))
+    ]
+
+
+def _scalar_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(not isinstance(v, (dict, list)) for v in value.values())
 
 
 def collect(run_dir) -> RunContents:
@@ -126,7 +144,7 @@ def collect(run_dir) -> RunContents:
         if path.suffix.lower() in CONFIG_SUFFIXES:
             contents.configs.append((str(path.relative_to(run_dir)), path.read_text(errors="replace")))
 
-    csv_stems = set()
+    csv_rows: dict[Path, int] = {}  # stem -> rows, to skip JSON copies of the same table
     for path in _files(run_dir, "*.csv"):
         name = str(path.relative_to(run_dir))
         try:
@@ -134,7 +152,7 @@ def collect(run_dir) -> RunContents:
         except (ValueError, OSError, pd.errors.ParserError) as error:
             contents.tables.append(Table(name, [], f"could not be read: {error}"))
             continue
-        csv_stems.add(path.with_suffix(""))
+        csv_rows[path.with_suffix("")] = len(frame)
         loss_columns = _learning_curve_columns(frame.columns)
         if loss_columns and len(frame) > 1:
             figure_path = _draw_learning_curves(frame, loss_columns, run_dir, path)
@@ -157,31 +175,40 @@ def collect(run_dir) -> RunContents:
         except (ValueError, OSError) as error:
             contents.tables.append(Table(name, [], f"could not be read: {error}"))
             continue
+        same_as_csv = csv_rows.get(path.with_suffix(""))
         if not isinstance(document, dict):
-            if _is_records(document) and path.with_suffix("") not in csv_stems:
+            if _is_records(document) and len(document) != same_as_csv:
                 contents.tables.append(Table(name, document[:MAX_TABLE_ROWS]))
             continue
         if path.name.startswith("config"):
             contents.configs.append((name, _settings_text(document)))
-        elif isinstance(document.get("config"), dict):
+            continue
+        if path.name.startswith("data"):
+            contents.data_summary.append((name, _flatten(document)))
+            continue
+        if isinstance(document.get("config"), dict):
             contents.configs.append((f"{name}: config", _settings_text(document["config"])))
         if isinstance(document.get("data"), dict):
             contents.data_summary.append((name, _flatten(document["data"])))
+        summary_rows = []  # {"val": {...}, "test": {...}} -> one table, a row per entry
         for key, value in document.items():
-            if key in ("config", "data") or path.name.startswith("config"):
+            if key in ("config", "data"):
                 continue
             if _is_records(value):
-                if key == "metrics" and path.with_suffix("") in csv_stems:
-                    continue  # the CSV beside it holds the same table
-                contents.tables.append(Table(f"{name}: {key}", value[:MAX_TABLE_ROWS]))
+                if len(value) != same_as_csv:  # else the CSV beside it holds the same table
+                    contents.tables.append(Table(f"{name}: {key}", value[:MAX_TABLE_ROWS]))
+            elif _scalar_dict(value):
+                summary_rows.append({"": key, **value})
             elif isinstance(value, dict) and value:
                 contents.tables.append(Table(f"{name}: {key}", [{"key": k, "value": v} for k, v in _flatten(value).items()]))
+        if summary_rows:
+            contents.tables.append(Table(f"{name}: " + ", ".join(row[""] for row in summary_rows), summary_rows))
         scalars = {k: v for k, v in document.items() if not isinstance(v, (dict, list))}
-        if scalars and not path.name.startswith("config"):
-            contents.tables.append(Table(f"{name}", [{"key": k, "value": v} for k, v in scalars.items()]))
+        if scalars:
+            contents.tables.append(Table(name, [{"key": k, "value": v} for k, v in scalars.items()]))
 
     for path in _files(run_dir, "*.png"):
-        if path.name == LEARNING_CURVE_PNG:
+        if path.name.startswith(LEARNING_CURVE_PREFIX):
             continue
         contents.figures.append(Figure(_figure_group(path.name), path, str(path.relative_to(run_dir))))
     return contents
@@ -201,7 +228,7 @@ def _draw_learning_curves(frame, loss_columns, run_dir: Path, source: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axis_column = next((c for c in frame.columns if str(c).lower() in ("step", "epoch", "iteration", "update")), None)
+    axis_column = next((c for c in frame.columns if str(c).lower() in STEP_COLUMNS), None)
     x = frame[axis_column] if axis_column is not None else range(len(frame))
     figure, axis = plt.subplots(figsize=(8, 4))
     for column in loss_columns:
@@ -215,7 +242,7 @@ def _draw_learning_curves(frame, loss_columns, run_dir: Path, source: Path) -> P
     axis.grid(alpha=0.3)
     axis.set_title(f"Learning curves ({source.name})")
     figure.tight_layout()
-    path = run_dir / LEARNING_CURVE_PNG
+    path = run_dir / f"{LEARNING_CURVE_PREFIX}_{source.stem}.png"
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

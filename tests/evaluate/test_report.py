@@ -60,32 +60,59 @@ def test_report_of_an_eval_hft_directory_embeds_every_plot_and_shows_metrics_and
     assert markdown.count("| model | horizon | n_test |") == 1
 
 
-def test_report_of_a_trainer_style_run_draws_learning_curves_and_groups_figures(tmp_path):
-    (tmp_path / "config.toml").write_text('[model]\nname = "stacked"\nunits = 64\n\n[train]\nchunk = 256\n')
-    pd.DataFrame({"epoch": [1, 2, 3, 4], "loss": [1.0, 0.5, 0.4, 0.35], "val_loss": [1.1, 0.6, 0.55, 0.58]}).to_csv(
-        tmp_path / "metrics.csv", index=False
+def trainer_run(folder):
+    """A run directory laid out as `longstm train` writes it (see longstm.train.run)."""
+    (folder / "config.toml").write_text('[model]\nname = "stacked"\nunits = 64\n\n[train]\nk1 = 96\n')
+    (folder / "data.json").write_text(json.dumps({"rows": 17420, "splits": {"train": [0, 12194]},
+                                                  "scaler": {"mean": list(range(30))}}))
+    epochs = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_mse": [1.0, 0.5, 0.4, 0.35], "val_mse": [1.1, 0.6, 0.55, 0.58]})
+    epochs.to_csv(folder / "metrics.csv", index=False)
+    pd.DataFrame({"step": np.arange(1, 41), "epoch": np.repeat([1, 2, 3, 4], 10), "loss": np.linspace(1, 0.3, 40)}).to_csv(
+        folder / "steps.csv", index=False
     )
-    (tmp_path / "metrics.json").write_text(json.dumps({"test": {"mse": 0.41, "mae": 0.43}, "epochs": 4}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "epochs": epochs.to_dict("records"),
+        "val": {"mse": 0.55, "mae": 0.5},
+        "test": {"mse": 0.41, "mae": 0.43},
+    }))
+    (folder / "checkpoints").mkdir()
+    tiny_png(folder / "checkpoints" / "ignored.png", "gray")
+    return tiny_png(folder / "loss.png", "magma")
+
+
+def test_report_of_a_trainer_run_draws_learning_curves_and_summarises_scores(tmp_path):
+    loss_png = trainer_run(tmp_path)
     plots = tmp_path / "plots"
     plots.mkdir()
     attention = tiny_png(plots / "attention_layer0.png", "viridis")
     tiny_png(tmp_path / "predictions.png", "gray")
-    (tmp_path / "checkpoints").mkdir()
-    tiny_png(tmp_path / "checkpoints" / "ignored.png", "gray")
 
     contents = collect(tmp_path)
     groups = {figure.path.name: figure.group for figure in contents.figures}
-    assert groups == {"report_learning_curves.png": "learning", "attention_layer0.png": "attention", "predictions.png": "predictions"}
+    assert groups == {
+        "report_learning_curves_metrics.png": "learning",
+        "report_learning_curves_steps.png": "learning",
+        "loss.png": "learning",
+        "attention_layer0.png": "attention",
+        "predictions.png": "predictions",
+    }
     html_path, md_path = build_report(tmp_path, title="stacked on ETTh1")
     page, markdown = html_path.read_text(), md_path.read_text()
     assert "<title>stacked on ETTh1</title>" in page
-    assert 'name = "stacked"' in markdown and "chunk = 256" in markdown
-    for heading in ("Learning curves", "Attention", "Predictions vs actual", "Configuration", "Metrics"):
+    assert 'name = "stacked"' in markdown and "k1 = 96" in markdown
+    for heading in ("Configuration", "Data", "Metrics", "Learning curves", "Attention", "Predictions vs actual"):
         assert f"<h2>{heading}</h2>" in page
-    assert base64.b64encode(attention).decode() in page
-    # The training log is summarised by its first, last and best-validation rows.
-    assert "| best val_loss | 3 | 0.4 | 0.55 |" in markdown
-    assert "### metrics.json: test" in markdown and "| mse | 0.41 |" in markdown and "| epochs | 4 |" in markdown
+    assert base64.b64encode(attention).decode() in page and base64.b64encode(loss_png).decode() in page
+    # data.json is the data summary; a long list is cut short.
+    assert "| splits.train | 0, 12194 |" in markdown
+    assert "| scaler.mean | 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ... (30 values) |" in markdown
+    # Training logs are summarised by their first, last and best rows ...
+    assert "| best val_mse | 3 | 0.4 | 0.55 |" in markdown
+    assert "| last | 40 | 4 | 0.3 |" in markdown
+    # ... the per-epoch records in metrics.json duplicate metrics.csv and are not repeated,
+    # and the final scores become one table with a row per split.
+    assert markdown.count("train_mse") == 1
+    assert "|  | mse | mae |" in markdown and "| test | 0.41 | 0.43 |" in markdown
     assert "![plots/attention_layer0.png](plots/attention_layer0.png)" in markdown
     assert "ignored.png" not in markdown
 
