@@ -41,12 +41,23 @@ from keras import ops
 
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.scan import SCAN_METHODS, associative_log_scan, blocked_scan, logcumsumexp_scan, sequential_scan
+from longstm.models.scan import (
+    SCAN_METHODS,
+    associative_log_scan,
+    blocked_scan,
+    fused_projected_scan,
+    logcumsumexp_scan,
+    sequential_scan,
+)
 from longstm.models.stacked import check_fraction, check_positive_int
 
 MODES = ("parallel", "sequential")
 CELLS = ("minlstm", "mingru")
 NORMS = ("rms", "layer", None)
+# Steps per sub-chunk of the fused TensorFlow path (`fused_projected_scan`); chunks up to this
+# length are projected and scanned in one piece.
+SUB_CHUNK = 256
+FUSED_BLOCK = 16
 
 
 def candidate(x):
@@ -129,16 +140,24 @@ class _MinRecurrence(RecurrentModel):
                 f"{type(self).__name__} expects inputs of shape (batch, steps, features); got shape {tuple(inputs.shape)}."
             )
         h0 = self.initial_state(ops.shape(inputs)[0])[0] if state is None else self._check_state(state, inputs)
+        steps = inputs.shape[1]
+        parallel = self.mode == "parallel" and steps is not None
+        if parallel and self.scan == "blocked" and steps > SUB_CHUNK and keras.backend.backend() == "tensorflow":
+            h = fused_projected_scan(
+                inputs, self.kernel.value, self.bias.value if self.use_bias else None, h0, self.coefficients, SUB_CHUNK,
+                block=FUSED_BLOCK,
+            )
+            return h, (h[:, -1],)
         projections = ops.matmul(inputs, self.kernel)
         if self.use_bias:
             projections = projections + self.bias
-        if self.mode == "parallel" and self.scan != "blocked" and inputs.shape[1] is not None:
+        if parallel and self.scan != "blocked":
             log_a, log_b = self.log_coefficients(projections)
             scan = associative_log_scan if self.scan == "associative" else logcumsumexp_scan
             h = scan(log_a, log_b, h0)
         else:
             a, b = self.coefficients(projections)
-            if self.mode == "parallel" and inputs.shape[1] is not None:
+            if parallel:
                 h = blocked_scan(a, b, h0)
             else:  # streaming, or a symbolic call with an unknown number of steps
                 h = sequential_scan(a, b, h0)
@@ -204,7 +223,8 @@ class MinGRU(_MinRecurrence):
 
     def coefficients(self, projections):
         update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
-        return ops.sigmoid(-update_logit), ops.sigmoid(update_logit) * candidate(candidate_logit)
+        keep = ops.sigmoid(-update_logit)
+        return keep, (1.0 - keep) * candidate(candidate_logit)
 
     def log_coefficients(self, projections):
         update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
@@ -236,7 +256,8 @@ class MinLSTM(_MinRecurrence):
     def coefficients(self, projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
         ratio = self._log_gate_ratio(forget_logit, input_logit)
-        return ops.sigmoid(-ratio), ops.sigmoid(ratio) * candidate(candidate_logit)
+        keep = ops.sigmoid(-ratio)
+        return keep, (1.0 - keep) * candidate(candidate_logit)
 
     def log_coefficients(self, projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
