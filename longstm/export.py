@@ -21,6 +21,7 @@ metadata, applied by `StreamingPredictor`, so a caller in another language can a
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +165,14 @@ def export_predictor(predictor: StreamingPredictor, out: str | Path, format: str
         _write_savedmodel(step, out, batch=None)
         (out / "longstm_stream.json").write_text(json.dumps(metadata | {"batch": None}, indent=1))
     else:
-        out.write_bytes(_tflite_bytes(step, n_instruments))
-        Path(str(out) + ".json").write_text(json.dumps(metadata | {"batch": n_instruments}, indent=1))
+        flat_buffer, ops_used = _tflite_bytes(step, n_instruments)
+        out.write_bytes(flat_buffer)
+        Path(str(out) + ".json").write_text(json.dumps(metadata | {"batch": n_instruments, "tflite_ops": ops_used}, indent=1))
     return out
 
 
-def _tflite_bytes(step: StreamingStep, batch: int) -> bytes:
-    """The step as a TFLite flat buffer: built-in ops if they suffice, else with SELECT_TF_OPS."""
+def _tflite_bytes(step: StreamingStep, batch: int) -> tuple[bytes, str]:
+    """The step as a TFLite flat buffer (built-in ops if they suffice, else with SELECT_TF_OPS) and which."""
     import tempfile
 
     import tensorflow as tf
@@ -182,7 +184,7 @@ def _tflite_bytes(step: StreamingStep, batch: int) -> bytes:
             converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serving_default"])
             converter.target_spec.supported_ops = ops_sets
             try:
-                return converter.convert()
+                return converter.convert(), "+".join(s.name for s in ops_sets)
             except Exception as error:  # noqa: BLE001 - the converter raises many types; report them all
                 errors.append(f"{[s.name for s in ops_sets]}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     raise ConfigError("TFLite could not convert this model's step: " + "; ".join(errors))
@@ -228,7 +230,9 @@ class TFLiteStep:
         if not path.is_file():
             raise ConfigError(f"{path}: no such .tflite file")
         meta = json.loads(Path(str(path) + ".json").read_text())
-        self.interpreter = tf.lite.Interpreter(model_path=str(path))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            self.interpreter = tf.lite.Interpreter(model_path=str(path))
         self.runner = self.interpreter.get_signature_runner("serving_default")
         self.state = [np.zeros((meta["batch"], *shape), np.float32) for shape in meta["state_shapes"]]
 

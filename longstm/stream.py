@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -348,6 +349,29 @@ class NumpyRNNStack:
                 new_state.append((h,))
             outputs = h
         return outputs @ self.head_kernel + self.head_bias, tuple(new_state)
+
+
+# Traced step functions per model and batch shape, shared by the predictors of one model (a
+# trace costs seconds for attention or hierarchical models).
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_step(model, n_instruments: int, n_features: int, state_example):
+    """`model_step` as a `tf.function` with a fixed input signature, traced once per shape."""
+    import tensorflow as tf
+
+    cache = _COMPILED.setdefault(model, {})
+    key = (n_instruments, n_features)
+    if key not in cache:
+        state_spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, tf.float32), state_example)
+        x_spec = tf.TensorSpec((n_instruments, n_features), tf.float32)
+        model_ref = weakref.ref(model)  # a strong reference here would keep the model alive forever
+        cache[key] = tf.function(
+            lambda x_t, state: model_step(model_ref(), x_t, state),
+            input_signature=[x_spec, state_spec],
+            reduce_retracing=True,
+        )
+    return cache[key]
 
 
 # ---- the predictor -----------------------------------------------------------------------------
@@ -666,16 +690,7 @@ class StreamingPredictor:
 
     def _step_function(self):
         if self._compiled is None:
-            import tensorflow as tf
-
-            state_spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, tf.float32), self._model_state)
-            x_spec = tf.TensorSpec((self.n_instruments, self.n_features), tf.float32)
-            model = self.model
-            self._compiled = tf.function(
-                lambda x_t, state: model_step(model, x_t, state),
-                input_signature=[x_spec, state_spec],
-                reduce_retracing=True,
-            )
+            self._compiled = compiled_step(self.model, self.n_instruments, self.n_features, self._model_state)
         return self._compiled
 
     def _advance(self, x_scaled: np.ndarray) -> np.ndarray:

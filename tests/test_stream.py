@@ -1,0 +1,419 @@
+"""StreamingPredictor: per-tick predictions equal the batch model's, state handling, bad input, follow."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from longstm.errors import ConfigError, DataValidationError
+from longstm.models.attention import AttentionLSTM
+from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.protocol import Forecaster, KerasRNNStack
+from longstm.models.stacked import StackedLSTM
+from longstm.stream import CausalFeatures, NumpyRNNStack, StreamingPredictor
+
+TOLERANCE = 1e-5
+N, T, F = 3, 24, 4
+
+
+def _minrnn(kind):
+    minrnn = pytest.importorskip("longstm.models.minrnn")
+    if kind == "minlstm":
+        return minrnn.MinLSTM(12)
+    if kind == "mingru":
+        return minrnn.MinGRU(12, mode="sequential")
+    return minrnn.MinRNNStack(12, layers=2, cell="minlstm")
+
+
+FAMILIES = {
+    "keras_lstm_x2": lambda: KerasRNNStack([keras.layers.LSTM(12), keras.layers.LSTM(8)]),
+    "keras_gru": lambda: KerasRNNStack([keras.layers.GRU(12)]),
+    "keras_lstm_gru": lambda: KerasRNNStack([keras.layers.LSTM(8), keras.layers.GRU(6)]),
+    "stacked": lambda: StackedLSTM(12, layers=2),
+    "stacked_residual_norm": lambda: StackedLSTM(12, layers=2, residual=True, layer_norm=True),
+    "hierarchical_sequential": lambda: HierarchicalLSTM([(8, 4), (6, 3), (5, 1)], mode="sequential"),
+    "attention_window": lambda: AttentionLSTM(12, heads=2, memory=6, window=5),
+    "minlstm": lambda: _minrnn("minlstm"),
+    "mingru": lambda: _minrnn("mingru"),
+    "minrnn_stack": lambda: _minrnn("stack"),
+}
+
+
+def _batch(model, x):
+    y, _ = model(x, state=model.initial_state(x.shape[0]))
+    return np.asarray(y)
+
+
+def _stream(predictor, x):
+    """(N, T, F) through update() one tick at a time -> (N, T, outputs)."""
+    return np.stack([predictor.update(x[:, t]) for t in range(x.shape[1])], axis=1)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return np.random.default_rng(0).normal(size=(N, T, F)).astype(np.float32)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_streaming_equals_batch_model(family, inputs):
+    keras.utils.set_random_seed(1)
+    model = Forecaster(FAMILIES[family](), outputs=2)
+    expected = _batch(model, inputs)
+    engines = ["tf"] + (["numpy"] if NumpyRNNStack.supports(model) else [])
+    for engine in engines:
+        predictor = StreamingPredictor(model, n_instruments=N, engine=engine)
+        got = _stream(predictor, inputs)
+        assert np.abs(got - expected).max() < TOLERANCE, (family, engine)
+        # update_many continues from the carried state exactly like single ticks do.
+        again = StreamingPredictor(model, n_instruments=N, engine=engine)
+        first = again.update_many(np.swapaxes(inputs[:, :10], 0, 1))
+        rest = again.update_many(np.swapaxes(inputs[:, 10:], 0, 1))
+        both = np.swapaxes(np.concatenate([first, rest]), 0, 1)
+        assert np.abs(both - expected).max() < TOLERANCE, (family, engine)
+        assert list(again.ticks) == [T] * N
+
+
+def test_numpy_engine_is_chosen_for_lstm_stacks_and_refused_elsewhere():
+    lstm = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
+    lstm(np.zeros((1, 1, 2), np.float32))
+    assert StreamingPredictor(lstm).engine == "numpy"
+    attention = Forecaster(AttentionLSTM(4, heads=1, memory=2, window=3), outputs=1)
+    attention(np.zeros((1, 1, 2), np.float32))
+    assert StreamingPredictor(attention).engine == "tf"
+    with pytest.raises(ConfigError, match="NumPy streaming engine cannot run this model: its core AttentionLSTM"):
+        StreamingPredictor(attention, engine="numpy")
+    tanh_head = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), head=keras.layers.Dense(1, activation="tanh"))
+    tanh_head(np.zeros((1, 1, 2), np.float32))
+    assert "non-linear activation" in NumpyRNNStack.unsupported_reason(tanh_head)
+
+
+@pytest.mark.parametrize(
+    "core, message",
+    [
+        (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="parallel"), "mode='parallel'.*cannot stream"),
+        (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="sequential", outputs="per_summary"), "per_summary"),
+        (lambda: AttentionLSTM(4, heads=1, memory=4), r"window=None\) cannot stream.*window <= memory \+ 1 = 5"),
+    ],
+)
+def test_models_that_cannot_stream_are_refused(core, message):
+    model = Forecaster(core(), outputs=1)
+    model(np.zeros((1, 4, 2), np.float32))
+    with pytest.raises(ConfigError, match=message):
+        StreamingPredictor(model)
+
+
+def test_bad_arguments_are_refused():
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
+    with pytest.raises(ConfigError, match="needs a built model"):
+        StreamingPredictor(model)
+    model(np.zeros((1, 1, 2), np.float32))
+    with pytest.raises(ConfigError, match="n_instruments must be an integer >= 1; got 0"):
+        StreamingPredictor(model, n_instruments=0)
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        StreamingPredictor(model, engine="xla")
+    with pytest.raises(ConfigError, match="needs a longstm RecurrentModel"):
+        StreamingPredictor(keras.Sequential([keras.layers.Dense(1)]))
+    with pytest.raises(ConfigError, match="reads 2 features per step but .* give 3"):
+        StreamingPredictor(model, feature_columns=[0, 1, 2])
+
+
+@pytest.fixture
+def lstm_model():
+    keras.utils.set_random_seed(2)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(8), keras.layers.GRU(6)]), outputs=2)
+    model(np.zeros((1, 1, F), np.float32))
+    return model
+
+
+@pytest.mark.parametrize("engine", ["numpy", "tf"])
+def test_bad_ticks_raise_and_leave_the_state_unchanged(lstm_model, inputs, engine):
+    predictor = StreamingPredictor(lstm_model, n_instruments=N, engine=engine)
+    clean = StreamingPredictor(lstm_model, n_instruments=N, engine=engine)
+    for t in range(5):
+        predictor.update(inputs[:, t])
+        clean.update(inputs[:, t])
+    with pytest.raises(DataValidationError, match=r"x_t must have shape .*\(\.\.\., 3, 4\); got \(3, 5\)"):
+        predictor.update(np.zeros((N, F + 1)))
+    bad = inputs[:, 5].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(DataValidationError, match="non-finite value nan at instrument=1, column=2; the state was not changed"):
+        predictor.update(bad)
+    many = np.swapaxes(inputs[:, 5:9], 0, 1).copy()
+    many[2, 0, 3] = np.inf
+    with pytest.raises(DataValidationError, match="xs has a non-finite value inf at tick=2, instrument=0, column=3"):
+        predictor.update_many(many)
+    np.testing.assert_array_equal(predictor.update(inputs[:, 5]), clean.update(inputs[:, 5]))
+    assert list(predictor.ticks) == [6] * N
+
+
+def test_one_instrument_takes_and_gives_flat_rows(lstm_model, inputs):
+    predictor = StreamingPredictor(lstm_model)
+    row = predictor.update(inputs[0, 0])
+    assert row.shape == (2,)
+    assert predictor.update_many(inputs[0, 1:4]).shape == (3, 2)
+    np.testing.assert_allclose(
+        np.concatenate([row[None], StreamingPredictor(lstm_model).update_many(inputs[0, :4])[1:]]),
+        _batch(lstm_model, inputs[:1, :4])[0],
+        atol=TOLERANCE,
+    )
+
+
+@pytest.mark.parametrize("engine", ["numpy", "tf"])
+def test_save_and_restore_state_continue_exactly(lstm_model, inputs, tmp_path, engine):
+    predictor = StreamingPredictor(lstm_model, n_instruments=N, engine=engine)
+    predictor.warm_up(np.swapaxes(inputs[:, :12], 0, 1))
+    path = predictor.save_state(tmp_path / "state.npz")
+    continued = predictor.update_many(np.swapaxes(inputs[:, 12:], 0, 1))
+    restored = StreamingPredictor(lstm_model, n_instruments=N, engine="tf" if engine == "numpy" else "numpy")
+    restored.restore_state(path)
+    assert list(restored.ticks) == [12] * N
+    np.testing.assert_allclose(restored.update_many(np.swapaxes(inputs[:, 12:], 0, 1)), continued, atol=TOLERANCE)
+    # The state property round-trips too.
+    copy = StreamingPredictor(lstm_model, n_instruments=N, engine=engine)
+    copy.state = predictor.state
+    np.testing.assert_allclose(copy.update(inputs[:, 0]), predictor.update(inputs[:, 0]), atol=TOLERANCE)
+
+
+def test_restoring_a_state_of_another_shape_is_refused(lstm_model, tmp_path):
+    path = StreamingPredictor(lstm_model, n_instruments=2).save_state(tmp_path / "two.npz")
+    with pytest.raises(DataValidationError, match=r"two.npz: streaming state does not fit this model and 3 instruments"):
+        StreamingPredictor(lstm_model, n_instruments=3).restore_state(path)
+    other = Forecaster(KerasRNNStack([keras.layers.LSTM(8)]), outputs=2)
+    other(np.zeros((1, 1, F), np.float32))
+    with pytest.raises(DataValidationError, match="holds 3 model state arrays; this model's state has 2"):
+        StreamingPredictor(other, n_instruments=2).restore_state(path)
+    with pytest.raises(DataValidationError, match="no such state file"):
+        StreamingPredictor(other).restore_state(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "tf"])
+def test_reset_one_instrument_starts_it_afresh_and_keeps_the_others(lstm_model, inputs, engine):
+    predictor = StreamingPredictor(lstm_model, n_instruments=N, engine=engine)
+    predictor.update_many(np.swapaxes(inputs[:, :8], 0, 1))
+    predictor.reset(1)
+    got = predictor.update_many(np.swapaxes(inputs[:, 8:], 0, 1))
+    assert list(predictor.ticks) == [T, T - 8, T]
+    fresh = _batch(lstm_model, inputs[1:2, 8:])[0]
+    np.testing.assert_allclose(got[:, 1], fresh, atol=TOLERANCE)
+    whole = _batch(lstm_model, inputs)
+    np.testing.assert_allclose(got[:, 0], whole[0, 8:], atol=TOLERANCE)
+    np.testing.assert_allclose(got[:, 2], whole[2, 8:], atol=TOLERANCE)
+    with pytest.raises(DataValidationError, match=r"instrument indices in \[0, 3\); got 3"):
+        predictor.reset(3)
+
+
+def test_hierarchical_reset_restarts_the_phase():
+    keras.utils.set_random_seed(3)
+    model = Forecaster(HierarchicalLSTM([(4, 3), (4, 1)], mode="sequential"), outputs=1)
+    x = np.random.default_rng(1).normal(size=(2, 12, 2)).astype(np.float32)
+    model(x[:, :3])
+    predictor = StreamingPredictor(model, n_instruments=2)
+    predictor.update_many(np.swapaxes(x[:, :4], 0, 1))  # instrument 1 is mid-period (phase 1 of 3)
+    predictor.reset(1)
+    got = predictor.update_many(np.swapaxes(x[:, 4:10], 0, 1))
+    np.testing.assert_allclose(got[:, 1], _batch(model, x[1:2, 4:10])[0], atol=TOLERANCE)
+    np.testing.assert_allclose(got[:, 0], _batch(model, x[:1, :12])[0, 4:10], atol=TOLERANCE)
+
+
+def test_causal_features_step_equals_transform():
+    prices = np.array([[100.0, 5.0, 1.0], [101.0, 7.0, 2.0], [99.5, 6.0, 3.0], [102.0, 6.5, 4.0]])
+    features = CausalFeatures(["log_return", "diff", "value"])
+    batch = features.transform(prices)
+    np.testing.assert_allclose(batch[1], [np.log(101 / 100), 2.0, 2.0])
+    np.testing.assert_allclose(batch[0], [0.0, 0.0, 1.0])
+    previous, has_previous, rows = np.zeros((1, 3)), np.zeros(1, bool), []
+    for row in prices:
+        rows.append(features.step(row[None], previous, has_previous)[0])
+        previous, has_previous = row[None], np.ones(1, bool)
+    np.testing.assert_allclose(np.stack(rows), batch)
+    with pytest.raises(ConfigError, match="transform 1 must be one of .*got 'pct'"):
+        CausalFeatures(["value", "pct"])
+
+
+def test_scaler_and_pipeline_give_original_units(lstm_model):
+    from longstm.data import StandardScaler
+
+    rng = np.random.default_rng(4)
+    raw = np.exp(np.cumsum(rng.normal(scale=0.01, size=(40, F)), axis=0)) * 100  # positive prices
+    pipeline = CausalFeatures(["log_return", "value", "diff", "log_return"])
+    derived = pipeline.transform(raw)
+    scaler = StandardScaler().fit(derived)
+    predictor = StreamingPredictor(lstm_model, scaler=scaler, feature_pipeline=pipeline, target_columns=[1], horizon=2)
+    got = predictor.update_many(raw[:15])
+    got = np.concatenate([got, np.stack([predictor.update(row) for row in raw[15:]])])
+    scaled = scaler.transform(derived)[None]
+    expected = _batch(lstm_model, scaled)[0] * scaler.scale[1] + scaler.mean[1]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    bad = raw[0].copy()
+    bad[0] = -1.0  # a log return of a negative price
+    with pytest.raises(DataValidationError, match="feature pipeline gave a non-finite value"):
+        predictor.update(bad)
+
+
+# ---- a run directory, as `longstm train` leaves it ---------------------------------------------
+
+
+def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: int = 2) -> Path:
+    """A run directory with config.toml, data.json and checkpoints/best.npz (random weights)."""
+    from longstm.data import StandardScaler, bundled_path
+    from longstm.train.config import config_from_dict
+    from longstm.train.models import build_model
+    from longstm.train.run import load_data
+
+    frame = pd.read_csv(bundled_path("ETTh1"), nrows=rows)
+    data_path = folder / "etth1.csv"
+    frame.to_csv(data_path, index=False)
+    config = config_from_dict(
+        {
+            "data": {"path": str(data_path), "kind": "ett", "features": ["HUFL", "MUFL", "OT"], "targets": ["OT", "HUFL"], "horizon": horizon},
+            "model": {"name": model_name, "units": 6, "layers": 2},
+            "train": {"lanes": 2, "k1": 8, "k2": 8, "epochs": 1},
+            "eval": {"lanes": 1, "warmup": 0},
+        },
+        source=str(folder / "config.toml"),
+    )
+    run = folder / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text(config.to_toml())
+    data = load_data(config)
+    names = list(data.series.columns)
+    record = {
+        "columns": names,
+        "features": [names[i] for i in data.feature_columns],
+        "targets": [names[i] for i in data.target_columns],
+        "scaler": StandardScaler.from_dict({"columns": names, "mean": data.mean.tolist(), "scale": data.std.tolist()}).to_dict(),
+    }
+    (run / "data.json").write_text(json.dumps(record))
+    keras.utils.set_random_seed(5)
+    model = build_model(config.model, len(data.feature_columns), len(data.target_columns) * horizon)
+    model(np.zeros((1, 1, len(data.feature_columns)), np.float32))
+    np.savez(run / "checkpoints" / "best.npz", **{f"model_{i}": np.asarray(v) for i, v in enumerate(model.variables)})
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("stream_run"))
+
+
+def test_from_run_equals_the_trainers_predict(run_dir):
+    from longstm.train.run import predict_run
+
+    data_path = run_dir.parent / "etth1.csv"
+    expected = predict_run(run_dir, data_path)  # one eval lane from row 0: the same history as streaming
+    raw = pd.read_csv(data_path)
+    predictor = StreamingPredictor.from_run(run_dir)
+    assert predictor.engine == "numpy" and predictor.column_names == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    got = predictor.update_many(raw[predictor.column_names].to_numpy())
+    names = ["OT+1", "HUFL+1", "OT+2", "HUFL+2"]
+    assert list(expected.columns[2:]) == names
+    np.testing.assert_allclose(got[expected["row"].to_numpy()], expected[names].to_numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_from_run_refuses_what_is_not_a_run(tmp_path, run_dir):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        StreamingPredictor.from_run(tmp_path)
+    with pytest.raises(ConfigError, match="weights must be 'best' or 'latest'"):
+        StreamingPredictor.from_run(run_dir, weights="newest")
+    with pytest.raises(ConfigError, match="has no checkpoint yet"):
+        StreamingPredictor.from_run(run_dir, weights="latest")
+
+
+# ---- follow ------------------------------------------------------------------------------------
+
+
+def _expected_forecasts(run_dir, raw_rows):
+    predictor = StreamingPredictor.from_run(run_dir)
+    return predictor.update_many(raw_rows)
+
+
+def test_follow_a_growing_csv_skips_malformed_rows_and_keeps_state(run_dir, tmp_path):
+    from longstm.cli.stream import follow_stream
+    from longstm.stream import load_run_model
+
+    raw = pd.read_csv(run_dir.parent / "etth1.csv", nrows=30)
+    lines = raw.to_csv(index=False).splitlines()
+    live = tmp_path / "live.csv"
+    live.write_text("\n".join(lines[:11]) + "\n")  # header + 10 rows
+    bad_lines = [
+        "2016-07-01 10:00:00,1.0,2.0\n",  # too few fields
+        lines[12].replace(lines[12].split(",")[7], "abc", 1) + "\n",  # OT is not a number
+        lines[12].replace(lines[12].split(",")[1], "nan", 1) + "\n",
+    ]
+
+    def append():
+        with open(live, "a") as handle:
+            for index in range(11, 31):
+                time.sleep(0.01)
+                if index == 15:
+                    handle.writelines(bad_lines)
+                handle.write(lines[index][:5])  # a partial line first: it must wait for its newline
+                handle.flush()
+                time.sleep(0.01)
+                handle.write(lines[index][5:] + "\n")
+                handle.flush()
+
+    writer = threading.Thread(target=append)
+    model, meta = load_run_model(run_dir)
+    predictor = StreamingPredictor.from_metadata(model, meta)
+    out, skipped = io.StringIO(), []
+    writer.start()
+    started = time.monotonic()
+    report = follow_stream(predictor, live, out, target_names=meta["targets"], idle_timeout=1.0, poll=0.01, report_skip=skipped.append)
+    writer.join()
+    assert time.monotonic() - started < 10
+    assert report.rows == 33 and report.forecasts == 30
+    assert skipped == [
+        f"{live} line 16: has 3 fields, the header has 8",
+        f"{live} line 17: column 'OT': expected a number, got 'abc'",
+        f"{live} line 18: column 'HUFL': expected a finite number, got 'nan'",
+    ]
+    frame = pd.read_csv(io.StringIO(out.getvalue()))
+    assert list(frame.columns) == ["row", "date", "OT+1", "HUFL+1", "OT+2", "HUFL+2"]
+    assert list(frame["date"]) == list(raw["date"])
+    expected = _expected_forecasts(run_dir, raw[predictor.column_names].to_numpy())
+    np.testing.assert_allclose(frame[["OT+1", "HUFL+1", "OT+2", "HUFL+2"]].to_numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_follow_parquet_and_cli(run_dir, tmp_path):
+    from longstm.cli import main
+
+    raw = pd.read_csv(run_dir.parent / "etth1.csv", nrows=12)
+    source = tmp_path / "live.parquet"
+    raw.to_parquet(source)
+    out = tmp_path / "forecasts.csv"
+    state = tmp_path / "state.npz"
+    code = main(["follow", str(run_dir), str(source), "--out", str(out), "--max-rows", "8", "--state-out", str(state), "--poll", "0.01"])
+    assert code == 0
+    frame = pd.read_csv(out)
+    columns = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    expected = _expected_forecasts(run_dir, raw[columns].to_numpy())
+    assert len(frame) == 8
+    np.testing.assert_allclose(frame[["OT+1", "HUFL+1", "OT+2", "HUFL+2"]].to_numpy(), expected[:8], rtol=1e-6, atol=1e-5)
+    # Resuming from the saved state continues the stream exactly.
+    rest = tmp_path / "rest.csv"
+    raw.iloc[8:].to_csv(rest, index=False)
+    assert main(["follow", str(run_dir), str(rest), "--out", str(tmp_path / "rest_out.csv"), "--state-in", str(state), "--idle-timeout", "0"]) == 0
+    tail = pd.read_csv(tmp_path / "rest_out.csv")
+    np.testing.assert_allclose(tail[["OT+1", "HUFL+1", "OT+2", "HUFL+2"]].to_numpy(), expected[8:], rtol=1e-6, atol=1e-5)
+
+
+def test_follow_bad_input_is_one_clear_error(run_dir, tmp_path, capsys):
+    from longstm.cli import main
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("date,a,b\n2016,1,2\n")
+    assert main(["follow", str(run_dir), str(wrong), "--idle-timeout", "0"]) == 2
+    assert "lacks the run's columns ['HUFL', 'HULL', 'MUFL', 'MULL', 'LUFL', 'LULL', 'OT']" in capsys.readouterr().err
+    assert main(["follow", str(run_dir), str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv: no such file to follow" in capsys.readouterr().err
+    assert main(["follow", str(run_dir), str(wrong), "--max-rows", "0"]) == 2
+    assert "--max-rows must be an integer >= 1; got 0" in capsys.readouterr().err
