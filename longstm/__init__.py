@@ -8,3 +8,12 @@ from longstm.errors import ConfigError, DataValidationError, LongstmError, Train
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "DataValidationError", "LongstmError", "TrainingError", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: `longstm.StreamingPredictor` imports Keras/TensorFlow only when first used.
+    if name == "StreamingPredictor":
+        from longstm.stream import StreamingPredictor
+
+        return StreamingPredictor
+    raise AttributeError(f"module 'longstm' has no attribute {name!r}")

@@ -417,3 +417,12 @@ def test_follow_bad_input_is_one_clear_error(run_dir, tmp_path, capsys):
     assert "absent.csv: no such file to follow" in capsys.readouterr().err
     assert main(["follow", str(run_dir), str(wrong), "--max-rows", "0"]) == 2
     assert "--max-rows must be an integer >= 1; got 0" in capsys.readouterr().err
+
+
+def test_package_exports_the_predictor_without_importing_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, longstm; longstm.StreamingPredictor; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
