@@ -24,6 +24,15 @@ Protocol (every number `longstm eval hft` prints follows it):
 
 A predictor is any object with `predict(inputs) -> (n,)` and optionally
 `fit(inputs, targets)`; the baselines live in `longstm.models.hft_baselines`.
+
+Plugging in a trained model: in `fit`, every row of `inputs.features` is a training row, so
+a scaler fitted on them is train-only; train on `inputs.windows()` (lookback windows ending
+at each decision step) or stream `inputs.features` with carried state, against `targets`
+(basis points). In `predict`, return one value per `inputs.decision_steps`, e.g. by
+streaming `inputs.features` from row 0 with carried state and reading the outputs at the
+decision rows (the rows after the last decision step are not there to peek at). Then
+`evaluate_hft(bars, {"mine": MyPredictor, "ar": LinearAR}, config)`; the no-look-ahead test
+in tests/evaluate/test_hft.py applies to it unchanged.
 """
 
 from __future__ import annotations

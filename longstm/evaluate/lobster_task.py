@@ -106,6 +106,19 @@ class LOBInputs:
         except ValueError:
             raise DataValidationError(f"no feature column {name!r}; there are {', '.join(self.columns)}") from None
 
+    def windows(self, lookback: int) -> np.ndarray:
+        """Shape `(n, lookback, F)`: events `t−lookback+1 .. t` for each decision step t
+        (a strided view; steps with fewer than `lookback` events before them are an error)."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        steps = np.asarray(self.decision_steps)
+        if steps.size and steps.min() < lookback - 1:
+            raise DataValidationError(
+                f"windows: decision step {int(steps.min())} has fewer than lookback = {lookback} events up to it"
+            )
+        all_windows = sliding_window_view(self.features, lookback, axis=0)  # (rows-L+1, F, L)
+        return np.moveaxis(all_windows, -1, 1)[steps - lookback + 1]
+
     @property
     def mid(self) -> np.ndarray:
         return np.asarray(self.features[:, self.column("mid_price")], dtype=np.float64)

@@ -132,6 +132,21 @@ def test_first_return_of_each_segment_is_zero_and_no_step_straddles_a_gap():
     assert steps.min() == 10 and 114 in steps and 115 not in steps and 130 in steps and 129 not in steps
 
 
+def test_across_a_gap_in_the_test_split_nothing_is_predicted_or_held():
+    bars = synthetic_bars(3000)
+    segment_ids = (np.arange(3000) >= 2600).astype(np.int64)  # a gap before row 2600 (test starts at 2400)
+    gapped = Bars(bars.open, bars.high, bars.low, bars.close, bars.volume, timestamps=bars.timestamps,
+                  segment_ids=segment_ids)
+    evaluation = evaluate_hft(gapped, BASELINES, HFTConfig(horizons=(1, 5), lookback=30))
+    for result in evaluation.results:
+        steps = result.decision_steps
+        assert not np.any((steps - 30 < 2600) & (steps + result.horizon >= 2600))
+        # Flat over the bar that crosses the gap and until a full lookback follows it.
+        first = result.backtest_first_row
+        assert (result.backtest.positions[2599 - first : 2630 - first] == 0).all()
+        assert np.abs(result.backtest.positions[2630 - first :]).sum() > 0 or result.model == "zero"
+
+
 def test_split_boundaries_are_70_10_20_by_rows_as_the_data_layer_splits():
     assert split_boundaries(1000, (0.7, 0.1, 0.2)) == (700, 800)
     assert split_boundaries(1001, (0.7, 0.1, 0.2)) == (700, 801)  # test gets int(0.2 n) rows

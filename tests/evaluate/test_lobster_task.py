@@ -73,6 +73,14 @@ def test_persistence_predicts_the_label_of_the_window_that_ended_now():
     assert (predictions[steps < 10] == 0).all()
 
 
+def test_inputs_windows_end_at_each_decision_step():
+    features = trending_book(100)
+    inputs = LOBInputs(features, COLUMNS, np.array([9, 50]), 5, 0.0)
+    np.testing.assert_array_equal(inputs.windows(10)[1], features[41:51])
+    with pytest.raises(DataValidationError, match="decision step 9 has fewer than lookback = 11 events"):
+        inputs.windows(11)
+
+
 def test_majority_class_is_the_most_frequent_training_label():
     model = MajorityClass()
     model.fit(None, np.array([1, -1, -1, 0, -1, 1]))
