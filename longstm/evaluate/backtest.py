@@ -119,7 +119,7 @@ def run_backtest(closes, positions, *, cost_bps: float, periods_per_year: float)
 
     >>> result = run_backtest([100.0, 101.0, 100.0], [1.0, -1.0], cost_bps=0.0,
     ...                       periods_per_year=525_600)
-    >>> [round(x, 6) for x in result.strategy_returns]
+    >>> [round(float(x), 6) for x in result.strategy_returns]
     [0.01, 0.009901]
     """
     closes = np.asarray(closes, dtype=np.float64).reshape(-1)

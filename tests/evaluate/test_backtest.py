@@ -115,3 +115,13 @@ def test_bad_hold_is_a_config_error(hold):
 def test_bad_periods_per_year():
     with pytest.raises(DataValidationError, match="periods_per_year must be > 0, got 0"):
         sharpe_ratio([0.1, 0.2], 0)
+
+
+def test_docstring_examples_of_the_evaluation_modules_hold():
+    import doctest
+
+    from longstm.evaluate import backtest, lobster_task
+
+    for module in (backtest, lobster_task):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
