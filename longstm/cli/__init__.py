@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from longstm.errors import LongstmError
 
@@ -27,43 +28,32 @@ error_console = Console(stderr=True, soft_wrap=True)  # one error, one line: eas
 
 
 def _register_commands() -> None:
-    from longstm.cli import bench, data, demo, evaluate, plot, train
+    from longstm.cli import bench, data, demo, evaluate, plot, report, stream, train
 
     app.add_typer(data.app, name="data", help="Inspect and validate data files.")
-    app.add_typer(evaluate.app, name="eval", help="Standard evaluation protocols (ETT, HFT).")
-    app.add_typer(bench.app, name="bench", help="Speed and memory benchmarks.")
+    app.add_typer(evaluate.app, name="eval", help="Standard evaluation protocols (ETT, HFT, LOBSTER).")
+    app.add_typer(bench.app, name="bench", help="Speed, memory and latency benchmarks.")
     app.add_typer(plot.app, name="plot", help="Plots from a run directory.")
-    train.register(app)
-    demo.register(app)
-    from longstm.cli import report
-
-    report.register(app)
-    __import__("longstm.cli.stream", fromlist=["register"]).register(app)
+    for module in (train, demo, report, stream):
+        module.register(app)
 
 
 _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: user errors become one clear line, exit code 2."""
+    """Entry point of the console script: user errors become one clear line, exit code 2.
+
+    Typer runs in standalone mode, so usage errors (an unknown command or option) are
+    printed by Typer itself with the usage line and exit code 2.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="longstm")
     except LongstmError as error:
-        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except typer.Exit as exit_:
-        return exit_.exit_code
-    except Exception as error:  # click's own usage errors
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            return error.exit_code
-        if isinstance(error, click.exceptions.Abort):
-            return 1
-        raise
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     return 0
 
 
