@@ -1,0 +1,21 @@
+from longstm.cli import main
+
+
+def test_unknown_command_is_a_usage_error_with_exit_code_2(capsys):
+    assert main(["eval", "no-such-protocol"]) == 2
+    assert "No such command 'no-such-protocol'" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_without_a_traceback(capsys, tmp_path):
+    missing = tmp_path / "missing.csv"
+    assert main(["eval", "ett", "--data", str(missing), "--model", "repeat", "--lookback", "8", "--horizons", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_lists_every_command_group(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("data", "eval", "bench", "plot", "train", "evaluate", "predict", "demo", "report", "export"):
+        assert command in out
