@@ -101,6 +101,7 @@ def test_numpy_engine_is_chosen_for_lstm_stacks_and_refused_elsewhere():
         (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="parallel"), "mode='parallel'.*cannot stream"),
         (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="sequential", outputs="per_summary"), "per_summary"),
         (lambda: AttentionLSTM(4, heads=1, memory=4), r"window=None\) cannot stream.*window <= memory \+ 1 = 5"),
+        (lambda: KerasRNNStack([keras.layers.LSTM(4, go_backwards=True)]), r"run backwards in time \(go_backwards=True\)"),
     ],
 )
 def test_models_that_cannot_stream_are_refused(core, message):
