@@ -1,0 +1,210 @@
+"""minLSTM / minGRU / MinRNNStack: modes agree, chunking with carry, causality, saving, errors, a latch."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from longstm.errors import ConfigError, DataValidationError
+from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.minrnn import MinGRU, MinLSTM, MinRNNStack
+from longstm.models.protocol import Forecaster
+from longstm.train.engine import TBPTTEngine
+
+
+def _inputs(steps, batch=2, features=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, steps, features)).astype("float32")
+
+
+def _twin(layer, **changes):
+    """The same layer (same weights) with some constructor arguments changed."""
+    twin = type(layer).from_config(layer.get_config() | changes)
+    twin(_inputs(2, batch=1, features=layer.kernel.shape[0]))
+    twin.set_weights(layer.get_weights())
+    return twin
+
+
+@pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
+def test_parallel_equals_sequential_over_ten_thousand_steps_from_a_signed_state(cls):
+    x = _inputs(10_000)
+    h0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)  # negative entries too
+    parallel = cls(8)
+    parallel(x[:, :2])
+    sequential = _twin(parallel, mode="sequential")
+    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(x, h0)
+    h_sequential, (last_sequential,) = tf.function(lambda x, s: sequential(x, state=s))(x, h0)
+    assert np.isfinite(h_parallel).all()
+    assert np.abs(np.asarray(h_parallel) - np.asarray(h_sequential)).max() < 1e-4
+    np.testing.assert_array_equal(last_parallel, h_parallel[:, -1])
+    np.testing.assert_allclose(last_parallel, last_sequential, atol=1e-4)
+
+
+@pytest.mark.parametrize("scan", ["associative", "logcumsumexp"])
+def test_log_space_scans_equal_the_default_scan(scan):
+    x = _inputs(300)
+    layer = MinLSTM(6)
+    expected, _ = layer(x)
+    got, _ = _twin(layer, scan=scan)(x)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.min(expected) > 0  # from a zero state h is positive: the candidates are
+
+
+def test_gradients_of_the_parallel_layer_equal_those_of_the_step_loop():
+    x = tf.constant(_inputs(600))  # longer than a sub-chunk: the fused path with its own gradient
+    layer = MinGRU(5)
+    layer(x[:, :2])
+    sequential = _twin(layer, mode="sequential")
+
+    def gradients(model):
+        with tf.GradientTape() as tape:
+            h, _ = model(x)
+            loss = tf.reduce_sum(tf.sin(h))
+        return tape.gradient(loss, model.trainable_variables)
+
+    for got, expected in zip(tf.function(lambda: gradients(layer))(), gradients(sequential)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _stack_forecaster(cell="minlstm", **kwargs):
+    return Forecaster(MinRNNStack(8, layers=2, cell=cell, **kwargs), outputs=2)
+
+
+@pytest.mark.parametrize("chunk", [100, 70, 300])  # divides T, does not, longer than a sub-chunk
+@pytest.mark.parametrize("cell", ["minlstm", "mingru"])
+def test_chunked_forward_with_carried_state_equals_full_forward(chunk, cell):
+    x = _inputs(600, features=4)
+    model = _stack_forecaster(cell)
+    full, full_state = model(x)
+    state = model.initial_state(2)
+    pieces = []
+    for start in range(0, 600, chunk):
+        y, state = model(x[:, start : start + chunk], state=state)
+        pieces.append(y)
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=1e-5)
+    for got, expected in zip(tf.nest.flatten(state), tf.nest.flatten(full_state)):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["parallel", "sequential"])
+def test_outputs_before_a_perturbed_step_do_not_change(mode):
+    x = _inputs(400, features=4)
+    model = _stack_forecaster(mode=mode)
+    t = 257
+    before, _ = model(x)
+    x_changed = x.copy()
+    x_changed[:, t] += 5.0
+    after, _ = model(x_changed)
+    np.testing.assert_array_equal(np.asarray(after)[:, :t], np.asarray(before)[:, :t])
+    assert np.abs(np.asarray(after)[:, t:] - np.asarray(before)[:, t:]).max() > 1e-3
+
+
+def test_keras_round_trip_gives_identical_outputs_and_config(tmp_path):
+    x = _inputs(300, features=4)
+    model = _stack_forecaster("mingru", norm="layer", mlp_ratio=3, dropout=0.1)
+    expected, _ = model(x)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded(x)[0], expected)
+    core = loaded.core
+    assert (core.cell, core.norm, core.mlp_ratio, core.dropout, core.num_layers) == ("mingru", "layer", 3, 0.1, 2)
+
+
+def test_single_layer_round_trip_keeps_mode_and_scan(tmp_path):
+    x = _inputs(50)
+    model = Forecaster(MinLSTM(4, mode="sequential", scan="associative"))
+    expected, _ = model(x)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert (loaded.core.mode, loaded.core.scan) == ("sequential", "associative")
+    np.testing.assert_array_equal(loaded(x)[0], expected)
+
+
+def test_a_min_rnn_stack_works_as_a_level_of_the_hierarchical_model():
+    x = _inputs(256, features=4)
+    model = HierarchicalLSTM([(MinRNNStack(8, layers=1, cell="mingru"), 16), (MinRNNStack(6, layers=1), 1)])
+    full, _ = model(x)
+    assert full.shape == (2, 256, 14)
+    state = model.initial_state(2)
+    first, state = model(x[:, :128], state=state)
+    second, _ = model(x[:, 128:], state=state)
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: MinLSTM(0), r"MinLSTM argument `units` must be an integer >= 1; got 0"),
+        (lambda: MinGRU(8, mode="fast"), r"MinGRU argument `mode` must be one of \['parallel', 'sequential'\]; got 'fast'"),
+        (lambda: MinLSTM(8, scan="fft"), r"argument `scan` must be one of \['blocked', 'associative', 'logcumsumexp'\]; got 'fft'"),
+        (lambda: MinRNNStack(8, cell="lstm"), r"MinRNNStack argument `cell` must be one of \['minlstm', 'mingru'\]; got 'lstm'"),
+        (lambda: MinRNNStack(8, norm="batch"), r"`norm` must be one of \['rms', 'layer', None\]; got 'batch'"),
+        (lambda: MinRNNStack(8, layers=2.5), r"`layers` must be an integer >= 1; got 2.5"),
+        (lambda: MinRNNStack(8, mlp_ratio=-1), r"`mlp_ratio` must be an integer >= 0; got -1"),
+        (lambda: MinRNNStack(8, dropout=1.5), r"`dropout` must be a number in \[0, 1\); got 1.5"),
+    ],
+)
+def test_bad_arguments_raise_config_errors_that_say_what_was_expected(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+def test_bad_inputs_and_states_raise_data_validation_errors():
+    layer = MinGRU(4)
+    with pytest.raises(DataValidationError, match=r"inputs of shape \(batch, steps, features\).*got shape \(2, 10\)"):
+        layer(np.zeros((2, 10), "float32"))
+    with pytest.raises(DataValidationError, match=r"state h must have shape \(2, 4\); got \(2, 5\)"):
+        layer(_inputs(10), state=(np.zeros((2, 5), "float32"),))
+    with pytest.raises(DataValidationError, match=r"state must be a tuple with one tensor h of shape \(batch, 4\)"):
+        layer(_inputs(10), state=np.zeros((2, 4), "float32"))
+    with pytest.raises(DataValidationError, match=r"one \(h,\) per block: expected 2 entries; got 1"):
+        MinRNNStack(4, layers=2)(_inputs(10), state=((np.zeros((2, 4), "float32"),),))
+
+
+def _latch_series(rng, lanes, steps, mean_gap):
+    """Sparse +-1 impulses; the target is the sign of the most recent one (0 before any)."""
+    impulses = rng.random((lanes, steps)) < 1.0 / mean_gap
+    x = np.where(impulses, np.where(rng.random((lanes, steps)) < 0.5, -1.0, 1.0), 0.0)
+    latest = np.maximum.accumulate(np.where(impulses, np.arange(steps), -1), axis=1)
+    target = np.where(latest >= 0, np.take_along_axis(x, np.maximum(latest, 0), axis=1), 0.0)
+    return x[..., None].astype("float32"), target[..., None].astype("float32")
+
+
+def _latch_test_mse(carry: bool, chunk=32, lanes=32, mean_gap=160, updates=300, seed=0, learning_rate=3e-3):
+    """Train with the project's TBPTT engine; carried state across chunks, or reset every chunk."""
+    keras.utils.set_random_seed(seed)
+    model = Forecaster(MinRNNStack(16, layers=1, cell="mingru", mlp_ratio=0), outputs=1)
+    model(np.zeros((lanes, chunk, 1), "float32"))
+    engine = TBPTTEngine(model, keras.optimizers.Adam(learning_rate), k1=chunk)
+    mask = tf.ones((lanes, chunk))
+    reset = tf.constant([not carry] * lanes)
+    x, y = _latch_series(np.random.default_rng(seed), lanes, chunk * updates, mean_gap)
+    state = engine.initial_state(lanes)
+    for i in range(updates):
+        window = slice(i * chunk, (i + 1) * chunk)
+        _, _, state = engine.train_step(x[:, window], y[:, window], mask, reset, state)
+    x, y = _latch_series(np.random.default_rng(seed + 1), lanes, chunk * 60, mean_gap)
+    state = engine.initial_state(lanes)
+    loss_sum = count = 0.0
+    for i in range(60):
+        window = slice(i * chunk, (i + 1) * chunk)
+        step_loss, _, step_count, _, state = engine.eval_step(x[:, window], y[:, window], mask, reset, state, chunk)
+        if i >= 10:  # after a burn-in that holds an impulse for most lanes
+            loss_sum, count = loss_sum + float(step_loss), count + float(step_count)
+    return loss_sum / count
+
+
+def test_latch_series_targets_hold_the_latest_impulse():
+    x, y = _latch_series(np.random.default_rng(0), 2, 500, 20)
+    for lane in range(2):
+        latest = 0.0
+        for t in range(500):
+            latest = x[lane, t, 0] if x[lane, t, 0] != 0 else latest
+            assert y[lane, t, 0] == latest
+
+
+def test_a_latch_older_than_several_chunks_is_learned_only_with_carried_state():
+    carried = _latch_test_mse(carry=True)
+    reset = _latch_test_mse(carry=False)
+    # The impulse is on average 5 chunks back: without carry a chunk mostly cannot know it.
+    assert reset > 0.6
+    assert carried < 0.45 and carried < 0.5 * reset  # 0.17-0.30 over seeds 0-3 when written
