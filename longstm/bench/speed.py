@@ -52,11 +52,25 @@ def _attention(units: int):
     return AttentionLSTM(units, heads=4, memory=256, window=257)
 
 
+def _minlstm(units: int):
+    from longstm.models.minrnn import MinLSTM
+
+    return MinLSTM(units)
+
+
+def _mingru(units: int):
+    from longstm.models.minrnn import MinGRU
+
+    return MinGRU(units)
+
+
 MODEL_BUILDERS: dict[str, Callable[[int], object]] = {
     BASELINE: _keras_lstm,
     "stacked": _stacked,
     "hierarchical": _hierarchical,
     "attention": _attention,
+    "minlstm": _minlstm,
+    "mingru": _mingru,
 }
 
 MODEL_DESCRIPTIONS: dict[str, str] = {
@@ -64,6 +78,8 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     "stacked": "StackedLSTM(units, layers=2, residual, layer_norm)",
     "hierarchical": "HierarchicalLSTM([(16, 64), (units, 1)], mode='parallel')",
     "attention": "AttentionLSTM(units, heads=4, memory=256, window=257)",
+    "minlstm": "MinLSTM(units), parallel blocked scan",
+    "mingru": "MinGRU(units), parallel blocked scan",
 }
 
 

@@ -20,6 +20,9 @@ _EXPORTS = {
     "Forecaster": "longstm.models.protocol",
     "KerasRNNStack": "longstm.models.protocol",
     "RecurrentModel": "longstm.models.protocol",
+    "MinGRU": "longstm.models.minrnn",
+    "MinLSTM": "longstm.models.minrnn",
+    "MinRNNStack": "longstm.models.minrnn",
 }
 
 __all__ = sorted(_EXPORTS)
