@@ -380,6 +380,7 @@ def test_follow_a_growing_csv_skips_malformed_rows_and_keeps_state(run_dir, tmp_
     frame = pd.read_csv(io.StringIO(out.getvalue()))
     assert list(frame.columns) == ["row", "date", "OT+1", "HUFL+1", "OT+2", "HUFL+2"]
     assert list(frame["date"]) == list(raw["date"])
+    assert list(frame["row"]) == list(range(14)) + list(range(17, 33))  # data rows 14-16 were malformed
     expected = _expected_forecasts(run_dir, raw[predictor.column_names].to_numpy())
     np.testing.assert_allclose(frame[["OT+1", "HUFL+1", "OT+2", "HUFL+2"]].to_numpy(), expected, rtol=1e-6, atol=1e-5)
 

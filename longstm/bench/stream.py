@@ -4,7 +4,7 @@
     # method, p50_us, p99_us, mean_us, ticks, speedup_vs_predict_p50, ...
 
 Methods, all on the same model (`Forecaster(KerasRNNStack([LSTM(units)]))`, `features` inputs,
-one instrument), timed one tick at a time with `time.perf_counter`, after a warm-up:
+`instruments` series per tick, default one), timed one tick at a time with `time.perf_counter`, after a warm-up:
 
 - `numpy`: `StreamingPredictor(engine="numpy").update(x_t)`.
 - `tf_function`: `StreamingPredictor(engine="tf").update(x_t)` (one traced `tf.function`).
@@ -46,6 +46,7 @@ def bench_stream(
     ticks: int = 2000,
     features: int = 8,
     layers: int = 1,
+    instruments: int = 1,
     slow_ticks: int = 200,
     warmup: int = 20,
     seed: int = 0,
@@ -58,12 +59,17 @@ def bench_stream(
         ticks: timed ticks of the fast methods (numpy, tf_function).
         features: inputs per tick.
         layers: LSTM layers.
+        instruments: series updated together per tick (the batch).
         slow_ticks: timed ticks of the slow baselines (eager, predict), at most `ticks`.
         warmup: untimed ticks before each method's timing.
         seed: weights and inputs.
         on_method: called with each method's name before it is timed (progress display).
     """
-    for name, value, minimum in (("units", units, 1), ("ticks", ticks, 1), ("features", features, 1), ("layers", layers, 1), ("slow_ticks", slow_ticks, 1), ("warmup", warmup, 0)):
+    checks = (
+        ("units", units, 1), ("ticks", ticks, 1), ("features", features, 1), ("layers", layers, 1),
+        ("instruments", instruments, 1), ("slow_ticks", slow_ticks, 1), ("warmup", warmup, 0),
+    )
+    for name, value, minimum in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"bench stream: --{name.replace('_', '-')} must be an integer >= {minimum}; got {value!r}")
     import keras
@@ -75,42 +81,41 @@ def bench_stream(
 
     keras.utils.set_random_seed(seed)
     model = Forecaster(KerasRNNStack([keras.layers.LSTM(units) for _ in range(layers)]), outputs=1)
-    model(np.zeros((1, 1, features), np.float32))
+    model(np.zeros((instruments, 1, features), np.float32))
     rng = np.random.default_rng(seed)
     slow_ticks = min(slow_ticks, ticks)
-    inputs = rng.normal(size=(warmup + ticks, 1, features)).astype(np.float32)
+    inputs = rng.normal(size=(warmup + ticks, instruments, features)).astype(np.float32)
 
     step_model = StreamingStep(model, n_features=features)
-    eager_state = [model.initial_state(1)]
-    predict_state = [step_model.zero_state(1)]
+    eager_state = [model.initial_state(instruments)]
+    predict_state = [step_model.zero_state(instruments)]
 
     def eager_tick(x_t):
         y, eager_state[0] = model(tf.constant(x_t[:, None]), state=eager_state[0])
         return np.asarray(y)[:, 0]
 
     def predict_tick(x_t):
-        outputs = step_model.predict([x_t, *predict_state[0]], verbose=0, batch_size=1)
+        outputs = step_model.predict([x_t, *predict_state[0]], verbose=0, batch_size=instruments)
         predict_state[0] = outputs[1:]
         return outputs[0]
 
     methods = {
-        "numpy": StreamingPredictor(model, engine="numpy").update,
-        "tf_function": StreamingPredictor(model, engine="tf").update,
+        "numpy": StreamingPredictor(model, n_instruments=instruments, engine="numpy").update,
+        "tf_function": StreamingPredictor(model, n_instruments=instruments, engine="tf").update,
         "eager": eager_tick,
         "predict": predict_tick,
     }
     check = inputs[:5]
     reference = np.stack([methods["eager"](x_t) for x_t in check])
-    eager_state[0] = model.initial_state(1)
+    eager_state[0] = model.initial_state(instruments)
     for name in ("numpy", "tf_function", "predict"):
-        got = np.stack([np.reshape(methods[name](x_t), (1, -1)) for x_t in check])
+        got = np.stack([np.reshape(methods[name](x_t), (instruments, -1)) for x_t in check])
         if np.abs(got - reference).max() > 1e-5:
             raise RuntimeError(f"bench stream: method {name} disagrees with the eager model by {np.abs(got - reference).max()}")
     # Fresh state for timing (the checks advanced it).
-    methods["numpy"] = StreamingPredictor(model, engine="numpy").update
-    methods["tf_function"] = StreamingPredictor(model, engine="tf").update
-    methods["tf_function"](inputs[0])  # trace outside the timing
-    predict_state[0] = step_model.zero_state(1)
+    methods["numpy"] = StreamingPredictor(model, n_instruments=instruments, engine="numpy").update
+    methods["tf_function"] = StreamingPredictor(model, n_instruments=instruments, engine="tf").update
+    predict_state[0] = step_model.zero_state(instruments)
 
     results = []
     for name, tick in methods.items():
@@ -128,7 +133,7 @@ def bench_stream(
                 "units": units,
                 "layers": layers,
                 "features": features,
-                "instruments": 1,
+                "instruments": instruments,
             }
         )
     predict_p50 = next(r["p50_us"] for r in results if r["method"] == "predict")
@@ -143,6 +148,7 @@ def stream_command(
     slow_ticks: int = typer.Option(200, "--slow-ticks", help="Timed ticks of the per-tick eager/predict baselines."),
     features: int = typer.Option(8, "--features", help="Inputs per tick."),
     layers: int = typer.Option(1, "--layers", help="LSTM layers."),
+    instruments: int = typer.Option(1, "--instruments", help="Instruments updated together per tick (batch)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results as a JSON list here."),
 ) -> None:
     """Per-tick latency (p50/p99) of streaming inference vs per-tick model.predict and model(x)."""
@@ -154,10 +160,10 @@ def stream_command(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("timing ticks", total=4)
         results = bench_stream(
-            units=units, ticks=ticks, features=features, layers=layers, slow_ticks=slow_ticks,
+            units=units, ticks=ticks, features=features, layers=layers, instruments=instruments, slow_ticks=slow_ticks,
             on_method=lambda name: progress.update(task, advance=1, description=f"timing {name}"),
         )
-    table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features, 1 instrument")
+    table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features, {instruments} instrument(s)")
     for column in ("method", "ticks", "p50 µs", "p99 µs", "mean µs", "p50 speed-up vs predict"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in results:

@@ -136,8 +136,9 @@ def follow_stream(
     Args:
         predictor: a one-instrument `StreamingPredictor` with `column_names` set.
         source: file path, or "-" for standard input (CSV).
-        out: text stream for the forecast CSV (`row`, the timestamp column if the input has
-            one, then `target_names`); flushed after every row.
+        out: text stream for the forecast CSV: `row` (the 0-based data row, as in `longstm
+            predict`; malformed rows count), the timestamp column if the input has one, then
+            `target_names`; flushed after every row.
         max_rows: stop after this many data rows (good and malformed).
         idle_timeout: stop when the file has not grown for this many seconds (None: never).
         poll: seconds between looks at a file that has not grown.
@@ -206,17 +207,18 @@ def follow_stream(
                     problem = f"column {name!r}: expected a finite number, got {value!r}"
                     break
                 values.append(number_value)
-        where = f"line {number}" if not (path is not None and path.suffix == ".parquet") else f"row {number}"
+        where = f"line {number}" if not (path is not None and path.suffix == ".parquet") else f"row {number - 1}"
         if problem is None:
             try:
                 forecast = predictor.update(values)
             except DataValidationError as error:
                 problem = str(error)
         if problem is not None:
-            report.skipped.append(f"{source} {where}: {problem}")
-            report_skip(f"{source} {where}: {problem}")
+            name = "stdin" if is_stdin else str(source)
+            report.skipped.append(f"{name} {where}: {problem}")
+            report_skip(f"{name} {where}: {problem}")
         else:
-            writer.writerow([report.rows] + ([fields[stamp]] if stamp is not None else []) + [repr(float(v)) for v in forecast])
+            writer.writerow([report.rows - 1] + ([fields[stamp]] if stamp is not None else []) + [repr(float(v)) for v in forecast])
             out.flush()
             report.forecasts += 1
         if max_rows is not None and report.rows >= max_rows:
