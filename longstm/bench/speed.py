@@ -3,8 +3,9 @@
 One train step is forward + backward + optimizer update on one chunk of `(lanes, T,
 features)`, in a `tf.function`, with a `Dense(1)` head and an MSE loss. Every model and chunk
 length is measured in the same process: two warm-up steps (tracing, first allocation) are
-excluded, then the median of `repeats` timed steps is taken. Absolute times depend on the
-machine and its load; compare the ratios of one run.
+excluded, then the models' timed steps are interleaved for `repeats` rounds and the median
+per model is taken. Absolute times depend on the machine and its load; compare the ratios of
+one run.
 
 Models are built by `MODEL_BUILDERS[name](units)`: a function returning a Keras layer whose
 call on `(lanes, T, features)` returns per-step outputs, or `(outputs, state)` for longstm's
@@ -49,7 +50,7 @@ def _hierarchical(units: int):
 def _attention(units: int):
     from longstm.models.attention import AttentionLSTM
 
-    return AttentionLSTM(units, heads=4, memory=256, window=257)
+    return AttentionLSTM(units, heads=4, memory=64, window=65)
 
 
 def _minlstm(units: int):
@@ -77,7 +78,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     BASELINE: "keras.layers.LSTM(units)",
     "stacked": "StackedLSTM(units, layers=2, residual, layer_norm)",
     "hierarchical": "HierarchicalLSTM([(16, 64), (units, 1)], mode='parallel')",
-    "attention": "AttentionLSTM(units, heads=4, memory=256, window=257)",
+    "attention": "AttentionLSTM(units, heads=4, memory=64, window=65)",
     "minlstm": "MinLSTM(units), parallel blocked scan",
     "mingru": "MinGRU(units), parallel blocked scan",
 }
@@ -101,8 +102,11 @@ def parse_chunks(text: str) -> list[int]:
     return chunks
 
 
-def time_train_step(model, lanes: int, steps: int, features: int, repeats: int, seed: int = 0) -> list[float]:
-    """Seconds per train step (forward, backward, Adam update), `repeats` times, after 2 warm-ups."""
+def prepare_train_step(model, lanes: int, steps: int, features: int, seed: int = 0) -> Callable[[], float]:
+    """A function that runs one train step (forward, backward, Adam update) and returns its seconds.
+
+    The step is traced and run twice here (warm-up: tracing, first allocations).
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -128,14 +132,14 @@ def time_train_step(model, lanes: int, steps: int, features: int, repeats: int, 
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    for _ in range(2):
-        train_step(inputs, targets).numpy()
-    seconds = []
-    for _ in range(repeats):
+    def timed_step() -> float:
         start = time.perf_counter()
         train_step(inputs, targets).numpy()  # .numpy() waits for the step to finish
-        seconds.append(time.perf_counter() - start)
-    return seconds
+        return time.perf_counter() - start
+
+    for _ in range(2):
+        timed_step()
+    return timed_step
 
 
 def run_speed(
@@ -147,22 +151,25 @@ def run_speed(
     repeats: int = 5,
     on_result: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Measure every model at every chunk length; the baseline is always measured (first)."""
-    if BASELINE not in models:
-        models = [BASELINE] + list(models)
-    else:
-        models = [BASELINE] + [name for name in models if name != BASELINE]
+    """Measure every model at every chunk length; the baseline is always measured (first).
+
+    At each chunk length the models' timed steps are interleaved (round robin, `repeats`
+    rounds), so a change in machine load hits all of them alike and the ratios stay fair.
+    """
+    models = [BASELINE] + [name for name in models if name != BASELINE]
     for name, value in (("units", units), ("lanes", lanes), ("features", features), ("repeats", repeats)):
         if value < 1:
             raise ConfigError(f"--{name} must be a positive integer; got {value}.")
     results = []
     for steps in chunks:
-        baseline_ms = None
+        steppers = {name: prepare_train_step(MODEL_BUILDERS[name](units), lanes, steps, features) for name in models}
+        seconds = {name: [] for name in models}
+        for _ in range(repeats):
+            for name in models:
+                seconds[name].append(steppers[name]())
+        baseline_ms = 1000.0 * statistics.median(seconds[BASELINE])
         for name in models:
-            seconds = time_train_step(MODEL_BUILDERS[name](units), lanes, steps, features, repeats)
-            ms = 1000.0 * statistics.median(seconds)
-            if name == BASELINE:
-                baseline_ms = ms
+            ms = 1000.0 * statistics.median(seconds[name])
             result = {
                 "model": name,
                 "description": MODEL_DESCRIPTIONS.get(name, name),
@@ -174,7 +181,7 @@ def run_speed(
                 "steps_per_s": round(1000.0 / ms, 3),
                 "ratio_vs_keras_lstm": round(ms / baseline_ms, 4),
                 "speedup_vs_keras_lstm": round(baseline_ms / ms, 3),
-                "samples_ms": [round(1000.0 * s, 3) for s in seconds],
+                "samples_ms": [round(1000.0 * s, 3) for s in seconds[name]],
             }
             results.append(result)
             if on_result is not None:
@@ -188,7 +195,7 @@ def speed_command(
     units: int = typer.Option(64, help="Units of every model (the baseline LSTM included)."),
     lanes: int = typer.Option(16, help="Lanes (batch size)."),
     features: int = typer.Option(8, help="Input features."),
-    repeats: int = typer.Option(5, help="Timed steps per measurement (after 2 warm-up steps)."),
+    repeats: int = typer.Option(5, help="Timed steps per model and chunk length (after 2 warm-up steps)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results as a JSON list here."),
 ) -> None:
     """Train-step time of longstm models vs keras.layers.LSTM, as ratios from one process."""

@@ -18,13 +18,14 @@ def test_bench_speed_cli_smoke_writes_json(tmp_path):
     for row in rows:
         assert row["ms_per_step"] > 0 and len(row["samples_ms"]) == 1
         assert row["steps_per_s"] == pytest.approx(1000.0 / row["ms_per_step"], rel=1e-2)
+    assert rows[0]["ratio_vs_keras_lstm"] == 1.0
 
 
 def test_every_model_and_chunk_is_measured_with_ratios_to_the_baseline(monkeypatch):
     fake_seconds = {"keras_lstm": 0.2, "stacked": 0.3, "hierarchical": 0.05}
     monkeypatch.setattr(speed, "MODEL_BUILDERS", {name: (lambda units, n=name: n) for name in fake_seconds})
     monkeypatch.setattr(
-        speed, "time_train_step", lambda model, lanes, steps, features, repeats: [fake_seconds[model] * steps / 64] * 3
+        speed, "prepare_train_step", lambda model, lanes, steps, features: lambda: fake_seconds[model] * steps / 64
     )
     rows = speed.run_speed(["hierarchical", "stacked"], [64, 128], repeats=3)
     # The baseline is always measured, first, at every chunk length.
