@@ -172,3 +172,13 @@ def _trains_through_the_tbptt_trainer(core, chunk):
 @pytest.mark.parametrize("mode", ["parallel", "sequential"])
 def test_trains_through_the_tbptt_trainer(mode):
     _trains_through_the_tbptt_trainer(HierarchicalLSTM([(8, 8), (8, 1)], mode=mode), chunk=32)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_min_rnn_levels_from_issue_6_work_and_chunk_exactly(mode):
+    minrnn = pytest.importorskip("longstm.models.minrnn")
+    x = _series()
+    model = HierarchicalLSTM([(minrnn.MinGRU(4), 8), (minrnn.MinLSTM(5), 1)], mode=mode)
+    full = np.asarray(model(x)[0])
+    assert full.shape == (2, STEPS, 9)
+    np.testing.assert_allclose(_chunked(model, x, 16), full, atol=1e-5)
