@@ -49,9 +49,11 @@ def test_log_space_scans_equal_the_default_scan(scan):
     assert np.min(expected) > 0  # from a zero state h is positive: the candidates are
 
 
-def test_gradients_of_the_parallel_layer_equal_those_of_the_step_loop():
-    x = tf.constant(_inputs(600))  # longer than a sub-chunk: the fused path with its own gradient
-    layer = MinGRU(5)
+@pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
+@pytest.mark.parametrize("steps", [300, 1100])  # one piece; the fused path (> FUSED_MIN_STEPS)
+def test_gradients_of_the_parallel_layer_equal_those_of_the_step_loop(cls, steps):
+    x = tf.constant(_inputs(steps))
+    layer = cls(5)
     layer(x[:, :2])
     sequential = _twin(layer, mode="sequential")
 
@@ -69,15 +71,16 @@ def _stack_forecaster(cell="minlstm", **kwargs):
     return Forecaster(MinRNNStack(8, layers=2, cell=cell, **kwargs), outputs=2)
 
 
-@pytest.mark.parametrize("chunk", [100, 70, 300])  # divides T, does not, longer than a sub-chunk
+# T = 1200 runs on the fused path; chunks that divide T, that do not, and one fused chunk.
+@pytest.mark.parametrize("chunk", [100, 70, 1100])
 @pytest.mark.parametrize("cell", ["minlstm", "mingru"])
 def test_chunked_forward_with_carried_state_equals_full_forward(chunk, cell):
-    x = _inputs(600, features=4)
+    x = _inputs(1200, features=4)
     model = _stack_forecaster(cell)
     full, full_state = model(x)
     state = model.initial_state(2)
     pieces = []
-    for start in range(0, 600, chunk):
+    for start in range(0, 1200, chunk):
         y, state = model(x[:, start : start + chunk], state=state)
         pieces.append(y)
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=1e-5)
@@ -87,9 +90,9 @@ def test_chunked_forward_with_carried_state_equals_full_forward(chunk, cell):
 
 @pytest.mark.parametrize("mode", ["parallel", "sequential"])
 def test_outputs_before_a_perturbed_step_do_not_change(mode):
-    x = _inputs(400, features=4)
+    x = _inputs(1100, features=4)  # parallel: the fused path, t inside its third sub-chunk
     model = _stack_forecaster(mode=mode)
-    t = 257
+    t = 700
     before, _ = model(x)
     x_changed = x.copy()
     x_changed[:, t] += 5.0
