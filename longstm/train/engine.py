@@ -18,10 +18,13 @@ Everything that changes between calls (state, reset flags, masks) is an argument
 step is traced once. The state is float32 outside the model whatever the mixed-precision
 policy; the loss is computed in float32.
 
-Distribution (issue 8): the step is written per replica — a loss *sum* and a *count* are
-returned and the caller divides by the global count — and the state is a plain nested
-structure of `(lanes, ...)` tensors, so a `tf.distribute` strategy can run `_train_step`
-with per-replica states of its own lanes.
+Distribution (issue 8, not built yet): the state is a plain nested structure of
+`(lanes, ...)` tensors passed in and out, so under a `tf.distribute` strategy each replica
+can carry the states of its own contiguous block of lanes; the optimizer is built before
+the first trace. The steps return the loss *sum* and the masked-step *count* so that
+global metrics can be summed across replicas; the gradient is currently of the replica's
+own mean (`loss_sum / count`) — under a strategy it must be `loss_sum / global_count`
+(all replicas' counts summed), or replicas with fewer unmasked steps get more weight.
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ def test_a_200k_step_series_trains_in_one_pass_beyond_the_cudnn_ceiling():
     rng = np.random.default_rng(0)
     values = np.stack([np.sin(2 * np.pi * t / 50.0), np.cos(2 * np.pi * t / 50.0)], axis=1)
     values = (values + 0.05 * rng.normal(size=values.shape)).astype(np.float32)
-    stream = LaneWindows(values, lanes=8, k1=1250, k2=1250, target_columns=[0])
-    assert stream.lanes * stream.k2 * len(stream) >= rows  # every row visited, 25,000 per lane
+    stream = LaneWindows(values, lanes=16, k1=625, k2=625, target_columns=[0])
+    assert stream.lanes * stream.k2 * len(stream) >= rows  # every row visited, 12,500 per lane
     keras.utils.set_random_seed(0)
     model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
     losses = []
@@ -64,7 +64,7 @@ def test_a_200k_step_series_trains_in_one_pass_beyond_the_cudnn_ceiling():
         def on_step_end(self, trainer, step, logs):
             losses.append(logs["loss"])
 
-    trainer = Trainer(model, TrainConfig(k1=1250, k2=1250, lanes=8, epochs=1, learning_rate=2e-2), callbacks=[Record()], progress=False)
+    trainer = Trainer(model, TrainConfig(k1=625, k2=625, lanes=16, epochs=1, learning_rate=2e-2), callbacks=[Record()], progress=False)
     history = trainer.fit(stream)
     assert history[0]["train_rows"] == rows - 1  # every next-step target exactly once
     assert len(losses) == len(stream) == 20
