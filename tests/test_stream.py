@@ -428,3 +428,21 @@ def test_package_exports_the_predictor_without_importing_tensorflow():
     code = "import sys, longstm; longstm.StreamingPredictor; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_long_warm_up_in_chunks_equals_ticks_and_empty_history_is_a_no_op(lstm_model, monkeypatch):
+    from longstm import stream
+
+    monkeypatch.setattr(stream, "WARM_UP_CHUNK", 16)
+    x = np.random.default_rng(6).normal(size=(2, 2 * 16 + 13, F)).astype(np.float32)
+    predictor = StreamingPredictor(lstm_model, n_instruments=2, engine="tf")
+    assert predictor.warm_up(np.zeros((0, 2, F))).shape == (0, 2, 2)
+    warmed = predictor.warm_up(np.swapaxes(x[:, :-5], 0, 1))  # two compiled chunks and 8 ticks
+    np.testing.assert_allclose(np.swapaxes(warmed, 0, 1), _batch(lstm_model, x[:, :-5]), atol=TOLERANCE)
+    ticked = StreamingPredictor(lstm_model, n_instruments=2, engine="numpy")
+    ticked.warm_up(np.swapaxes(x[:, :-5], 0, 1))
+    np.testing.assert_allclose(
+        np.stack([predictor.update(x[:, t]) for t in range(x.shape[1] - 5, x.shape[1])]),
+        np.stack([ticked.update(x[:, t]) for t in range(x.shape[1] - 5, x.shape[1])]),
+        atol=TOLERANCE,
+    )

@@ -46,7 +46,8 @@ def export(
     if instruments < 1:
         raise ConfigError(f"--instruments must be an integer >= 1; got {instruments}")
     path = export_run(run_dir, format, out, n_instruments=instruments)
-    Console().print(f"exported {run_dir} as {format} to {path} (inputs and outputs in scaled units; metadata beside it)")
+    where = "in its config" if format == "keras" else ("in longstm_stream.json" if format == "savedmodel" else f"in {path.name}.json")
+    Console().print(f"exported {run_dir} as {format} to {path} (inputs and outputs in scaled units; scaler and columns {where})")
 
 
 # ---- follow ------------------------------------------------------------------------------------
