@@ -144,7 +144,9 @@ def as_row_source(values: Any):
     """The base array as something that can be sliced by rows without filling RAM.
 
     An `np.memmap` over a C-ordered file becomes an `NpyRows` reader (positioned reads instead
-    of mapped pages, which would otherwise stay resident); other arrays are returned as is.
+    of mapped pages, which would otherwise stay resident); other arrays are returned as is,
+    and so is any object with a 2-D `shape` whose `source[a:b]` returns rows `a..b-1` (a
+    reader of Arrow or Parquet row groups, say).
     """
     if isinstance(values, NpyRows):
         return values
@@ -159,6 +161,8 @@ def as_row_source(values: Any):
     ):
         shape = values.shape if values.ndim == 2 else (values.shape[0], 1)
         return NpyRows(values.filename, shape=shape, dtype=values.dtype, offset=int(values.offset))
+    if not isinstance(values, np.ndarray) and len(getattr(values, "shape", ())) == 2 and hasattr(values, "__getitem__"):
+        return values  # any row source: `shape == (rows, features)` and `source[a:b]` -> array
     array = np.asarray(values)
     if array.ndim == 1:
         array = array[:, None]
@@ -291,26 +295,28 @@ class LaneWindows:
                 if used == per_lane and lane < self.lanes - 1:
                     lane, used = lane + 1, 0
         context = self.k2 - self.k1
-        windows: list[list[tuple[int, int, int, bool]]] = []
+        columns = []  # per lane: (start, mask_from, loss_end, reset) arrays, one entry per window
         for pieces in lane_pieces:
-            lane_windows = []
+            parts = []
             for piece in pieces:
                 count = max(1, math.ceil((piece.loss_end - piece.read_start - context) / self.k1))
-                for j in range(count):
-                    lane_windows.append((piece.read_start + j * self.k1, piece.mask_from, piece.loss_end, j == 0))
-            windows.append(lane_windows)
-        self.steps = max(len(w) for w in windows)
+                start = piece.read_start + self.k1 * np.arange(count, dtype=np.int64)
+                reset = np.zeros(count, dtype=bool)
+                reset[0] = True
+                parts.append((start, np.full(count, piece.mask_from), np.full(count, piece.loss_end), reset))
+            columns.append([np.concatenate(field) if parts else np.zeros(0, np.int64) for field in zip(*parts)] if parts else None)
+        self.steps = max(len(lane[0]) for lane in columns if lane is not None)
         shape = (self.steps, self.lanes)
         self._start = np.full(shape, -1, dtype=np.int64)
         self._mask_from = np.zeros(shape, dtype=np.int64)
         self._loss_end = np.zeros(shape, dtype=np.int64)
         self._reset = np.ones(shape, dtype=bool)
-        for lane, lane_windows in enumerate(windows):
-            for step, (start, mask_from, loss_end, reset) in enumerate(lane_windows):
-                self._start[step, lane] = start
-                self._mask_from[step, lane] = mask_from
-                self._loss_end[step, lane] = loss_end
-                self._reset[step, lane] = reset
+        for lane, fields in enumerate(columns):
+            if fields is None:
+                continue
+            count = len(fields[0])
+            self._start[:count, lane], self._mask_from[:count, lane] = fields[0], fields[1]
+            self._loss_end[:count, lane], self._reset[:count, lane] = fields[2], fields[3]
         self.loss_rows = total
 
     def __len__(self) -> int:
