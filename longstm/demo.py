@@ -98,11 +98,13 @@ def run_demo(out_dir: str | Path, *, epochs: int = 6, horizon: int = 24, progres
         score("repeat last value", truth, repeat_last),
         score("train mean", truth, np.zeros_like(truth)),
     ]
-    plot_path = plot_forecasts(out_dir / "predictions.png", data, rows, truth, predictions, repeat_last, mean, std)
+    plot_path = plot_forecasts(
+        out_dir / "predictions.png", data, rows, truth, predictions, repeat_last, mean, std, config.data.offset
+    )
     return scores, plot_path
 
 
-def plot_forecasts(path: Path, data, rows, truth, predictions, repeat_last, mean: float, std: float) -> Path:
+def plot_forecasts(path: Path, data, rows, truth, predictions, repeat_last, mean: float, std: float, offset: int) -> Path:
     """Actual vs forecast OT (data units) over two test weeks, at the first and last horizon."""
     import matplotlib
 
@@ -112,12 +114,14 @@ def plot_forecasts(path: Path, data, rows, truth, predictions, repeat_last, mean
     span = slice(0, min(336, len(rows)))
     horizon = truth.shape[1]
     figure, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
-    times = data.series.timestamps[rows[span]] if data.series.timestamps is not None else rows[span]
     for axis, h in zip(axes, (0, horizon - 1)):
+        # Each point sits at the time it forecasts, so the curves are comparable by eye.
+        target_rows = rows[span] + offset + h
+        times = data.series.timestamps[target_rows] if data.series.timestamps is not None else target_rows
         axis.plot(times, truth[span, h] * std + mean, color="black", linewidth=1.4, label="actual")
         axis.plot(times, predictions[span, h] * std + mean, color="tab:blue", label="longstm LSTM")
         axis.plot(times, repeat_last[span, h] * std + mean, color="tab:gray", linestyle="--", label="repeat last")
-        axis.set_title(f"oil temperature {h + 1} h ahead (forecast made at the time shown)")
+        axis.set_title(f"oil temperature forecast {h + offset} h ahead, shown at the hour it forecasts")
         axis.set_ylabel("OT")
         axis.grid(alpha=0.3)
     axes[0].legend(loc="upper right")
