@@ -176,3 +176,18 @@ def test_a_file_that_is_not_npy_is_a_clear_error(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(DataValidationError, match="not a readable .npy file"):
         open_npy(tmp_path / "bad.npy")
+
+
+def test_any_object_with_a_2d_shape_and_row_slices_is_a_row_source():
+    values = _series(200)
+
+    class Rows:  # e.g. a reader of Parquet row groups
+        shape = values.shape
+
+        def __getitem__(self, index):
+            return values[index]
+
+    kwargs = dict(lanes=2, k1=16, k2=16)
+    for step in (0, 3):
+        for key, array in LaneWindows(values, **kwargs).batch(step).items():
+            np.testing.assert_array_equal(LaneWindows(Rows(), **kwargs).batch(step)[key], array)

@@ -133,3 +133,18 @@ def test_state_is_kept_in_float32_under_mixed_bfloat16():
         assert cast_state(state, "bfloat16")[0][0].dtype == tf.bfloat16
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_streamed_predictions_restart_from_zero_state_at_each_segment():
+    values = _series(120)
+    model = _model()
+    segments = [37, 80]
+    stream = LaneWindows(values, lanes=1, k1=10, k2=10, target_columns=[0, 1], segments=segments, burn_in=3)
+    rows, predictions = Trainer(model, TrainConfig(k1=10, k2=10), progress=False).predict(stream)
+    expected_rows = []
+    for start, stop in zip([0, *segments], [*segments, 120]):
+        alone, _ = model(values[None, start : stop - 1])  # the segment run on its own from zeros
+        expected_rows += list(range(start + 3, stop - 1))  # burn-in 3, last row has no target
+        inside = (rows >= start + 3) & (rows < stop - 1)
+        np.testing.assert_allclose(predictions[inside], np.asarray(alone)[0, rows[inside] - start], atol=1e-5)
+    assert rows.tolist() == expected_rows
