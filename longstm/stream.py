@@ -482,6 +482,15 @@ class StreamingPredictor:
             raise ConfigError(f"StreamingPredictor engine must be one of {ENGINES}; got {engine!r}.")
         if not getattr(model, "built", False):
             raise ConfigError("StreamingPredictor needs a built model: call it once on a chunk (or load weights) first.")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ConfigError(f"StreamingPredictor horizon must be an integer >= 1; got {horizon!r}.")
+        if scaler is not None and getattr(scaler, "mean", None) is None:
+            raise ConfigError("StreamingPredictor scaler is not fitted: fit it on the training rows first.")
+        if scaler is not None and feature_pipeline is not None and len(scaler.mean) != feature_pipeline.n_columns:
+            raise ConfigError(
+                f"the scaler has {len(scaler.mean)} columns but the feature pipeline gives {feature_pipeline.n_columns}; "
+                f"fit the scaler on the pipeline's output."
+            )
         self.model = model
         self.n_instruments = n_instruments
         self.scaler = scaler
@@ -500,8 +509,17 @@ class StreamingPredictor:
             )
         if self.n_features is None:
             raise ConfigError("cannot tell how many features the model reads; pass feature_columns or a scaler")
-        self.horizon = int(horizon)
+        for name, columns in (("feature_columns", feature_columns), ("target_columns", target_columns)):
+            if columns is not None and self.n_columns is not None and any(not 0 <= c < self.n_columns for c in columns):
+                raise ConfigError(f"StreamingPredictor {name} must be column indices in [0, {self.n_columns}); got {list(columns)}.")
+        self.horizon = horizon
         self.target_columns = None if target_columns is None else list(target_columns)
+        outputs = getattr(_core_and_head(model)[1], "units", None)
+        if self.target_columns is not None and outputs is not None and len(self.target_columns) * horizon != outputs:
+            raise ConfigError(
+                f"the model gives {outputs} outputs per step but target_columns x horizon = "
+                f"{len(self.target_columns)} x {horizon} = {len(self.target_columns) * horizon}."
+            )
         self._input_mean = self._input_scale = self._output_mean = self._output_scale = None
         if scaler is not None:
             self._input_mean = np.asarray(scaler.mean, np.float64)
@@ -712,9 +730,9 @@ class StreamingPredictor:
         expected_columns = self.n_columns
         leading = "(n_instruments, columns)" if what == "x_t" else "(ticks, n_instruments, columns)"
         ndim = 2 if what == "x_t" else 3
-        if rows.ndim != ndim or rows.shape[-2] != self.n_instruments or (
-            expected_columns is not None and rows.shape[-1] != expected_columns
-        ):
+        if expected_columns is None and self.feature_columns is not None and rows.ndim:  # only a minimum is known
+            expected_columns = rows.shape[-1] if rows.shape[-1] > self.feature_columns.max() else f">{self.feature_columns.max()}"
+        if rows.ndim != ndim or rows.shape[-2] != self.n_instruments or rows.shape[-1] != expected_columns:
             raise DataValidationError(
                 f"{what} must have shape {leading} = (..., {self.n_instruments}, "
                 f"{expected_columns if expected_columns is not None else 'features'}); got {rows.shape}"

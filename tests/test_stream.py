@@ -124,6 +124,23 @@ def test_bad_arguments_are_refused():
         StreamingPredictor(keras.Sequential([keras.layers.Dense(1)]))
     with pytest.raises(ConfigError, match="reads 2 features per step but .* give 3"):
         StreamingPredictor(model, feature_columns=[0, 1, 2])
+    with pytest.raises(ConfigError, match="horizon must be an integer >= 1; got 0"):
+        StreamingPredictor(model, horizon=0)
+    from longstm.data import StandardScaler
+
+    with pytest.raises(ConfigError, match="scaler is not fitted"):
+        StreamingPredictor(model, scaler=StandardScaler())
+    scaler = StandardScaler().fit(np.random.default_rng(0).normal(size=(10, 3)))
+    with pytest.raises(ConfigError, match="scaler has 3 columns but the feature pipeline gives 2"):
+        StreamingPredictor(model, scaler=scaler, feature_pipeline=CausalFeatures(["value", "diff"]))
+    with pytest.raises(ConfigError, match=r"feature_columns must be column indices in \[0, 3\); got \[0, 3\]"):
+        StreamingPredictor(model, scaler=scaler, feature_columns=[0, 3])
+    with pytest.raises(ConfigError, match="gives 1 outputs per step but target_columns x horizon = 1 x 2 = 2"):
+        StreamingPredictor(model, scaler=scaler, feature_columns=[0, 2], target_columns=[1], horizon=2)
+    chosen = StreamingPredictor(model, feature_columns=[2, 0])  # no scaler: rows need at least 3 columns
+    assert chosen.update(np.arange(5.0)).shape == (1,)
+    with pytest.raises(DataValidationError, match=r"x_t must have shape .*\(\.\.\., 1, >2\); got \(1, 2\)"):
+        chosen.update(np.zeros(2))
 
 
 @pytest.fixture
