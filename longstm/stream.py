@@ -229,8 +229,12 @@ def model_step(model, x_t, state):
 
             outputs, new_state = core(ops.expand_dims(x_t, 1), state=state, training=False)
             features = outputs[:, 0]
-    y_t = features if head is None else head(features, training=False)
-    return y_t, new_state
+    if head is None:
+        return features, new_state
+    from keras import ops
+
+    # Heads are written for (batch, steps, features): give them a time axis of one step.
+    return head(ops.expand_dims(features, 1), training=False)[:, 0], new_state
 
 
 def _cells_step(layers, x_t, state):

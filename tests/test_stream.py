@@ -62,10 +62,18 @@ def inputs():
     return np.random.default_rng(0).normal(size=(N, T, F)).astype(np.float32)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_streaming_equals_batch_model(family, inputs):
+def _head(name):
+    from longstm.models.heads import MultiHorizonHead, QuantileHead
+
+    return {"dense": None, "multi_horizon": MultiHorizonHead(3, 2, hidden=5), "quantile": QuantileHead((0.1, 0.5, 0.9), 2, 1)}[name]
+
+
+@pytest.mark.parametrize(
+    "family, head", [(family, "dense") for family in sorted(FAMILIES)] + [("stacked", "multi_horizon"), ("keras_gru", "quantile")]
+)
+def test_streaming_equals_batch_model(family, head, inputs):
     keras.utils.set_random_seed(1)
-    model = Forecaster(FAMILIES[family](), outputs=2)
+    model = Forecaster(FAMILIES[family](), head=_head(head), outputs=2)
     expected = _batch(model, inputs)
     engines = ["tf"] + (["numpy"] if NumpyRNNStack.supports(model) else [])
     for engine in engines:
@@ -285,6 +293,7 @@ def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: i
     from longstm.train.config import config_from_dict
     from longstm.train.models import build_model
     from longstm.train.run import load_data
+    from longstm.stream import _import_model_builders
 
     frame = pd.read_csv(bundled_path("ETTh1"), nrows=rows)
     data_path = folder / "etth1.csv"
@@ -311,8 +320,10 @@ def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: i
     }
     (run / "data.json").write_text(json.dumps(record))
     keras.utils.set_random_seed(5)
+    _import_model_builders()
     model = build_model(config.model, len(data.feature_columns), len(data.target_columns) * horizon)
-    model(np.zeros((1, 1, len(data.feature_columns)), np.float32))
+    steps = getattr(model.core, "period", 1)  # a hierarchical model needs whole periods
+    model(np.zeros((1, steps, len(data.feature_columns)), np.float32))
     np.savez(run / "checkpoints" / "best.npz", **{f"model_{i}": np.asarray(v) for i, v in enumerate(model.variables)})
     return run
 
@@ -322,18 +333,27 @@ def run_dir(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("stream_run"))
 
 
-def test_from_run_equals_the_trainers_predict(run_dir):
+@pytest.mark.parametrize("model_name", ["lstm", "stacked_lstm", "attention_lstm"])
+def test_from_run_equals_the_trainers_predict(model_name, run_dir, tmp_path):
     from longstm.train.run import predict_run
 
+    if model_name != "lstm":
+        run_dir = make_run(tmp_path, rows=64, model_name=model_name)
     data_path = run_dir.parent / "etth1.csv"
     expected = predict_run(run_dir, data_path)  # one eval lane from row 0: the same history as streaming
     raw = pd.read_csv(data_path)
     predictor = StreamingPredictor.from_run(run_dir)
-    assert predictor.engine == "numpy" and predictor.column_names == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    assert predictor.engine == ("tf" if model_name == "attention_lstm" else "numpy")
+    assert predictor.column_names == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
     got = predictor.update_many(raw[predictor.column_names].to_numpy())
     names = ["OT+1", "HUFL+1", "OT+2", "HUFL+2"]
     assert list(expected.columns[2:]) == names
     np.testing.assert_allclose(got[expected["row"].to_numpy()], expected[names].to_numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_from_run_refuses_a_hierarchical_parallel_run(tmp_path):
+    with pytest.raises(ConfigError, match="HierarchicalLSTM\\(mode='parallel'\\) cannot stream"):
+        StreamingPredictor.from_run(make_run(tmp_path, rows=64, model_name="hierarchical_lstm"))
 
 
 def test_from_run_refuses_what_is_not_a_run(tmp_path, run_dir):
