@@ -95,3 +95,22 @@ def test_export_cli_and_bad_arguments(run_dir, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="expected an existing .keras file"):
         StreamingPredictor.from_saved(tmp_path / "missing.keras")
+
+
+@pytest.mark.parametrize("family", ["attention", "minlstm"])
+def test_attention_and_minlstm_convert_to_builtin_tflite(family, tmp_path):
+    from longstm.models.attention import AttentionLSTM
+
+    keras.utils.set_random_seed(8)
+    if family == "attention":
+        core = AttentionLSTM(8, heads=2, memory=4, window=5)
+    else:
+        core = pytest.importorskip("longstm.models.minrnn").MinLSTM(8)
+    model = Forecaster(core, outputs=1)
+    x = np.random.default_rng(3).normal(size=(1, 10, 3)).astype(np.float32)
+    expected = np.asarray(model(x)[0])[0]
+    path = export_predictor(StreamingPredictor(model), tmp_path / f"{family}.tflite", "tflite")
+    assert json.loads(path.with_name(path.name + ".json").read_text())["tflite_ops"] == "TFLITE_BUILTINS"
+    runner = TFLiteStep(path)
+    got = np.stack([runner(x[:, t])[0] for t in range(10)])
+    assert np.abs(got - expected).max() < TOLERANCE
