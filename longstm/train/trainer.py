@@ -103,7 +103,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.global_step = 0
         self.stop_training = False
-        self._eval_step = None
+        self._eval_engine = None
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -124,10 +124,10 @@ class Trainer:
         build_model_for(self.model, stream.lanes, stream.k2, stream.n_features)
         if self.engine is not None:
             return self.engine
-        if self._eval_step is None:
+        if self._eval_engine is None:
             # Evaluation only: an engine whose optimizer is never applied.
-            self._eval_step = TBPTTEngine(self.model)
-        return self._eval_step
+            self._eval_engine = TBPTTEngine(self.model)
+        return self._eval_engine
 
     # ---- training -------------------------------------------------------------------------
 
