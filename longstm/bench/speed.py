@@ -204,6 +204,9 @@ def speed_command(
     from rich.table import Table
 
     names, lengths = parse_names(models), parse_chunks(chunks)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # one tf.function per model is intended, not "retracing"
     console = Console()
     total = len(lengths) * len(set(names) | {BASELINE})
     with Progress(console=console, transient=True) as progress:
