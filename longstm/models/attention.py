@@ -132,6 +132,11 @@ class AttentionLSTM(RecurrentModel):
         expected = 3 if self.memory else 1
         if len(state) != expected:
             raise ValueError(f"AttentionLSTM state must have {expected} entries (memory={self.memory}); got {len(state)}.")
+        if inputs.shape[1] is None:
+            raise ValueError(
+                "AttentionLSTM needs a static chunk length (inputs axis 1) to build its causal masks; got None. "
+                "Use fixed-length chunks (e.g. a tf.function input_signature with the chunk length)."
+            )
         hidden, lstm_state = self.lstm(inputs, state=state[0], training=training)
         steps = hidden.shape[1]
         ones = ops.ones_like(hidden[..., 0])
@@ -243,12 +248,12 @@ def _register_with_the_trainer() -> None:
     from longstm.train.models import register_model
 
     @register_model("attention_lstm")
-    def build_attention_lstm(config, n_features: int, n_outputs: int):
-        """`AttentionLSTM(units, heads=4, memory=128, window=129, lstm_layers=layers)` and a Dense head."""
-        from longstm.models.protocol import Forecaster
+    def build_attention_lstm(config, n_features: int):
+        """`AttentionLSTM(units, lstm_layers=layers)`; `model.options` default `heads=4, memory=128, window=129`."""
+        from longstm.train.models import model_options
 
-        core = AttentionLSTM(config.units, heads=4, memory=128, window=129, lstm_layers=config.layers, dropout=config.dropout)
-        return Forecaster(core, outputs=n_outputs)
+        options = model_options(config, {"heads": 4, "memory": 128, "window": 129})
+        return AttentionLSTM(config.units, lstm_layers=config.layers, dropout=config.dropout, **options)
 
 
 _register_with_the_trainer()

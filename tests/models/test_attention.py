@@ -198,3 +198,11 @@ def _trains_through_the_tbptt_trainer(core, chunk):
 
 def test_trains_through_the_tbptt_trainer():
     _trains_through_the_tbptt_trainer(AttentionLSTM(8, heads=2, memory=16, window=17), chunk=32)
+
+
+def test_a_dynamic_chunk_length_is_refused_with_a_clear_message():
+    model = AttentionLSTM(4, heads=1, memory=2, window=3)
+    model(_series(steps=6))
+    traced = tf.function(lambda x: model(x)[0], input_signature=[tf.TensorSpec((2, None, 3), tf.float32)])
+    with pytest.raises(ValueError, match="needs a static chunk length"):
+        traced.get_concrete_function()
