@@ -234,7 +234,12 @@ def model_step(model, x_t, state):
     from keras import ops
 
     # Heads are written for (batch, steps, features): give them a time axis of one step.
-    return head(ops.expand_dims(features, 1), training=False)[:, 0], new_state
+    forecast = head(ops.expand_dims(features, 1), training=False)[:, 0]
+    residual = getattr(model, "residual_inputs", None)
+    if residual:
+        repeats = forecast.shape[-1] // len(residual)
+        forecast = forecast + ops.cast(ops.tile(ops.take(x_t, residual, axis=-1), (1, repeats)), forecast.dtype)
+    return forecast, new_state
 
 
 def _cells_step(layers, x_t, state):
@@ -332,6 +337,7 @@ class NumpyRNNStack:
                 self.layers.append(("gru", kernel, recurrent, input_bias, recurrent_bias, cell.units, residual, norm))
             else:
                 self.layers.append(("lstm", kernel, recurrent, 0.0 if bias is None else bias, None, cell.units, residual, norm))
+        self.residual_inputs = list(getattr(model, "residual_inputs", None) or [])
         self.head_kernel = np.asarray(head.kernel.numpy(), np.float32)
         self.head_bias = np.asarray(head.bias.numpy(), np.float32) if head.use_bias else np.float32(0.0)
 
@@ -387,7 +393,10 @@ class NumpyRNNStack:
                 centred = outputs - outputs.mean(axis=-1, keepdims=True)
                 variance = (centred * centred).mean(axis=-1, keepdims=True)
                 outputs = centred / np.sqrt(variance + epsilon) * gamma + beta
-        return outputs @ self.head_kernel + self.head_bias, tuple(new_state)
+        forecast = outputs @ self.head_kernel + self.head_bias
+        if self.residual_inputs:
+            forecast = forecast + np.tile(x_t[:, self.residual_inputs], forecast.shape[-1] // len(self.residual_inputs))
+        return forecast, tuple(new_state)
 
 
 # Traced step functions per model and batch shape, shared by the predictors of one model (a
@@ -871,7 +880,7 @@ def load_run_model(run_dir: str | Path, weights: str = "best"):
     import keras
 
     from longstm.train.config import load_config
-    from longstm.train.models import build_model
+    from longstm.train.run import model_for
 
     run_dir = Path(run_dir)
     if weights not in ("best", "latest"):
@@ -894,7 +903,7 @@ def load_run_model(run_dir: str | Path, weights: str = "best"):
     keras.mixed_precision.set_global_policy("float32")  # serving runs in float32 whatever training used
     try:
         _import_model_builders()
-        model = build_model(config.model, len(features), len(targets) * config.data.horizon)
+        model = model_for(config, features, targets, names)
         core, _ = _core_and_head(model)
         steps = getattr(core, "period", 1)
         model(np.zeros((1, steps, len(features)), np.float32), state=model.initial_state(1))

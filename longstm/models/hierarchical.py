@@ -204,12 +204,18 @@ def _register_with_the_trainer() -> None:
     from longstm.train.models import register_model
 
     @register_model("hierarchical_lstm")
-    def build_hierarchical_lstm(config, n_features: int, n_outputs: int):
-        """Parallel `HierarchicalLSTM([(max(units // 4, 8), 16), (units, 1)])` and a Dense head (k2 % 16 == 0)."""
-        from longstm.models.protocol import Forecaster
+    def build_hierarchical_lstm(config, n_features: int):
+        """`HierarchicalLSTM`; default levels `[(max(units // 4, 8), 16), (units, 1)]`, parallel mode.
 
-        core = HierarchicalLSTM([(max(config.units // 4, 8), 16), (config.units, 1)], mode="parallel")
-        return Forecaster(core, outputs=n_outputs)
+        `model.options`: `levels` (a list of `[units, stride]`), `mode`, `outputs`; the
+        window length k2 must be a multiple of the product of the strides.
+        """
+        from longstm.train.models import model_options
+
+        default_levels = [[max(config.units // 4, 8), 16], [config.units, 1]]
+        options = model_options(config, {"levels": default_levels, "mode": "parallel", "outputs": "per_step"})
+        levels = [tuple(level) for level in options.pop("levels")]
+        return HierarchicalLSTM(levels, **options)
 
 
 _register_with_the_trainer()

@@ -129,13 +129,13 @@ def _register_with_the_trainer() -> None:
     from longstm.train.models import register_model
 
     @register_model("stacked_lstm")
-    def build_stacked_lstm(config, n_features: int, n_outputs: int):
-        """`StackedLSTM(units, layers, dropout)`, residual + layer norm when layers > 1, Dense head."""
-        from longstm.models.protocol import Forecaster
+    def build_stacked_lstm(config, n_features: int):
+        """`StackedLSTM(units, layers, dropout)`; residual + layer norm default to on when layers > 1."""
+        from longstm.train.models import model_options
 
         deep = config.layers > 1
-        core = StackedLSTM(config.units, layers=config.layers, residual=deep, layer_norm=deep, dropout=config.dropout)
-        return Forecaster(core, outputs=n_outputs)
+        options = model_options(config, {"residual": deep, "layer_norm": deep})
+        return StackedLSTM(config.units, layers=config.layers, dropout=config.dropout, **options)
 
 
 _register_with_the_trainer()

@@ -22,6 +22,8 @@ name = "lstm"                  # a name in longstm.train.models.MODELS
 units = 64
 layers = 1
 dropout = 0.0
+residual = false               # forecast the change from the targets' current values
+options = {}                   # the model's own arguments, e.g. { mode = "sequential" }
 
 [train]
 lanes = 16
@@ -83,6 +85,8 @@ class ModelConfig:
     units: int = 64
     layers: int = 1
     dropout: float = 0.0
+    residual: bool = False
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -264,4 +268,6 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(str(key))} = {_toml_value(item)}" for key, item in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -149,15 +149,30 @@ def _set_precision(config: Config) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
+def model_for(config: Config, feature_columns: list[int], target_columns: list[int], names: list[str]):
+    """The untrained forecaster a run's config describes, for these feature/target columns."""
+    from longstm.train.models import build_model
+
+    residual_inputs = []
+    if config.model.residual:
+        missing = [names[i] for i in target_columns if i not in feature_columns]
+        if missing:
+            raise ConfigError(
+                f"{config.source}: 'model.residual = true' adds each target's current value to its forecast, "
+                f"so the targets must be among 'data.features'; {missing} are not"
+            )
+        residual_inputs = [feature_columns.index(i) for i in target_columns]
+    n_outputs = len(target_columns) * config.data.horizon
+    return build_model(config.model, len(feature_columns), n_outputs, residual_inputs)
+
+
 def build_trainer(config: Config, data: PreparedData, run_dir=None, progress: bool = True, callbacks=()):
     """Seeded model (by `model.name`) and a `Trainer` for it."""
-    from longstm.train.models import build_model
     from longstm.train.trainer import Trainer
 
     _seed_everything(config)
     _set_precision(config)
-    n_outputs = len(data.target_columns) * config.data.horizon
-    model = build_model(config.model, len(data.feature_columns), n_outputs)
+    model = model_for(config, data.feature_columns, data.target_columns, list(data.series.columns))
     return Trainer(model, config, run_dir=run_dir, progress=progress, callbacks=callbacks)
 
 
