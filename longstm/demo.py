@@ -32,7 +32,7 @@ class DemoScore:
     mae: float
 
 
-def demo_config(epochs: int = 6, horizon: int = 24):
+def demo_config(epochs: int = 10, horizon: int = 24):
     """The demo's training configuration (a `longstm.train.config.Config`)."""
     from longstm.train.config import config_from_dict
 
@@ -47,7 +47,7 @@ def demo_config(epochs: int = 6, horizon: int = 24):
                 "horizon": horizon,
                 "split": [0.7, 0.1, 0.2],
             },
-            "model": {"name": "lstm", "units": 32, "layers": 1},
+            "model": {"name": "lstm", "units": 32, "layers": 1, "residual": True},
             "train": {
                 "lanes": 8,
                 "k1": 96,
@@ -79,7 +79,7 @@ def score(name: str, truth: np.ndarray, forecast: np.ndarray) -> DemoScore:
     return DemoScore(name, float(np.mean(error**2)), float(np.mean(np.abs(error))))
 
 
-def run_demo(out_dir: str | Path, *, epochs: int = 6, horizon: int = 24, progress: bool = True):
+def run_demo(out_dir: str | Path, *, epochs: int = 10, horizon: int = 24, progress: bool = True):
     """Train, evaluate against baselines, plot. Returns `(scores, plot_path)`."""
     from longstm.train.run import load_run, train_from_config
 

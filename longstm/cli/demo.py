@@ -12,7 +12,7 @@ from rich.table import Table
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory for checkpoints, metrics and plots."),
-    epochs: int = typer.Option(6, min=1, help="Training epochs over the ETTh1 training split."),
+    epochs: int = typer.Option(10, min=1, help="Training epochs over the ETTh1 training split."),
     horizon: int = typer.Option(24, min=1, help="Forecast the next HORIZON hours of oil temperature."),
 ) -> None:
     """Train an LSTM with carried state on the bundled ETTh1 and score it against baselines."""
