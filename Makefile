@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(VENV)/bin/longstm bench all --out docs/bench
+	$(VENV)/bin/longstm bench all --out runs/bench
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

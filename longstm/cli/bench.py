@@ -1,11 +1,14 @@
-"""`longstm bench` commands."""
+"""`longstm bench` commands: each lives beside its benchmark in longstm/bench/."""
 
 from __future__ import annotations
 
 import typer
 
+from longstm.bench import memory, speed, stream, sweeps
+
 app = typer.Typer(no_args_is_help=True)
 
-app.command("speed")(__import__("longstm.bench.speed", fromlist=["speed_command"]).speed_command)
-app.command("stream")(__import__("longstm.bench.stream", fromlist=["stream_command"]).stream_command)
-app.command("memory")(__import__("longstm.bench.memory", fromlist=["command"]).command)
+app.command("speed")(speed.speed_command)
+app.command("memory")(memory.command)
+app.command("stream")(stream.stream_command)
+app.command("all")(sweeps.all_command)
