@@ -9,6 +9,13 @@
 `features` picks the variant: `"M"` all columns in, all out; `"S"` the target column only;
 `"MS"` all columns in, the target out. DLinear's test loader drops the last incomplete batch
 (batch size 32); `drop_last_batch=32` reproduces that, the default scores every window.
+
+A model may implement `predict_at_rows(rows) -> y` instead of (or beside) `predict_windows`:
+it gets the row of each window's last input step (`start + lookback - 1`) and forecasts the
+next H rows from whatever it keeps of the past up to that row (a trained model streaming the
+series with carried state, `longstm.evaluate.trained`). The windows, targets and scores are
+the same either way. `prepare_ett` gives the series, split and train-only scaler the
+protocol uses, so a model can be trained on exactly its training rows.
 """
 
 from __future__ import annotations
@@ -65,6 +72,28 @@ def choose_split(series: TimeSeries, lookback: int, split: str = "auto") -> Spli
     return ett_split(len(series), lookback, freq=split[-1])
 
 
+def prepare_ett(
+    path: str | Path | TimeSeries, lookback: int, features: str = "M", target: str = "OT", split: str = "auto"
+) -> tuple[TimeSeries, list[int] | None, Split, StandardScaler]:
+    """What the protocol scores on: `(series, target_indices, split, scaler)`.
+
+    `series` holds the input columns of the `features` mode (`"S"`: the target alone);
+    `target_indices` are the forecast columns (None: all of them); the scaler is fitted on
+    the split's training rows only.
+    """
+    if features not in FEATURE_MODES:
+        raise ConfigError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+    series = path if isinstance(path, TimeSeries) else load_series(path, gap_policy="report")
+    target_indices = None
+    if features == "S":
+        series = series.select([target])
+    elif features == "MS":
+        target_indices = [series.column_index(target)]
+    chosen = choose_split(series, lookback, split)
+    scaler = StandardScaler(series.columns).fit(series.values[slice(*chosen.train)])
+    return series, target_indices, chosen, scaler
+
+
 def _model_for(model: Any, horizon: int, target_indices: list[int] | None):
     if isinstance(model, str):
         if model not in BASELINES:
@@ -73,7 +102,7 @@ def _model_for(model: Any, horizon: int, target_indices: list[int] | None):
                 f"with predict_windows(x) -> y"
             )
         return make_baseline(model, horizon, target_indices)
-    if hasattr(model, "predict_windows") and not isinstance(model, type):
+    if (hasattr(model, "predict_windows") or hasattr(model, "predict_at_rows")) and not isinstance(model, type):
         return model
     if callable(model):
         return _model_for(model(horizon), horizon, target_indices)
@@ -113,18 +142,9 @@ def evaluate_ett(
     Returns:
         One `EttResult(horizon, mse, mae, windows, ...)` per horizon, in order.
     """
-    if features not in FEATURE_MODES:
-        raise ConfigError(f"features must be one of {FEATURE_MODES}, got {features!r}")
     if drop_last_batch is not None and (isinstance(drop_last_batch, bool) or int(drop_last_batch) < 1):
         raise ConfigError(f"drop_last_batch must be a positive batch size or None, got {drop_last_batch!r}")
-    series = path if isinstance(path, TimeSeries) else load_series(path, gap_policy="report")
-    target_indices = None
-    if features == "S":
-        series = series.select([target])
-    elif features == "MS":
-        target_indices = [series.column_index(target)]
-    chosen = choose_split(series, lookback, split)
-    scaler = StandardScaler(series.columns).fit(series.values[slice(*chosen.train)])
+    series, target_indices, chosen, scaler = prepare_ett(path, lookback, features, target, split)
 
     results = []
     for horizon in horizons:
@@ -142,7 +162,10 @@ def evaluate_ett(
         for first in range(0, count, batch_size):
             starts = index.starts(np.arange(first, min(first + batch_size, count)))
             x, y = gather_windows(series.values, starts, lookback, int(horizon), target_columns=target_indices, scaler=scaler)
-            prediction = np.asarray(forecaster.predict_windows(x))
+            if hasattr(forecaster, "predict_at_rows"):
+                prediction = np.asarray(forecaster.predict_at_rows(starts + lookback - 1))
+            else:
+                prediction = np.asarray(forecaster.predict_windows(x))
             if prediction.shape != y.shape:
                 raise ConfigError(
                     f"model forecast has shape {prediction.shape}, expected {y.shape} (batch, horizon {horizon}, "

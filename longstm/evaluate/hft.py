@@ -182,6 +182,8 @@ class HFTInputs:
         decision_steps: int array, the rows (bar closes) to predict at.
         lookback: how many rows up to and including t a window holds.
         horizon: k, the bars ahead the target ends.
+        segment_ids: the segment number of each row of `features` (gaps in the bars start a
+            new segment; decision steps never straddle one), or None when not known.
     """
 
     features: np.ndarray
@@ -189,6 +191,7 @@ class HFTInputs:
     decision_steps: np.ndarray
     lookback: int
     horizon: int
+    segment_ids: np.ndarray | None = None
 
     def column(self, name: str) -> int:
         try:
@@ -346,12 +349,13 @@ def _json_safe(row: dict) -> dict:
     return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
 
 
-def _inputs(features: np.ndarray, steps: np.ndarray, config: HFTConfig, horizon: int) -> HFTInputs:
+def _inputs(features: np.ndarray, steps: np.ndarray, config: HFTConfig, horizon: int, segment_ids=None) -> HFTInputs:
     cutoff = int(steps.max()) + 1 if steps.size else 0
-    return HFTInputs(features[:cutoff], FEATURE_COLUMNS, steps, config.lookback, horizon)
+    segment_ids = None if segment_ids is None else segment_ids[:cutoff]
+    return HFTInputs(features[:cutoff], FEATURE_COLUMNS, steps, config.lookback, horizon, segment_ids)
 
 
-def _fit_predict(factory, features, targets, train_steps, predict_steps, config, horizon) -> tuple[np.ndarray, bool]:
+def _fit_predict(factory, features, targets, train_steps, predict_steps, config, horizon, segment_ids=None) -> tuple[np.ndarray, bool]:
     """A fresh predictor, fitted on `train_steps` if it can be; its predictions and whether it was fitted."""
     predictor = factory()
     fitted = hasattr(predictor, "fit")
@@ -361,8 +365,10 @@ def _fit_predict(factory, features, targets, train_steps, predict_steps, config,
                 f"no training decision steps for horizon {horizon} with lookback {config.lookback}: "
                 f"the training split is too short"
             )
-        predictor.fit(_inputs(features, train_steps, config, horizon), targets[train_steps])
-    predictions = np.asarray(predictor.predict(_inputs(features, predict_steps, config, horizon)), dtype=np.float64)
+        predictor.fit(_inputs(features, train_steps, config, horizon, segment_ids), targets[train_steps])
+    predictions = np.asarray(
+        predictor.predict(_inputs(features, predict_steps, config, horizon, segment_ids)), dtype=np.float64
+    )
     predictions = predictions.reshape(-1)
     if predictions.size != predict_steps.size:
         raise DataValidationError(
@@ -432,7 +438,9 @@ def evaluate_hft(
             if config.walk_forward:
                 predictions, refits = _walk_forward(factory, features, targets, bars, test_steps, train_steps.size, config, horizon)
             else:
-                predictions, fitted = _fit_predict(factory, features, targets, train_steps, test_steps, config, horizon)
+                predictions, fitted = _fit_predict(
+                    factory, features, targets, train_steps, test_steps, config, horizon, bars.segment_ids
+                )
                 refits = int(fitted)
             signals = np.zeros(last_row - first_row + 1)
             signals[test_steps - first_row] = predictions
@@ -474,7 +482,7 @@ def _walk_forward(factory, features, targets, bars, test_steps, default_window, 
         # Training targets must have ended (t + k <= first) when the block's first decision is taken.
         train_steps = decision_steps(bars, max(0, first - horizon - window + 1), first + 1, config.lookback, horizon)
         predictions[start : start + block], fitted = _fit_predict(
-            factory, features, targets, train_steps, block_steps, config, horizon
+            factory, features, targets, train_steps, block_steps, config, horizon, bars.segment_ids
         )
         refits += int(fitted)
     return predictions, refits
