@@ -30,24 +30,30 @@ def parse_int_list(text: str, what: str) -> list[int]:
 @app.command("ett")
 def ett(
     data: Path = typer.Option(..., "--data", help="ETT-format CSV: a timestamp column and numeric columns."),
-    model: str = typer.Option("repeat", "--model", help="Baseline: repeat (last value) or mean (of the lookback window)."),
+    model: str = typer.Option("repeat", "--model", help="Baseline (repeat: last value; mean: of the lookback window) or a training config .toml: train it on the train split, select epochs on validation, score on test."),
     lookback: int = typer.Option(336, "--lookback", help="Input length L."),
     horizons: str = typer.Option("96,192,336,720", "--horizons", help="Comma-separated forecast lengths H."),
     drop_last_batch: int = typer.Option(None, "--drop-last-batch", help="Score only whole batches of this size (DLinear: 32). Default: all windows."),
     features: str = typer.Option("M", "--features", help="M (all in, all out), S (target only), MS (all in, target out)."),
     target: str = typer.Option("OT", "--target", help="Target column for S and MS."),
     split: str = typer.Option("auto", "--split", help="auto, etth, ettm (12/4/4 months) or ratio (70/10/20)."),
+    mode: str = typer.Option("both", "--mode", help="Trained models: window (each window from a zero state, lookback L), stream (state carried through the whole past), or both."),
+    out: Path = typer.Option(None, "--out", help="Directory for ett_results.csv/.md (and, for a trained model, its runs)."),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from rich.progress import Progress
 
     from longstm.data import load_series
     from longstm.evaluate.ett import choose_split, evaluate_ett
+    from longstm.evaluate.trained import is_config_path
 
     horizon_list = parse_int_list(horizons, "--horizons")
     series = load_series(data, gap_policy="report")
     chosen = choose_split(series, lookback, split)
     console = Console()
+    if is_config_path(model):
+        _ett_trained(console, series, data, model, lookback, horizon_list, drop_last_batch, features, target, split, mode, out, chosen)
+        return
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{model} on {data.name}", total=None)
         results = evaluate_ett(
@@ -67,12 +73,61 @@ def ett(
     for result in results:
         table.add_row(str(result.horizon), f"{result.mse:.3f}", f"{result.mae:.3f}", str(result.windows))
     console.print(table)
+    if out is not None:
+        from longstm.evaluate.trained import write_ett_table
+
+        rows = [{"model": model, "mode": "window", "horizon": r.horizon, "lookback": r.lookback, "features": r.features,
+                 "mse": r.mse, "mae": r.mae, "windows": r.windows} for r in results]
+        paths = write_ett_table(rows, out)
+        console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _ett_trained(console, series, data, config_path, lookback, horizons, drop_last_batch, features, target, split, mode, out, chosen) -> None:
+    """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
+    from longstm.evaluate.ett import evaluate_ett
+    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
+
+    modes = MODES if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
+    run_dir = None if out is None else Path(out) / "runs"
+    trained = TrainedEtt(config_path, series, lookback, features=features, target=target, split=split,
+                         run_dir=run_dir, progress=True)
+    baseline = evaluate_ett(series, "repeat", lookback, horizons, drop_last_batch=drop_last_batch, features=features,
+                            target=target, split=split)
+
+    def announce(horizon, summary):
+        console.print(
+            f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, "
+            f"best epoch {summary['best_epoch']} (validation MSE {summary['val_mse']:.4f})" if summary.get("val_mse") is not None
+            else f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
+        )
+
+    results = trained.evaluate(horizons, modes, drop_last_batch=drop_last_batch, on_horizon=announce)
+    name = Path(config_path).stem
+    rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
+    table = Table(
+        title=f"{name} ({trained.config.model.name}) on {data.name}",
+        caption=f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, features {features}, "
+        "metrics on train-scaled data; window: each window from a zero state (lookback L); stream: state carried "
+        "through the whole past (more history than L)"
+        + (f"; last incomplete batch of {drop_last_batch} dropped" if drop_last_batch else ""),
+    )
+    for column in ("H", "mode", "MSE", "MAE", "repeat MSE", "repeat MAE", "windows", "epochs (best)"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for row in rows:
+        table.add_row(str(row["horizon"]), row["mode"], f"{row['mse']:.3f}", f"{row['mae']:.3f}", f"{row['repeat_mse']:.3f}",
+                      f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})")
+    console.print(table)
+    if out is not None:
+        paths = write_ett_table(rows, out)
+        console.print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 @app.command("hft")
 def hft(
     data: Path = typer.Option(..., "--data", help="OHLCV bars file: timestamp, open, high, low, close, volume."),
-    model: str = typer.Option("zero,momentum,ar", "--model", help="Comma-separated baselines: zero, momentum, ar."),
+    model: str = typer.Option("zero,momentum,ar", "--model", help="Comma-separated: zero, momentum, ar, or training config .toml files (trained on the train split, carried state)."),
     horizons: str = typer.Option("1,5,15", "--horizons", help="Forecast horizons k in bars."),
     lookback: int = typer.Option(60, "--lookback", help="Bars of features per decision (the AR's lags)."),
     cost_bps: float = typer.Option(1.0, "--cost-bps", help="Backtest cost per unit of position change, bp."),

@@ -646,9 +646,30 @@ def baseline_factories(names: str, ridge: float = 0.0) -> dict[str, Callable[[],
         if name not in available:
             raise ConfigError(
                 f"unknown model {name!r} for the HFT protocol; choose from {', '.join(BASELINE_NAMES)} "
-                f"(trained models join through --model CONFIG once the trainer lands)"
+                f"or give a training config .toml"
             )
     return {name: available[name] for name in chosen}
+
+
+def model_factories(names: str, ridge: float = 0.0, run_root=None) -> dict[str, Callable[[], Predictor]]:
+    """Predictor factories for `--model`: baseline names and training config `.toml` files
+    (`longstm.evaluate.trained.TrainedHFTPredictor`), in the order given."""
+    entries = [name.strip() for name in names.split(",") if name.strip()]
+    configs = [entry for entry in entries if entry.lower().endswith(".toml")]
+    if not configs:
+        return baseline_factories(names, ridge)
+    from longstm.evaluate.trained import hft_factory
+
+    baselines = [entry for entry in entries if entry not in configs]
+    chosen = baseline_factories(",".join(baselines), ridge) if baselines else {}
+    factories = {}
+    for entry in entries:
+        if entry in configs:
+            name, factory = hft_factory(entry, run_root=run_root)
+            factories[name] = factory
+        else:
+            factories[entry] = chosen[entry]
+    return factories
 
 
 def run_hft_command(
@@ -682,7 +703,9 @@ def run_hft_command(
         train_window=train_window,
         periods_per_year=periods_per_year,
     )
-    factories = baseline_factories(model, ridge)
+    from pathlib import Path
+
+    factories = model_factories(model, ridge, run_root=None if out is None else Path(out) / "runs")
     series = load_series(data, kind="ohlcv", gap_policy="split")
     bars = Bars.from_series(series)
     with Progress(console=console, transient=True) as progress:
