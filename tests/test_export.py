@@ -111,3 +111,16 @@ def test_attention_and_minlstm_convert_to_builtin_tflite(family, tmp_path):
     runner = TFLiteStep(path)
     got = np.stack([runner(x[:, t])[0] for t in range(10)])
     assert np.abs(got - expected).max() < TOLERANCE
+
+
+def test_from_saved_takes_a_plain_protocol_model(tmp_path):
+    from longstm.models.protocol import KerasRNNStack
+
+    keras.utils.set_random_seed(9)
+    model = Forecaster(KerasRNNStack([keras.layers.GRU(6)]), outputs=2)
+    x = np.random.default_rng(4).normal(size=(1, 6, 3)).astype(np.float32)
+    expected = np.asarray(model(x)[0])[0]
+    model.save(tmp_path / "plain.keras")
+    predictor = StreamingPredictor.from_saved(tmp_path / "plain.keras")
+    assert predictor.scaler is None  # no metadata: scaled units in and out
+    assert np.abs(predictor.update_many(x[0]) - expected).max() < TOLERANCE
