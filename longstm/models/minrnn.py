@@ -25,13 +25,21 @@ by hand) is valid and chunked-with-carry equals the full forward. The default sc
 (`"blocked"`) runs in linear space: it never divides by a cumulative product, so it needs no
 logarithms to stay stable, and it measured the fastest and the most accurate here.
 
+Speed. On TensorFlow, chunks longer than `FUSED_MIN_STEPS` are projected and scanned
+`SUB_CHUNK` steps at a time with the backward pass recomputing each piece
+(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer. Measured on
+a shared 2-core CPU (docs/RESULTS.md), one train step of `MinGRU(64)` took 1/9 to 1/13 of
+`keras.layers.LSTM(64)`'s at 4096 steps and `MinLSTM(64)` about 1/6; the factor stays roughly
+constant with T on a CPU (both are linear in T there; the log depth only pays off with many
+cores).
+
 What the speed costs. The gates cannot see h_{t-1}, so one layer can only mix its past
 linearly with input-dependent decays: no multiplicative interaction between the state and
 the new input inside a step. Depth (stacked blocks with MLPs) has to make up for it; the paper
 reports parity with Transformers on its benchmarks, but on a given forecasting task a stack
-of these may need more layers than an LSTM, and the accuracy cost on ETT is not measured yet
-(docs/RESULTS.md). The parallel scan also keeps a few `(batch, steps, units)` tensors alive
-per layer for the backward pass, where a fused LSTM keeps a similar amount.
+of these may need more layers than an LSTM, and the accuracy cost on ETT is not measured yet.
+In float32 linear space a decay closer to 1 than 6e-8 rounds to exactly 1 (memory time
+constants beyond ~10^7 steps become perfect memory); the log-space scans do not round there.
 """
 
 from __future__ import annotations
@@ -137,18 +145,18 @@ class _MinRecurrence(RecurrentModel):
         return ops.cast(h0, self.compute_dtype)
 
     def call(self, inputs, state=None, training=None):
-        if len(inputs.shape) != 3:
+        if len(inputs.shape) != 3 or inputs.shape[1] == 0:
             raise DataValidationError(
-                f"{type(self).__name__} expects inputs of shape (batch, steps, features); got shape {tuple(inputs.shape)}."
+                f"{type(self).__name__} expects inputs of shape (batch, steps, features) with at least one "
+                f"step; got shape {tuple(inputs.shape)}."
             )
         h0 = self.initial_state(ops.shape(inputs)[0])[0] if state is None else self._check_state(state, inputs)
         steps = inputs.shape[1]
         parallel = self.mode == "parallel" and steps is not None
         if parallel and self.scan == "blocked" and steps > FUSED_MIN_STEPS and keras.backend.backend() == "tensorflow":
-            h = fused_projected_scan(
-                inputs, self.kernel.value, self.bias.value if self.use_bias else None, h0, self.coefficients, SUB_CHUNK,
-                block=FUSED_BLOCK,
-            )
+            # `.value` is autocast to the compute dtype under a mixed-precision policy.
+            bias = self.bias.value if self.use_bias else None
+            h = fused_projected_scan(inputs, self.kernel.value, bias, h0, self.coefficients, SUB_CHUNK, FUSED_BLOCK)
             return h, (h[:, -1],)
         projections = ops.matmul(inputs, self.kernel)
         if self.use_bias:

@@ -155,6 +155,8 @@ def test_bad_inputs_and_states_raise_data_validation_errors():
     layer = MinGRU(4)
     with pytest.raises(DataValidationError, match=r"inputs of shape \(batch, steps, features\).*got shape \(2, 10\)"):
         layer(np.zeros((2, 10), "float32"))
+    with pytest.raises(DataValidationError, match=r"at least one step; got shape \(2, 0, 3\)"):
+        layer(np.zeros((2, 0, 3), "float32"))
     with pytest.raises(DataValidationError, match=r"state h must have shape \(2, 4\); got \(2, 5\)"):
         layer(_inputs(10), state=(np.zeros((2, 5), "float32"),))
     with pytest.raises(DataValidationError, match=r"state must be a tuple with one tensor h of shape \(batch, 4\)"):
@@ -211,3 +213,16 @@ def test_a_latch_older_than_several_chunks_is_learned_only_with_carried_state():
     # The impulse is on average 5 chunks back: without carry a chunk mostly cannot know it.
     assert reset > 0.6
     assert carried < 0.45 and carried < 0.5 * reset  # 0.17-0.30 over seeds 0-3 when written
+
+
+def test_trainer_model_names_build_min_rnn_stacks_and_reject_unknown_options():
+    from longstm.train.config import ModelConfig
+    from longstm.train.models import build_model
+
+    model = build_model(ModelConfig(name="mingru", units=8, layers=2, options={"norm": "layer", "mlp_ratio": 0}), 3, 1)
+    assert isinstance(model.core, MinRNNStack)
+    assert (model.core.cell, model.core.num_layers, model.core.norm, model.core.mlp_ratio) == ("mingru", 2, "layer", 0)
+    outputs, _ = model(_inputs(20))
+    assert outputs.shape == (2, 20, 1)
+    with pytest.raises(ConfigError, match=r"unknown keys \['cells'\]"):
+        build_model(ModelConfig(name="minlstm", options={"cells": 3}), 3, 1)
