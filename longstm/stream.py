@@ -366,37 +366,62 @@ class NumpyRNNStack:
     def supports(cls, model) -> bool:
         return cls.unsupported_reason(model) is None
 
-    def step(self, x_t: np.ndarray, state):
-        outputs, new_state = x_t, []
-        for (kind, kernel, recurrent, bias, recurrent_bias, units, residual, norm), layer_state in zip(self.layers, state):
-            layer_input = outputs
-            if kind == "lstm":
-                h, c = layer_state
-                z = outputs @ kernel + h @ recurrent + bias
-                i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units : 2 * units])
-                g, o = np.tanh(z[:, 2 * units : 3 * units]), _sigmoid(z[:, 3 * units :])
-                c = f * c + i * g
-                h = o * np.tanh(c)
-                new_state.append((h, c))
-            else:
-                (h,) = layer_state
-                x_part = outputs @ kernel + bias
-                h_part = h @ recurrent + recurrent_bias
-                z = _sigmoid(x_part[:, :units] + h_part[:, :units])
-                r = _sigmoid(x_part[:, units : 2 * units] + h_part[:, units : 2 * units])
-                candidate = np.tanh(x_part[:, 2 * units :] + r * h_part[:, 2 * units :])
-                h = z * h + (1.0 - z) * candidate
-                new_state.append((h,))
-            outputs = h + layer_input if residual else h
-            if norm is not None:
-                gamma, beta, epsilon = norm
-                centred = outputs - outputs.mean(axis=-1, keepdims=True)
-                variance = (centred * centred).mean(axis=-1, keepdims=True)
-                outputs = centred / np.sqrt(variance + epsilon) * gamma + beta
+    @staticmethod
+    def _cell(kind, projected, layer_state, recurrent, recurrent_bias, units):
+        """One recurrent step given the input projection `x W + b`: `(h, new_layer_state)`."""
+        if kind == "lstm":
+            h, c = layer_state
+            z = projected + h @ recurrent
+            i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units : 2 * units])
+            g, o = np.tanh(z[:, 2 * units : 3 * units]), _sigmoid(z[:, 3 * units :])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            return h, (h, c)
+        (h,) = layer_state
+        h_part = h @ recurrent + recurrent_bias
+        z = _sigmoid(projected[:, :units] + h_part[:, :units])
+        r = _sigmoid(projected[:, units : 2 * units] + h_part[:, units : 2 * units])
+        candidate = np.tanh(projected[:, 2 * units :] + r * h_part[:, 2 * units :])
+        h = z * h + (1.0 - z) * candidate
+        return h, (h,)
+
+    @staticmethod
+    def _between_layers(outputs, layer_input, residual, norm):
+        outputs = outputs + layer_input if residual else outputs
+        if norm is not None:
+            gamma, beta, epsilon = norm
+            centred = outputs - outputs.mean(axis=-1, keepdims=True)
+            variance = (centred * centred).mean(axis=-1, keepdims=True)
+            outputs = centred / np.sqrt(variance + epsilon) * gamma + beta
+        return outputs
+
+    def _head(self, outputs, inputs):
         forecast = outputs @ self.head_kernel + self.head_bias
         if self.residual_inputs:
-            forecast = forecast + np.tile(x_t[:, self.residual_inputs], forecast.shape[-1] // len(self.residual_inputs))
-        return forecast, tuple(new_state)
+            forecast = forecast + np.tile(inputs[..., self.residual_inputs], forecast.shape[-1] // len(self.residual_inputs))
+        return forecast
+
+    def step(self, x_t: np.ndarray, state):
+        """One tick: `x_t (batch, features)` -> `(forecast (batch, outputs), new_state)`."""
+        outputs, new_state = x_t, []
+        for (kind, kernel, recurrent, bias, recurrent_bias, units, residual, norm), layer_state in zip(self.layers, state):
+            h, layer_state = self._cell(kind, outputs @ kernel + bias, layer_state, recurrent, recurrent_bias, units)
+            new_state.append(layer_state)
+            outputs = self._between_layers(h, outputs, residual, norm)
+        return self._head(outputs, x_t), tuple(new_state)
+
+    def run(self, xs: np.ndarray, state):
+        """Many ticks `(ticks, batch, features)`, layer by layer: each layer's input projection is
+        one matrix product over all ticks, so only `h U` stays inside the loop."""
+        outputs, new_state = xs, []
+        for (kind, kernel, recurrent, bias, recurrent_bias, units, residual, norm), layer_state in zip(self.layers, state):
+            projected = outputs @ kernel + bias
+            hidden = np.empty(outputs.shape[:-1] + (units,), np.float32)
+            for t in range(len(projected)):
+                hidden[t], layer_state = self._cell(kind, projected[t], layer_state, recurrent, recurrent_bias, units)
+            new_state.append(layer_state)
+            outputs = self._between_layers(hidden, outputs, residual, norm)
+        return self._head(outputs, xs), tuple(new_state)
 
 
 # Traced step functions per model and batch shape, shared by the predictors of one model (a
@@ -792,14 +817,17 @@ class StreamingPredictor:
         return y.numpy()
 
     def _advance_many(self, scaled: np.ndarray) -> np.ndarray:
-        """`(ticks, n, features)` -> `(ticks, n, outputs)`: NumPy ticks, or TensorFlow chunks.
+        """`(ticks, n, features)` -> `(ticks, n, outputs)`: NumPy layer by layer, or TensorFlow chunks.
 
         With TensorFlow, a chunk call of the model is much faster than as many one-step calls
         and gives the same outputs (the state protocol's promise); a sequential
         HierarchicalLSTM is ticked, since its chunks must start at a multiple of its period.
         """
+        if self._numpy is not None:
+            y, self._model_state = self._numpy.run(scaled, self._model_state)
+            return y
         core, _ = _core_and_head(self.model)
-        if self._numpy is not None or type(core).__name__ == "HierarchicalLSTM":
+        if type(core).__name__ == "HierarchicalLSTM":
             return np.stack([self._advance(tick) for tick in scaled])
         import tensorflow as tf
 
