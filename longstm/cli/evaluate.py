@@ -39,6 +39,7 @@ def ett(
     split: str = typer.Option("auto", "--split", help="auto, etth, ettm (12/4/4 months) or ratio (70/10/20)."),
     mode: str = typer.Option("both", "--mode", help="Trained models: window (each window from a zero state, lookback L), stream (state carried through the whole past), or both."),
     out: Path = typer.Option(None, "--out", help="Directory for ett_results.csv/.md (and, for a trained model, its runs)."),
+    channel_independent: bool = typer.Option(False, "--channel-independent", help="Trained models, features M: one univariate model shared by all channels."),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from rich.progress import Progress
@@ -52,8 +53,11 @@ def ett(
     chosen = choose_split(series, lookback, split)
     console = Console()
     if is_config_path(model):
-        _ett_trained(console, series, data, model, lookback, horizon_list, drop_last_batch, features, target, split, mode, out, chosen)
+        _ett_trained(console, series, data, model, lookback, horizon_list, drop_last_batch, features, target, split, mode, out,
+                     chosen, channel_independent)
         return
+    if channel_independent:
+        raise ConfigError("--channel-independent applies to a trained model (--model CONFIG.toml), not to a baseline")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{model} on {data.name}", total=None)
         results = evaluate_ett(
@@ -82,7 +86,8 @@ def ett(
         console.print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
-def _ett_trained(console, series, data, config_path, lookback, horizons, drop_last_batch, features, target, split, mode, out, chosen) -> None:
+def _ett_trained(console, series, data, config_path, lookback, horizons, drop_last_batch, features, target, split, mode, out,
+                 chosen, channel_independent=False) -> None:
     """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
     from longstm.evaluate.ett import evaluate_ett
     from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
@@ -92,7 +97,7 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
         raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
     run_dir = None if out is None else Path(out) / "runs"
     trained = TrainedEtt(config_path, series, lookback, features=features, target=target, split=split,
-                         run_dir=run_dir, progress=True)
+                         run_dir=run_dir, progress=True, channel_independent=channel_independent)
     baseline = evaluate_ett(series, "repeat", lookback, horizons, drop_last_batch=drop_last_batch, features=features,
                             target=target, split=split)
 
@@ -104,7 +109,7 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
         )
 
     results = trained.evaluate(horizons, modes, drop_last_batch=drop_last_batch, on_horizon=announce)
-    name = Path(config_path).stem
+    name = Path(config_path).stem + (" (channel-independent)" if channel_independent else "")
     rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
     table = Table(
         title=f"{name} ({trained.config.model.name}) on {data.name}",

@@ -19,6 +19,10 @@ For each horizon H a fresh model is trained:
   which pays on ETT's level shifts.
 - Training: TBPTT with carried state (`longstm.train.Trainer`) over lanes of the training rows
   whose H targets all lie in the training part (rows t < train_stop - H).
+- Channel independence (`channel_independent=True`, features `M` only; `--channel-independent`):
+  one univariate model (1 in, H out) shared by all channels, as PatchTST, DLinear and SegRNN
+  do. Each channel's rows are a segment of their own (the state resets between channels); a
+  test window's C channels are forecast as C univariate windows.
 - Selection: after each epoch the model is scored on the validation windows' forecast rows
   (t = s + L - 1 for every validation window start s), each evaluation lane warmed up on
   `eval.warmup` rows of the past; the epoch with the lowest validation MSE is kept
@@ -231,36 +235,57 @@ class TrainedHorizon:
 class WindowForecaster:
     """`predict_windows(x)`: each window run from a zero state, the forecast at its last step."""
 
-    def __init__(self, trained: TrainedHorizon, n_targets: int, batch_size: int = DEFAULT_WINDOW_BATCH):
+    def __init__(self, trained: TrainedHorizon, n_targets: int, batch_size: int = DEFAULT_WINDOW_BATCH,
+                 channel_independent: bool = False):
         self.trained, self.n_targets, self.batch_size = trained, n_targets, batch_size
+        self.channel_independent = channel_independent
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if not self.channel_independent:
+            return self._predict(x, self.n_targets)
+        batch, steps, channels = x.shape
+        univariate = x.transpose(0, 2, 1).reshape(batch * channels, steps, 1)
+        forecast = self._predict(univariate, 1)  # (batch * channels, H, 1)
+        return forecast.reshape(batch, channels, self.trained.horizon).transpose(0, 2, 1)
+
+    def _predict(self, x: np.ndarray, n_targets: int) -> np.ndarray:
         import tensorflow as tf
 
-        x = np.asarray(x, dtype=np.float32)
         outputs = []
         for first in range(0, len(x), self.batch_size):
             batch = x[first : first + self.batch_size]
             padded = np.zeros((self.batch_size,) + batch.shape[1:], np.float32)  # one trace for all batches
             padded[: len(batch)] = batch
             outputs.append(self.trained.compiled.window(tf.constant(padded)).numpy()[: len(batch)])
-        forecast = np.concatenate(outputs) if outputs else np.zeros((0, self.trained.horizon * self.n_targets), np.float32)
-        return forecast.reshape(len(x), self.trained.horizon, self.n_targets)
+        forecast = np.concatenate(outputs) if outputs else np.zeros((0, self.trained.horizon * n_targets), np.float32)
+        return forecast.reshape(len(x), self.trained.horizon, n_targets)
 
 
 class StreamForecaster:
     """`predict_at_rows(rows)`: the forecast read at each window's last input row from a state
     carried through the whole past (one streaming pass, computed on first use)."""
 
-    def __init__(self, trained: TrainedHorizon, inputs: np.ndarray, segments, n_targets: int, rows: np.ndarray, chunk: int):
+    def __init__(self, trained: TrainedHorizon, inputs: np.ndarray, segments, n_targets: int, rows: np.ndarray, chunk: int,
+                 channel_independent: bool = False):
         self.trained, self.inputs, self.segments = trained, inputs, segments
         self.n_targets, self.chunk = n_targets, chunk
         self.rows = np.asarray(rows, dtype=np.int64)
+        self.channel_independent = channel_independent
         self._outputs = None
+
+    def _stream(self) -> np.ndarray:
+        if not self.channel_independent:
+            return stream_outputs(self.trained.compiled, self.inputs, self.segments, self.rows, self.chunk)
+        per_channel = [
+            stream_outputs(self.trained.compiled, self.inputs[:, c : c + 1], self.segments, self.rows, self.chunk)
+            for c in range(self.inputs.shape[1])
+        ]  # each (rows, H)
+        return np.stack(per_channel, axis=-1).reshape(len(self.rows), -1)  # horizon-major, like a multivariate head
 
     def predict_at_rows(self, rows: np.ndarray) -> np.ndarray:
         if self._outputs is None:
-            self._outputs = stream_outputs(self.trained.compiled, self.inputs, self.segments, self.rows, self.chunk)
+            self._outputs = self._stream()
         position = np.searchsorted(self.rows, rows)
         if np.any(position >= len(self.rows)) or np.any(self.rows[np.minimum(position, len(self.rows) - 1)] != rows):
             raise DataValidationError("stream forecasts were asked for rows outside the test windows they were computed for")
@@ -279,6 +304,7 @@ class TrainedEtt:
         run_dir: where each horizon's run goes (`h{H}/`: checkpoints, metrics, loss plot);
             None: a temporary folder, removed when this object is.
         progress: show the trainer's progress bars and per-epoch lines.
+        channel_independent: one univariate model shared by all channels (features `M`).
 
     Example:
 
@@ -287,7 +313,7 @@ class TrainedEtt:
     """
 
     def __init__(self, config, data, lookback: int, features: str = "M", target: str = "OT", split: str = "auto",
-                 run_dir: str | Path | None = None, progress: bool = False):
+                 run_dir: str | Path | None = None, progress: bool = False, channel_independent: bool = False):
         from longstm.data.loaders import load_series
         from longstm.data.series import TimeSeries
         from longstm.evaluate.ett import prepare_ett
@@ -298,6 +324,12 @@ class TrainedEtt:
         series = data if isinstance(data, TimeSeries) else load_series(data, gap_policy="report")
         self.series, target_indices, self.split, self.scaler = prepare_ett(series, int(lookback), features, target, split)
         self.lookback, self.features, self.target, self.split_name = int(lookback), features, target, split
+        if channel_independent and features != "M":
+            raise ConfigError(
+                f"channel independence applies to features M (all channels in and out); got features {features!r} "
+                f"(S is univariate already)"
+            )
+        self.channel_independent = bool(channel_independent)
         self.feature_columns = list(range(self.series.num_features))
         self.target_columns = self.feature_columns if target_indices is None else list(target_indices)
         self.scaled = self.scaler.transform(self.series.values).astype(np.float32)
@@ -333,6 +365,33 @@ class TrainedEtt:
             mean=self.scaler.mean.astype(np.float32), std=self.scaler.scale.astype(np.float32),
         )
 
+    def _stacked_channels(self, start: int, stop: int) -> tuple[np.ndarray, list[int]]:
+        """Rows `[start, stop)` of every scaled channel one after another, `(C * rows, 1)`, and the
+        segment starts (one per channel, plus the series' own segments inside the range)."""
+        inner = [int(s) - start for s in self.series.segments if start < s < stop]
+        rows = stop - start
+        values = self.scaled[start:stop].T.reshape(-1, 1)
+        segments = [c * rows + s for c in range(self.scaled.shape[1]) for s in [0, *inner]]
+        return values, segments
+
+    def _channel_streams(self, config, val_rows):
+        from longstm.data.lanes import LaneWindows
+
+        horizon = config.data.horizon
+        common = dict(feature_columns=[0], target_columns=[0], offset=1, horizon=horizon)
+        values, segments = self._stacked_channels(*self.split.train)
+        # Each channel's segment ends with the training part: its last H rows carry no loss.
+        train_stream = LaneWindows(values, lanes=config.train.lanes, k1=config.train.k1, k2=config.train.k2,
+                                   burn_in=config.train.burn_in, segments=segments, **common)
+        if val_rows[1] <= val_rows[0]:
+            return train_stream, None
+        warm_start = max(val_rows[0] - config.eval.warmup, 0)
+        values, segments = self._stacked_channels(warm_start, val_rows[1] + horizon)
+        # burn_in = the warm-up: each channel's loss starts at the first validation forecast row.
+        validation = LaneWindows(values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
+                                 burn_in=val_rows[0] - warm_start, segments=segments, **common)
+        return train_stream, validation
+
     def train(self, horizon: int) -> TrainedHorizon:
         """Train (once) the model for `horizon` and return it with its training summary."""
         horizon = int(horizon)
@@ -344,21 +403,28 @@ class TrainedEtt:
             raise DataValidationError(
                 f"{self.series.source}: the training part [{train_start}, {train_stop}) is too short for horizon {horizon}"
             )
-        train_stream = self._lanes(config, (train_start, train_stop - horizon), config.train.lanes,
-                                   config.train.k1, config.train.k2, config.train.burn_in)
         val_rows = (val_start + self.lookback - 1, val_stop - horizon)
-        validation = None
-        if val_rows[1] > val_rows[0]:
-            validation = self._lanes(config, val_rows, config.eval.lanes, config.train.k2, config.train.k2, config.eval.warmup)
+        if self.channel_independent:
+            train_stream, validation = self._channel_streams(config, val_rows)
+            columns, names = [0], ["value"]
+        else:
+            train_stream = self._lanes(config, (train_start, train_stop - horizon), config.train.lanes,
+                                       config.train.k1, config.train.k2, config.train.burn_in)
+            validation = None
+            if val_rows[1] > val_rows[0]:
+                validation = self._lanes(config, val_rows, config.eval.lanes, config.train.k2, config.train.k2, config.eval.warmup)
+            columns, names = None, self.series.columns
         run_dir = self.run_dir / f"h{horizon}"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(config.to_toml())
-        trainer = _new_trainer(config, self.feature_columns, self.target_columns, self.series.columns, run_dir, self.progress)
+        trainer = _new_trainer(config, columns or self.feature_columns, columns or self.target_columns, names, run_dir,
+                               self.progress)
         summary = _fit_and_select(trainer, train_stream, validation, run_dir)
         summary.update(
             horizon=horizon, lookback=self.lookback, features=self.features, protocol=self.split.protocol,
             train_rows=[train_start, train_stop - horizon], validation_rows=list(val_rows),
             model=config.model.name, units=config.model.units, layers=config.model.layers, residual=config.model.residual,
+            channel_independent=self.channel_independent,
         )
         (run_dir / "protocol.json").write_text(json.dumps(summary, indent=1))
         trained = TrainedHorizon(horizon, trainer, _CompiledModel(trainer.model), summary)
@@ -371,7 +437,7 @@ class TrainedEtt:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         trained = self.train(horizon)
         if mode == "window":
-            return WindowForecaster(trained, len(self.target_columns))
+            return WindowForecaster(trained, len(self.target_columns), channel_independent=self.channel_independent)
         from longstm.data.windows import WindowIndex
 
         test_start, test_stop = self.split.test
@@ -379,7 +445,7 @@ class TrainedEtt:
                             segments=self.series.segments)
         rows = index.starts() + self.lookback - 1
         return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
-                                self.config.train.k2)
+                                self.config.train.k2, channel_independent=self.channel_independent)
 
     def evaluate(self, horizons: Sequence[int], modes: Sequence[str] = MODES, drop_last_batch: int | None = None,
                  on_horizon=None) -> dict[str, list]:

@@ -161,6 +161,29 @@ def test_univariate_setting_trains_on_the_target_alone(folder):
     assert np.isfinite(results["window"][0].mse)
 
 
+def test_channel_independent_forecasts_every_channel_with_one_univariate_model(folder):
+    model = TrainedEtt(write_config(folder), folder / "ett.csv", LOOKBACK, channel_independent=True)
+    results = model.evaluate([6])
+    baseline = evaluate_ett(folder / "ett.csv", "repeat", LOOKBACK, [6])[0]
+    assert {r[0].windows for r in results.values()} == {baseline.windows}
+    network = model.models[6].trainer.model
+    assert network.variables[0].shape[0] == 1  # one input column
+    starts, window, stream = window_predictions(model, horizon=6)
+    _, _, _, scaler = prepare_ett(model.series, LOOKBACK)
+    x, _ = gather_windows(model.series.values, starts[:4], LOOKBACK, 6, scaler=scaler)
+    for channel in (0, 6):
+        alone, _ = network(x[..., channel : channel + 1], state=network.initial_state(4), training=False)
+        np.testing.assert_allclose(window[:4, :, channel], np.asarray(alone)[:, -1], atol=1e-5)
+    order = [3, 1, 2, 0, 6, 5, 4]
+    swapped = model.forecaster(6, "window").predict_windows(x[..., order])
+    np.testing.assert_allclose(swapped, window[:4][..., order], atol=1e-6)
+    # Stream: channel c's output at a window's last row from one pass over channel c alone.
+    row = int(starts[2]) + LOOKBACK - 1
+    everything, _ = network(model.scaled[None, : row + 1, 5:6], state=network.initial_state(1), training=False)
+    np.testing.assert_allclose(stream[2, :, 5], np.asarray(everything)[0, -1], atol=1e-4)
+    assert np.isfinite([results["window"][0].mse, results["stream"][0].mse]).all()
+
+
 @pytest.mark.parametrize(
     "make, error, message",
     [
@@ -173,6 +196,8 @@ def test_univariate_setting_trains_on_the_target_alone(folder):
         (lambda f: TrainedEtt(write_config(f), f / "ett.csv", LOOKBACK).train(900), DataValidationError, "too short for horizon 900"),
         (lambda f: TrainedEtt(write_config(f), f / "ett.csv", LOOKBACK).forecaster(4, "both"), ConfigError, "mode must be one of"),
         (lambda f: TrainedHFTPredictor(write_config(f)), ConfigError, "model.residual = false"),
+        (lambda f: TrainedEtt(write_config(f), f / "ett.csv", LOOKBACK, features="S", channel_independent=True),
+         ConfigError, "channel independence applies to features M"),
     ],
 )
 def test_config_errors(folder, make, error, message):
