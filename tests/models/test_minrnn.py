@@ -87,6 +87,20 @@ def test_chunked_forward_with_carried_state_equals_full_forward(cell, chunk):
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_streaming_one_step_at_a_time_in_sequential_mode_equals_the_parallel_forward():
+    x = _inputs(20, features=4)
+    parallel = _stack_forecaster("mingru")
+    expected, _ = parallel(x)
+    streaming = Forecaster(MinRNNStack(8, layers=2, cell="mingru", mode="sequential"), outputs=2)
+    streaming(x[:, :1])
+    streaming.set_weights(parallel.get_weights())
+    state, steps = streaming.initial_state(2), []
+    for t in range(20):
+        y, state = streaming(x[:, t : t + 1], state=state)
+        steps.append(y)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), expected, atol=1e-5)
+
+
 # parallel: 1100 steps take the fused path, t = 700 is inside its third sub-chunk.
 @pytest.mark.parametrize("mode, steps, t", [("parallel", 1100, 700), ("sequential", 300, 131)])
 def test_outputs_before_a_perturbed_step_do_not_change(mode, steps, t):
