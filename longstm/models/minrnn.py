@@ -11,9 +11,8 @@ minLSTM compute their gates from the input x_t alone:
 
 with `k = x_t W + bias` and g(x) = x + 0.5 for x >= 0, sigmoid(x) below: a positive candidate.
 Every step is h_t = a_t * h_{t-1} + b_t with a_t in (0, 1), so a whole chunk is one parallel
-scan (`longstm.models.scan`): a sequential depth of about `64 * log_64(T)` cheap ops instead
-of T matrix products when training, and the same O(1) update per step when streaming
-(`mode="sequential"`).
+scan (`longstm.models.scan`) instead of T dependent matrix products when training, and the
+same O(1) update per step when streaming (`mode="sequential"`).
 
 Log space and the sign of h. The gates are written as in the paper's log-space form
 (`-softplus` for log-sigmoid, `softplus(-k_f) - softplus(-k_i)` for the normalised gates), and
@@ -27,7 +26,12 @@ logarithms to stay stable, and it measured the fastest and the most accurate her
 
 Speed. On TensorFlow, chunks longer than `FUSED_MIN_STEPS` are projected and scanned
 `SUB_CHUNK` steps at a time with the backward pass recomputing each piece
-(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer. Measured on
+(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer. This trades
+depth for cache locality: `blocked_scan` alone is about `64 * log_64(T)` elementwise ops deep,
+the fused path walks its T/256 sub-chunks one after another (about 32 ops deep each) — on a
+few CPU cores memory traffic, not depth, is what limits. Where it starts is the module
+constant `FUSED_MIN_STEPS`, read when a step is traced (raise it to try the one-piece scan on
+a GPU, where neither has been measured). Measured on
 a shared 2-core CPU (docs/RESULTS.md), one train step of `MinGRU(64)` took 1/9 to 1/13 of
 `keras.layers.LSTM(64)`'s at 4096 steps and `MinLSTM(64)` about 1/6; the factor stays roughly
 constant with T on a CPU (both are linear in T there; the log depth only pays off with many
