@@ -32,7 +32,9 @@ at each decision step) or stream `inputs.features` with carried state, against `
 streaming `inputs.features` from row 0 with carried state and reading the outputs at the
 decision rows (the rows after the last decision step are not there to peek at). Then
 `evaluate_hft(bars, {"mine": MyPredictor, "ar": LinearAR}, config)`; the no-look-ahead test
-in tests/evaluate/test_hft.py applies to it unchanged.
+in tests/evaluate/test_hft.py applies to it unchanged. `longstm.evaluate.trained.TrainedHFTPredictor`
+does this for any training config (`longstm eval hft --model zero,configs/hft_lstm.toml`);
+`inputs.segment_ids` tells it where the bars' gaps are.
 """
 
 from __future__ import annotations
