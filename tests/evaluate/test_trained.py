@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longstm.data import bundled_path, load_series
+from longstm.data import bundled_path
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
