@@ -2,6 +2,7 @@
 
     longstm train --config configs/tbptt_lstm_etth1.toml --run-dir runs/etth1
     longstm train --config configs/tbptt_lstm_etth1.toml --run-dir runs/etth1 --resume
+    longstm train --config configs/tbptt_lstm_etth1.toml --strategy mirrored   # all local GPUs
     longstm evaluate runs/etth1
     longstm predict runs/etth1 --data new.csv --out forecasts.csv
 
@@ -33,11 +34,24 @@ def train(
     config: Path = typer.Option(..., "--config", help="TOML config (see configs/ and longstm.train.config)."),
     run_dir: Path = typer.Option(None, "--run-dir", help="Where checkpoints, metrics and plots go (default runs/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its latest checkpoint."),
+    strategy: str = typer.Option(
+        None,
+        "--strategy",
+        help="default | mirrored (all local GPUs) | multiworker (TF_CONFIG or Slurm); overrides train.strategy. "
+        "See docs/distributed.md.",
+    ),
 ) -> None:
     """Train a recurrent model with truncated BPTT and carried state."""
-    from longstm.train.config import load_config
+    import dataclasses
+
+    from longstm.errors import ConfigError
+    from longstm.train.config import STRATEGIES, load_config
 
     settings = load_config(config)
+    if strategy is not None:
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy must be one of {STRATEGIES}; got {strategy!r}")
+        settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train, strategy=strategy))
     run_dir = run_dir or Path("runs") / config.stem
     from longstm.train.run import train_from_config
 

@@ -42,6 +42,8 @@ mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
 early_stopping_patience = 0    # epochs without validation improvement (0: off)
 checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
 max_steps_per_epoch = 0        # 0: the whole training split every epoch
+strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONFIG / Slurm);
+                               # lanes must be a multiple of the replica count
 
 [eval]
 lanes = 4
@@ -64,6 +66,7 @@ from longstm.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multiworker")  # as longstm.train.distribute.STRATEGIES
 
 
 @dataclass
@@ -107,6 +110,7 @@ class TrainConfig:
     early_stopping_patience: int = 0
     checkpoint_every: int = 0
     max_steps_per_epoch: int = 0
+    strategy: str = "default"
 
 
 @dataclass
@@ -233,6 +237,8 @@ def validate(config: Config) -> None:
         _fail(config, "train.optimizer", f"one of {OPTIMIZERS}", train.optimizer)
     if train.schedule not in SCHEDULES:
         _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
+    if train.strategy not in STRATEGIES:
+        _fail(config, "train.strategy", f"one of {STRATEGIES}", train.strategy)
     if train.mixed_precision not in PRECISIONS:
         _fail(config, "train.mixed_precision", f"one of {PRECISIONS}", train.mixed_precision)
     if not train.learning_rate > 0:

@@ -18,13 +18,13 @@ Everything that changes between calls (state, reset flags, masks) is an argument
 step is traced once. The state is float32 outside the model whatever the mixed-precision
 policy; the loss is computed in float32.
 
-Distribution (issue 8, not built yet): the state is a plain nested structure of
+Distribution (`longstm.train.distribute`): the state is a plain nested structure of
 `(lanes, ...)` tensors passed in and out, so under a `tf.distribute` strategy each replica
-can carry the states of its own contiguous block of lanes; the optimizer is built before
+carries the states of its own contiguous block of lanes; the optimizer is built before
 the first trace. The steps return the loss *sum* and the masked-step *count* so that
-global metrics can be summed across replicas; the gradient is currently of the replica's
-own mean (`loss_sum / count`) — under a strategy it must be `loss_sum / global_count`
-(all replicas' counts summed), or replicas with fewer unmasked steps get more weight.
+global metrics can be summed across replicas; on one device the gradient is of the mean
+`loss_sum / count`, under a strategy of `loss_sum / global_count` (`total_count`: all
+replicas' counts summed), so replicas with fewer unmasked steps do not get more weight.
 """
 
 from __future__ import annotations
@@ -112,18 +112,22 @@ class TBPTTEngine:
         state = reset_lanes(state, reset)
         return cast_state(stop_state_gradient(state), self.model.compute_dtype)
 
-    def window_gradients(self, x, y, mask, reset, state):
+    def window_gradients(self, x, y, mask, reset, state, total_count=None):
         """Loss sum, count, gradients of the window's mean masked loss, and the carried state.
 
         The gradients are of the (loss-scaled, under `mixed_float16`) mean over the masked
-        steps with respect to `model.trainable_variables`; none flows into `state`.
+        steps with respect to `model.trainable_variables`; none flows into `state`. With
+        `total_count` (the count of all replicas' masked steps) the loss sum is divided by
+        it instead of by this window's own count, so that the replicas' gradients sum to
+        the gradient of the global mean.
         """
         state = self._enter(state, reset)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             y_pred, carried = window_forward(self.model, x, state, self.k1, training=True)
             loss_sum, count = masked_squared_error(y, y_pred, mask)
-            loss = loss_sum / tf.maximum(count, 1.0)
+            denominator = count if total_count is None else total_count
+            loss = loss_sum / tf.maximum(denominator, 1.0)
             scaled = self.optimizer.scale_loss(loss) if self._scales_loss else loss
         return loss_sum, count, tape.gradient(scaled, variables), cast_state(carried, tf.float32)
 

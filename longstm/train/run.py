@@ -166,14 +166,27 @@ def model_for(config: Config, feature_columns: list[int], target_columns: list[i
     return build_model(config.model, len(feature_columns), n_outputs, residual_inputs)
 
 
-def build_trainer(config: Config, data: PreparedData, run_dir=None, progress: bool = True, callbacks=()):
-    """Seeded model (by `model.name`) and a `Trainer` for it."""
+def build_trainer(
+    config: Config, data: PreparedData, run_dir=None, progress: bool = True, callbacks=(), strategy="default"
+):
+    """Seeded model (by `model.name`) and a `Trainer` for it.
+
+    `strategy`: "default" (one device, whatever the config says), "mirrored", "multiworker"
+    or a `tf.distribute.Strategy`; the model is created under its scope.
+    """
+    import contextlib
+
+    from longstm.train.distribute import get_strategy
     from longstm.train.trainer import Trainer
 
+    strategy = get_strategy(strategy)
     _seed_everything(config)
     _set_precision(config)
-    model = model_for(config, data.feature_columns, data.target_columns, list(data.series.columns))
-    return Trainer(model, config, run_dir=run_dir, progress=progress, callbacks=callbacks)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = model_for(config, data.feature_columns, data.target_columns, list(data.series.columns))
+    return Trainer(
+        model, config, run_dir=run_dir, progress=progress, callbacks=callbacks, strategy=strategy or "default"
+    )
 
 
 def _data_record(config: Config, data: PreparedData) -> dict[str, Any]:
@@ -198,25 +211,37 @@ def train_from_config(
     resume: bool = False,
     progress: bool = True,
     callbacks=(),
+    strategy=None,
 ) -> dict[str, Any]:
     """Train as `config` says, leave everything in `run_dir`, return final val/test scores.
 
     `resume=True` continues an interrupted run in `run_dir` from its latest checkpoint.
+    `strategy` (None: `train.strategy` of the config) distributes training; a run may resume
+    under another strategy than the one that wrote its checkpoint. Under "multiworker" only
+    the chief (worker 0) writes the run directory.
     """
+    from longstm.train.distribute import get_strategy, is_chief
+
     if not isinstance(config, Config):
         config = load_config(config)
+    # First: a multi-worker strategy must exist before any other TensorFlow operation runs.
+    strategy = get_strategy(config.train.strategy if strategy is None else strategy)
+    chief = is_chief(strategy)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # The saved config.toml must find the data from anywhere: store an absolute path.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(resolve_data_path(config).resolve())))
     if resume and (run_dir / "config.toml").exists():
         saved = load_config(run_dir / "config.toml")
-        if saved.to_dict() != config.to_dict():
+        if _without_strategy(saved) != _without_strategy(config):
             raise ConfigError(f"{run_dir}: cannot resume with a different config than the one saved in config.toml")
     data = load_data(config)
-    (run_dir / "config.toml").write_text(config.to_toml())
-    (run_dir / "data.json").write_text(json.dumps(_data_record(config, data), indent=1))
-    trainer = build_trainer(config, data, run_dir=run_dir, progress=progress, callbacks=callbacks)
+    if chief:
+        (run_dir / "config.toml").write_text(config.to_toml())
+        (run_dir / "data.json").write_text(json.dumps(_data_record(config, data), indent=1))
+    trainer = build_trainer(
+        config, data, run_dir=run_dir, progress=progress, callbacks=callbacks, strategy=strategy or "default"
+    )
     validation = data.stream(config, "val") if data.splits["val"][1] > data.splits["val"][0] else None
     trainer.fit(data.stream(config, "train"), validation, resume=resume)
     best = run_dir / "checkpoints" / "best.npz"
@@ -231,11 +256,19 @@ def _final_scores(trainer, config, data, run_dir: Path) -> dict[str, Any]:
         start, stop = data.splits[part]
         if stop > start:
             scores[part] = trainer.evaluate(data.stream(config, part))
+    if not getattr(trainer, "chief", True):
+        return scores
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"epochs": trainer.history}
     metrics.update(scores)
     metrics_path.write_text(json.dumps(metrics, indent=1))
     return scores
+
+
+def _without_strategy(config: Config) -> dict[str, Any]:
+    raw = config.to_dict()
+    raw["train"].pop("strategy", None)
+    return raw
 
 
 def load_run(run_dir: str | Path, progress: bool = False):

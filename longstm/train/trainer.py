@@ -19,6 +19,13 @@ saved ones, and with `deterministic = true` the subsequent losses equal an unint
 
 A NaN or inf loss stops training with `TrainingError`; nothing is saved after the bad update,
 so the last checkpoint is the last good one.
+
+Under a `tf.distribute` strategy (`train.strategy`, or `Trainer(..., strategy=...)`; see
+`longstm.train.distribute`) the lanes are sharded across the replicas, each replica carries
+its own lanes' state, and the checkpoint holds the same global `(lanes, ...)` state arrays
+as a single-device run, so either can resume the other. Only the chief (worker 0) writes
+files; every worker reads the checkpoint on resume. Validation, `evaluate` and `predict`
+run on one device.
 """
 
 from __future__ import annotations
@@ -38,14 +45,20 @@ import tensorflow as tf
 
 from longstm.errors import ConfigError, TrainingError
 from longstm.train.config import Config, TrainConfig
+from longstm.train import distribute
 from longstm.train.engine import TBPTTEngine, build_model_for
 
 STEP_LOG = "steps.csv"
 EPOCH_LOG = "metrics.csv"
 
 
-def make_optimizer(config: TrainConfig, total_steps: int):
-    """Adam/AdamW with global-norm clipping and a warm-up + constant/cosine schedule."""
+def make_optimizer(config: TrainConfig, total_steps: int, reduced_gradients: bool = False):
+    """Adam/AdamW with global-norm clipping and a warm-up + constant/cosine schedule.
+
+    `reduced_gradients=True` (under a strategy): the optimizer is given gradients already
+    summed over the replicas and clips and applies them as they are
+    (`longstm.train.distribute.PreReducedGradients`).
+    """
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))
     if config.schedule == "cosine" or warmup > 0:
         alpha = config.min_learning_rate / config.learning_rate if config.schedule == "cosine" else 1.0
@@ -59,10 +72,13 @@ def make_optimizer(config: TrainConfig, total_steps: int):
     else:
         learning_rate = config.learning_rate
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
+    adam, adamw = keras.optimizers.Adam, keras.optimizers.AdamW
+    if reduced_gradients:
+        adam, adamw = distribute.pre_reduced(adam), distribute.pre_reduced(adamw)
     if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay, **clip)
+        optimizer = adamw(learning_rate=learning_rate, weight_decay=config.weight_decay, **clip)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=learning_rate, **clip)
+        optimizer = adam(learning_rate=learning_rate, **clip)
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -79,6 +95,10 @@ class Trainer:
             `on_epoch_end(trainer, epoch, logs)` methods; setting `trainer.stop_training`
             ends training after the current update.
         progress: show a Rich progress bar with loss and updates/s.
+        strategy: "default", "mirrored", "multiworker" or a `tf.distribute.Strategy`
+            (None: `config.strategy`). Under a strategy the model must have been created
+            under `strategy.scope()`, and the training lanes must be a multiple of the
+            replica count.
     """
 
     def __init__(
@@ -89,10 +109,13 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: Sequence[Any] = (),
         progress: bool = True,
+        strategy: Any = None,
     ):
         self.config = config.train if isinstance(config, Config) else config
         if not isinstance(self.config, TrainConfig):
             raise ConfigError(f"Trainer config must be a TrainConfig or Config; got {type(config).__name__}")
+        self.strategy = distribute.get_strategy(self.config.strategy if strategy is None else strategy)
+        self.chief = distribute.is_chief(self.strategy)
         self.model = model
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.callbacks = list(callbacks)
@@ -115,14 +138,31 @@ class Trainer:
             )
 
     def _prepare(self, stream, total_steps: int) -> None:
-        build_model_for(self.model, stream.lanes, stream.k2, stream.n_features)
+        if self.strategy is None:
+            build_model_for(self.model, stream.lanes, stream.k2, stream.n_features)
+            if self.engine is None:
+                self.optimizer = make_optimizer(self.config, total_steps)
+                self.engine = TBPTTEngine(self.model, self.optimizer, self.config.k1)
+            return
+        per_replica = distribute.check_lanes(self.strategy, stream.lanes)
+        with self.strategy.scope():
+            build_model_for(self.model, per_replica, stream.k2, stream.n_features)
+        outside = [v.path for v in self.model.variables if not self.strategy.extended.variable_created_in_scope(v.value)]
+        if outside:
+            raise ConfigError(
+                f"under a distribution strategy the model must be created inside `strategy.scope()`; "
+                f"{len(outside)} variables were not (e.g. {outside[0]})"
+            )
         if self.engine is None:
-            self.optimizer = make_optimizer(self.config, total_steps)
-            self.engine = TBPTTEngine(self.model, self.optimizer, self.config.k1)
+            with self.strategy.scope():
+                self.optimizer = make_optimizer(self.config, total_steps, reduced_gradients=True)
+            self.engine = distribute.DistributedEngine(
+                self.strategy, self.model, self.optimizer, self.config.k1, stream.lanes
+            )
 
     def _evaluator(self, stream):
         build_model_for(self.model, stream.lanes, stream.k2, stream.n_features)
-        if self.engine is not None:
+        if self.engine is not None and self.strategy is None:
             return self.engine
         if self._eval_engine is None:
             # Evaluation only: an engine whose optimizer is never applied.
@@ -147,17 +187,19 @@ class Trainer:
         start_epoch, start_step = 0, 0
         best, bad_epochs = math.inf, 0
         self.state = self.engine.initial_state(train.lanes)
+        writing = self.run_dir is not None and self.chief
         if resume and self.run_dir is not None and checkpoint_path(self.run_dir).exists():
             position = self.restore(self.run_dir)
             start_epoch, start_step = position["epoch"], position["step_in_epoch"]
             best, bad_epochs = position["best"], position["bad_epochs"]
-            _truncate_step_log(self.run_dir / STEP_LOG, self.global_step)
-        elif self.run_dir is not None:
+            if writing:
+                _truncate_step_log(self.run_dir / STEP_LOG, self.global_step)
+        elif writing:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for name in (STEP_LOG, EPOCH_LOG):
                 (self.run_dir / name).unlink(missing_ok=True)
-        writer = None if self.run_dir is None else tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
-        step_log = None if self.run_dir is None else _StepLog(self.run_dir / STEP_LOG)
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard")) if writing else None
+        step_log = _StepLog(self.run_dir / STEP_LOG) if writing else None
         try:
             for epoch in range(start_epoch, config.epochs):
                 if start_step >= steps_per_epoch:
@@ -171,7 +213,7 @@ class Trainer:
                     record.update(val_mse=scores["mse"], val_mae=scores["mae"])
                     if scores["mse"] < best:
                         best, bad_epochs = scores["mse"], 0
-                        if self.run_dir is not None:
+                        if writing:
                             self._save_variables(self.run_dir / "checkpoints" / "best.npz", with_optimizer=False)
                     else:
                         bad_epochs += 1
@@ -195,19 +237,26 @@ class Trainer:
                 step_log.close()
             if writer is not None:
                 writer.close()
-        if self.run_dir is not None:
+        if writing:
             write_metrics(self.run_dir, self.history)
         return self.history
 
     def _train_epoch(self, train, epoch, first_step, writer, step_log, early):
         config = self.config
         loss_total, count_total, started = 0.0, 0.0, time.perf_counter()
-        progress = _Progress(self.progress, f"epoch {epoch + 1}/{config.epochs}", len(train), first_step)
+        progress = _Progress(self.progress and self.chief, f"epoch {epoch + 1}/{config.epochs}", len(train), first_step)
+        if self.strategy is None:
+            stream = train
+        else:  # this worker's lanes only: it reads no other worker's rows
+            stream = distribute.lane_block(train, self.engine.first_lane, self.engine.first_lane + self.engine.local_lanes)
         with progress:
-            for step_in_epoch, batch in enumerate(train.dataset(first_step), start=first_step):
-                loss_sum, count, self.state = self.engine.train_step(
-                    batch["x"], batch["y"], batch["mask"], batch["reset"], self.state
-                )
+            for step_in_epoch, batch in enumerate(stream.dataset(first_step), start=first_step):
+                if self.strategy is None:
+                    loss_sum, count, self.state = self.engine.train_step(
+                        batch["x"], batch["y"], batch["mask"], batch["reset"], self.state
+                    )
+                else:
+                    loss_sum, count, self.state = self.engine.train_step(batch, self.state)
                 loss_sum, count = float(loss_sum), float(count)
                 loss = loss_sum / max(count, 1.0)
                 self.global_step += 1
@@ -261,7 +310,7 @@ class Trainer:
                 for key, value in record.items():
                     if key != "epoch":
                         _scalar_summary(f"epoch/{key}", value)
-        if self.progress:
+        if self.progress and self.chief:
             from rich.console import Console
 
             text = "  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
@@ -310,23 +359,39 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------
 
-    def _save_variables(self, path: Path, with_optimizer: bool = True) -> None:
+    def state_arrays(self) -> list[np.ndarray]:
+        """The carried lane states as global `(lanes, ...)` arrays, lanes in order.
+
+        Under a multi-worker strategy this is a collective: every worker must call it.
+        """
+        if self.strategy is None:
+            return [np.asarray(t) for t in tf.nest.flatten(self.state)]
+        return self.engine.gather_state(self.state)
+
+    def _save_variables(self, path: Path, with_optimizer: bool = True, states=None) -> None:
         arrays = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.variables)}
         if with_optimizer:
+            states = self.state_arrays() if states is None else states
             arrays |= {f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.optimizer.variables)}
-            arrays |= {f"state_{i}": np.asarray(t) for i, t in enumerate(tf.nest.flatten(self.state))}
+            arrays |= {f"state_{i}": leaf for i, leaf in enumerate(states)}
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, **arrays)
         os.replace(temporary, path)
 
     def save(self, epoch: int, step_in_epoch: int, best: float, bad_epochs: int, finished: bool = False) -> Path:
-        """Write the checkpoint: variables, optimizer, lane states and data position."""
+        """Write the checkpoint: variables, optimizer, lane states and data position.
+
+        Every worker calls it (the states are gathered across them); only the chief writes.
+        """
+        states = self.state_arrays()
         target = checkpoint_path(self.run_dir)
+        if not self.chief:
+            return target
         temporary = target.with_name("latest.tmp")
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
-        self._save_variables(temporary / "variables.npz")
+        self._save_variables(temporary / "variables.npz", states=states)
         position = {
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
@@ -352,7 +417,10 @@ class Trainer:
             _assign(self.model.variables, arrays, "model", folder)
             _assign(self.optimizer.variables, arrays, "optimizer", folder)
             leaves = [arrays[f"state_{i}"] for i in range(len(tf.nest.flatten(self.state)))]
-        self.state = tf.nest.pack_sequence_as(self.state, [tf.constant(leaf) for leaf in leaves])
+        if self.strategy is None:
+            self.state = tf.nest.pack_sequence_as(self.state, [tf.constant(leaf) for leaf in leaves])
+        else:
+            self.state = self.engine.scatter_state(self.state, leaves)
         position = json.loads((folder / "position.json").read_text())
         self.global_step = position["global_step"]
         self.history = position["history"]
