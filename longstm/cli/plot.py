@@ -11,10 +11,17 @@ from longstm.errors import ConfigError, DataValidationError
 app = typer.Typer(no_args_is_help=True)
 
 ATTENTION_FILES = ("attention.npy", "attention.npz")
+ATTENTION_MODEL = "attention_lstm"
+
+
+def is_run_dir(path: Path) -> bool:
+    """A training run directory (`longstm train` leaves `config.toml` and `data.json` there)."""
+    path = Path(path)
+    return path.is_dir() and (path / "config.toml").exists()
 
 
 def load_attention(path: Path):
-    """Attention weights from a `.npy`/`.npz` file, or from `attention.npy|npz` in a run directory."""
+    """Attention weights from a `.npy`/`.npz` file, or from `attention.npy|npz` in a folder."""
     import numpy as np
 
     path = Path(path)
@@ -23,7 +30,8 @@ def load_attention(path: Path):
         if not candidates:
             raise DataValidationError(
                 f"{path} has no attention weights: expected one of {', '.join(ATTENTION_FILES)} "
-                "(write them with longstm.models.attention.save_attention_weights)."
+                "(write them with longstm.models.attention.save_attention_weights), or a run directory "
+                f"of model {ATTENTION_MODEL!r} (with config.toml)."
             )
         path = candidates[0]
     if not path.exists():
@@ -61,28 +69,91 @@ def attention_matrix(weights, lane: int = 0, head: int | None = None):
     return weights
 
 
-@app.command("attention")
-def attention(
-    source: Path = typer.Argument(..., help="A run directory with attention.npy/.npz, or such a file."),
-    out: Path = typer.Option(None, "--out", "-o", help="PNG to write (default: attention.png beside the weights)."),
-    lane: int = typer.Option(0, help="Which lane (batch row) to draw, for 4-D weights."),
-    head: int = typer.Option(None, help="Which head to draw (default: the mean over heads)."),
-    memory: int = typer.Option(None, help="Memory slots before the chunk (default: keys - queries), drawn as a line."),
-) -> None:
-    """Draw attention weights (queries x keys) as a heatmap PNG."""
+def run_attention(run_dir: Path, start: int = 0, steps: int | None = None, warmup: int | None = None):
+    """Attention weights of a trained `attention_lstm` run over one chunk of its test split.
+
+    The chunk is `steps` rows (default: the run's window length `train.k2`) from row `start`
+    of the test split. Before it, the model's state (LSTM state and attention memory) is
+    warmed up on the `warmup` rows that precede the chunk (default: the run's `eval.warmup`),
+    in windows of `train.k2` as evaluation does, so the memory holds real earlier outputs.
+
+    Returns:
+        `(weights, memory, first_row)`: weights of shape `(1, heads, steps, memory + steps)`
+        (see `AttentionLSTM`), the number of memory key columns, and the series row of the
+        chunk's first query.
+    """
+    from longstm.train.config import load_config
+
+    run_dir = Path(run_dir)
+    name = load_config(run_dir / "config.toml").model.name
+    if name != ATTENTION_MODEL:
+        raise ConfigError(
+            f"{run_dir}: the run's model is {name!r}, which has no attention weights to plot; "
+            f"expected a run with model.name = {ATTENTION_MODEL!r}."
+        )
+    from longstm.models.attention import AttentionLSTM
+    from longstm.train.run import load_run
+
+    config, data, trainer = load_run(run_dir)
+    core = getattr(trainer.model, "core", trainer.model)
+    if not isinstance(core, AttentionLSTM):
+        raise ConfigError(f"{run_dir}: the run's model core is {type(core).__name__}, not an AttentionLSTM.")
+    steps = config.train.k2 if steps is None else steps
+    warmup = config.eval.warmup if warmup is None else warmup
+    test_start, test_stop = data.splits["test"]
+    if start < 0 or test_start + start + steps > test_stop:
+        raise ConfigError(
+            f"--start {start} with --steps {steps} must lie inside the test split of {test_stop - test_start} rows "
+            f"(rows {test_start}..{test_stop - 1} of {data.series.source}); use 0 <= start <= {test_stop - test_start - steps}."
+        )
+    first = test_start + start
+    weights = chunk_attention(core, data, first, steps, warmup, window=config.train.k2)
+    return weights, core.memory, first
+
+
+def chunk_attention(core, data, first: int, steps: int, warmup: int, window: int):
+    """Attention weights `(1, heads, steps, memory + steps)` of `core` over series rows `first .. first + steps - 1`.
+
+    Args:
+        core: a trained `AttentionLSTM`.
+        data: the run's `PreparedData` (series, feature columns, train-only scaler).
+        first: the series row of the chunk's first query.
+        steps: rows in the chunk.
+        warmup: rows before `first` that warm up the state and memory first (fewer at a
+            segment start: the state resets there, so no row before it is used).
+        window: the length of the warm-up windows (the run's `train.k2`); the warm-up rows
+            are run in windows of this length ending at `first`, the first one shorter.
+    """
+    import numpy as np
+
+    if steps < 1:
+        raise ConfigError(f"--steps must be a positive number of rows; got {steps}.")
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0 rows; got {warmup}.")
+    segment_start = max(int(s) for s in data.series.segments if s <= first)
+    warm_from = max(segment_start, first - warmup)
+    inputs = np.asarray(data.series.values[warm_from : first + steps], dtype=np.float32)
+    if data.mean is not None:
+        inputs = (inputs - data.mean) / data.std
+    inputs = inputs[None, :, data.feature_columns]
+    warm = first - warm_from
+    state = core.initial_state(1)
+    previous = 0
+    for cut in sorted(range(warm, 0, -window)):
+        _, state = core(inputs[:, previous:cut], state=state, training=False)
+        previous = cut
+    _, _, weights = core(inputs[:, warm:], state=state, training=False, return_attention=True)
+    return np.asarray(weights)
+
+
+def draw_attention(matrix, out: Path, memory: int, title: str) -> Path:
+    """A `(queries, keys)` heatmap PNG; the first `memory` key columns are the carried memory."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from rich.console import Console
 
-    weights, found = load_attention(source)
-    matrix = attention_matrix(weights, lane, head)
     queries, keys = matrix.shape
-    memory = keys - queries if memory is None else memory
-    if not 0 <= memory <= keys:
-        raise ConfigError(f"--memory must be in [0, {keys}] (the weights have {keys} key columns); got {memory}.")
-    out = out or found.with_name("attention.png")
     figure, axes = plt.subplots(figsize=(8, 8 * queries / max(keys, 1) + 1.2))
     image = axes.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest",
                         extent=(-memory - 0.5, keys - memory - 0.5, queries - 0.5, -0.5))
@@ -90,11 +161,54 @@ def attention(
         axes.axvline(-0.5, color="white", linewidth=1, linestyle="--")
     axes.set_xlabel("key step (negative: carried memory from earlier chunks)")
     axes.set_ylabel("query step in chunk")
-    which = "mean over heads" if head is None or weights.ndim == 2 else f"head {head}"
-    axes.set_title(f"attention weights, lane {lane}, {which}")
+    axes.set_title(title)
     figure.colorbar(image, ax=axes, label="weight")
     figure.tight_layout()
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
     plt.close(figure)
-    Console().print(f"wrote {out}")
+    return out
+
+
+@app.command("attention")
+def attention(
+    source: Path = typer.Argument(
+        ..., help="A trained attention_lstm run directory, a folder with attention.npy/.npz, or such a file."
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="PNG to write (default: attention.png beside the weights)."),
+    lane: int = typer.Option(0, help="Which lane (batch row) to draw, for 4-D weights."),
+    head: int = typer.Option(None, help="Which head to draw (default: the mean over heads)."),
+    memory: int = typer.Option(None, help="Memory slots before the chunk (default: keys - queries), drawn as a line."),
+    start: int = typer.Option(0, help="Run directory: first row of the chunk, counted from the test split's start."),
+    steps: int = typer.Option(None, help="Run directory: rows in the chunk (default: the run's train.k2)."),
+    warmup: int = typer.Option(None, help="Run directory: rows before the chunk that warm the state (default: eval.warmup)."),
+) -> None:
+    """Draw attention weights (queries x keys) as a heatmap PNG.
+
+    Given a run directory of a trained attention_lstm model, the weights are computed first:
+    the model runs over one chunk of the test split (its state and memory warmed up on the
+    rows before it), and the weights are saved as attention.npy in the run directory.
+    """
+    from rich.console import Console
+
+    console = Console()
+    if is_run_dir(source):
+        with console.status(f"running the model of {source} over a test chunk"):
+            weights, run_memory, first = run_attention(source, start=start, steps=steps, warmup=warmup)
+        found = Path(source) / "attention.npy"
+        from longstm.models.attention import save_attention_weights
+
+        save_attention_weights(found, weights)
+        console.print(f"wrote {found} (rows {first}..{first + weights.shape[2] - 1}, shape {weights.shape})")
+        memory = run_memory if memory is None else memory
+    else:
+        weights, found = load_attention(source)
+    matrix = attention_matrix(weights, lane, head)
+    queries, keys = matrix.shape
+    memory = keys - queries if memory is None else memory
+    if not 0 <= memory <= keys:
+        raise ConfigError(f"--memory must be in [0, {keys}] (the weights have {keys} key columns); got {memory}.")
+    which = "mean over heads" if head is None or weights.ndim == 2 else f"head {head}"
+    out = draw_attention(matrix, out or found.with_name("attention.png"), memory, f"attention weights, lane {lane}, {which}")
+    console.print(f"wrote {out}")
