@@ -108,9 +108,14 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
             else f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
         )
 
-    results = trained.evaluate(horizons, modes, drop_last_batch=drop_last_batch, on_horizon=announce)
     name = Path(config_path).stem + (" (channel-independent)" if channel_independent else "")
-    rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
+    results: dict[str, list] = {m: [] for m in modes}
+    for horizon in horizons:  # one horizon at a time: the table on disk grows as each finishes
+        for m, scored in trained.evaluate([horizon], modes, drop_last_batch=drop_last_batch, on_horizon=announce).items():
+            results[m] += scored
+        rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
+        if out is not None:
+            write_ett_table(rows, out)
     table = Table(
         title=f"{name} ({trained.config.model.name}) on {data.name}",
         caption=f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, features {features}, "
