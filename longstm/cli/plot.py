@@ -1,4 +1,12 @@
-"""`longstm plot` commands."""
+"""`longstm plot` commands.
+
+    longstm plot attention runs/attention_lstm_etth1           # a trained attention_lstm run
+    longstm plot attention runs/x --start 240 --steps 48 --head 0
+    longstm plot attention weights.npy                         # weights saved by your own code
+
+For a run directory the weights are computed from the run's best checkpoint over one chunk of
+its test split (`run_attention`), saved as `attention.npy` in the run and drawn.
+"""
 
 from __future__ import annotations
 

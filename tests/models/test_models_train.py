@@ -11,7 +11,11 @@ state must do clearly better. Per model:
 - `hierarchical_lstm` (parallel): the lowest level restarts at every 4-step sub-chunk, by
   design; the impulse reaches the next sub-chunks (and chunks) only through the upper level,
   whose state is carried. The latch is still learned: the carry is needed one level up.
-- `attention_lstm`: the LSTM state and the attention memory are carried.
+- `attention_lstm`: the LSTM state and the attention memory (64 outputs, more than the mean
+  gap) are carried; attention can reach the last impulse across the chunk boundary. Measured,
+  not asserted: with a short memory (16, window 17) the same training did not learn the latch
+  in 6 epochs (MSE 1.47 at learning rate 1e-2, 0.56 at 3e-3), the weights' path through
+  the LSTM state alone being slower to learn here than the plain stacked LSTM's.
 """
 
 from pathlib import Path
