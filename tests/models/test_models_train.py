@@ -14,8 +14,8 @@ state must do clearly better. Per model:
 - `attention_lstm`: the LSTM state and the attention memory (64 outputs, more than the mean
   gap) are carried; attention can reach the last impulse across the chunk boundary. Measured,
   not asserted: with a short memory (16, window 17) the same training did not learn the latch
-  in 6 epochs (MSE 1.47 at learning rate 1e-2, 0.56 at 3e-3), the weights' path through
-  the LSTM state alone being slower to learn here than the plain stacked LSTM's.
+  in 6 epochs (MSE 1.47 at learning rate 1e-2, 0.56 at 3e-3): latching through the LSTM
+  state under the attention layer learns more slowly here than in the plain stacked LSTM.
 """
 
 from pathlib import Path
