@@ -67,16 +67,26 @@ MODES = ("parallel", "sequential")
 CELLS = ("minlstm", "mingru")
 NORMS = ("rms", "layer", None)
 # The fused TensorFlow path (`fused_projected_scan`) takes chunks longer than FUSED_MIN_STEPS,
-# SUB_CHUNK steps at a time, with a scan block of FUSED_BLOCK: measured on a 2-core CPU, it was
-# about 2x faster than the one-piece scan at 4096 steps and slower at 512 and 1024.
-FUSED_MIN_STEPS = 1024
+# SUB_CHUNK steps at a time, with a scan block of FUSED_BLOCK, each sub-chunk compiled with XLA
+# when FUSED_XLA. Measured on a 2-core CPU (docs/RESULTS.md): without XLA it was about 2x faster
+# than the one-piece scan at 4096 steps and slower at 512; with XLA it is faster at 512 too.
+FUSED_MIN_STEPS = 256
 SUB_CHUNK = 256
 FUSED_BLOCK = 16
+FUSED_XLA = True
+_TINY = 1e-30
 
 
 def candidate(x):
     """g(x) = x + 0.5 for x >= 0, sigmoid(x) below: continuous, increasing and positive."""
     return ops.where(x >= 0, x + 0.5, ops.sigmoid(x))
+
+
+def candidate_and_slope(x):
+    """g(x) and g'(x): 1 for x >= 0, sigmoid(x) * (1 - sigmoid(x)) below."""
+    positive = x >= 0
+    below = ops.sigmoid(x)
+    return ops.where(positive, x + 0.5, below), ops.where(positive, 1.0, below * (1.0 - below))
 
 
 def log_candidate(x):
@@ -160,7 +170,18 @@ class _MinRecurrence(RecurrentModel):
         if parallel and self.scan == "blocked" and steps > FUSED_MIN_STEPS and keras.backend.backend() == "tensorflow":
             # `.value` is autocast to the compute dtype under a mixed-precision policy.
             bias = self.bias.value if self.use_bias else None
-            h = fused_projected_scan(inputs, self.kernel.value, bias, h0, self.coefficients, SUB_CHUNK, FUSED_BLOCK)
+            h = fused_projected_scan(
+                inputs,
+                self.kernel.value,
+                bias,
+                h0,
+                # Class-level functions: one XLA compilation serves every layer of a class.
+                type(self).coefficients,
+                SUB_CHUNK,
+                FUSED_BLOCK,
+                coefficient_gradient=type(self).coefficient_gradient,
+                jit_compile=FUSED_XLA,
+            )
             return h, (h[:, -1],)
         projections = ops.matmul(inputs, self.kernel)
         if self.use_bias:
@@ -169,13 +190,43 @@ class _MinRecurrence(RecurrentModel):
             log_a, log_b = self.log_coefficients(projections)
             scan = associative_log_scan if self.scan == "associative" else logcumsumexp_scan
             h = scan(log_a, log_b, h0)
-        else:
-            a, b = self.coefficients(projections)
-            if parallel:
-                h = blocked_scan(a, b, h0)
-            else:  # streaming, or a symbolic call with an unknown number of steps
-                h = sequential_scan(a, b, h0)
+        elif parallel:
+            h = blocked_scan(*self._differentiable_coefficients(projections), h0)
+        else:  # streaming, or a symbolic call with an unknown number of steps
+            h = sequential_scan(*self.coefficients(projections), h0)
         return h, (h[:, -1],)
+
+    @classmethod
+    def coefficient_gradient(cls, projections, keep, grad_keep, grad_input):
+        """The gradient of `coefficients` in closed form: dL/d projections from dL/da, dL/db.
+
+        With a = keep and b = (1 - keep) * g(k_h): dL/dk_h = dL/db (1 - keep) g'(k_h), and
+        dL/d keep = dL/da - dL/db g(k_h) goes to the gate logits through `_gate_logit_gradient`.
+        A handful of elementwise ops instead of autodiff's several dozen over the same tensors.
+        """
+        units = projections.shape[-1] // cls.gate_count
+        gate_logits, candidate_logit = projections[..., :-units], projections[..., -units:]
+        value, slope = candidate_and_slope(candidate_logit)
+        release = 1.0 - keep
+        keep_logit_grad = (grad_keep - grad_input * value) * keep * release
+        return ops.concatenate(
+            [*cls._gate_logit_gradient(gate_logits, keep_logit_grad), grad_input * release * slope], axis=-1
+        )
+
+    def _differentiable_coefficients(self, projections):
+        """`coefficients` with `coefficient_gradient` as its gradient."""
+
+        @ops.custom_gradient
+        def coefficients(projections):
+            keep, b = self.coefficients(projections)
+
+            def grad(*args, upstream=None):
+                grad_keep, grad_input = upstream if upstream is not None else args
+                return self.coefficient_gradient(projections, keep, grad_keep, grad_input)
+
+            return (keep, b), grad
+
+        return coefficients(projections)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:2]) + (self.units,)
@@ -235,10 +286,16 @@ class MinGRU(_MinRecurrence):
 
     gate_count = 2
 
-    def coefficients(self, projections):
+    @staticmethod
+    def coefficients(projections):
         update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
         keep = ops.sigmoid(-update_logit)
         return keep, (1.0 - keep) * candidate(candidate_logit)
+
+    @staticmethod
+    def _gate_logit_gradient(update_logit, keep_logit_grad):
+        # keep = sigmoid(-k_z): d keep / d k_z = -keep (1 - keep).
+        return (-keep_logit_grad,)
 
     def log_coefficients(self, projections):
         update_logit, candidate_logit = ops.split(projections, 2, axis=-1)
@@ -267,11 +324,25 @@ class MinLSTM(_MinRecurrence):
         # log(i / f) with f = sigmoid(k_f), i = sigmoid(k_i); f' = sigmoid(-d), i' = sigmoid(d).
         return ops.softplus(-forget_logit) - ops.softplus(-input_logit)
 
-    def coefficients(self, projections):
+    @staticmethod
+    def coefficients(projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
-        ratio = self._log_gate_ratio(forget_logit, input_logit)
-        keep = ops.sigmoid(-ratio)
+        forget, input_gate = ops.sigmoid(forget_logit), ops.sigmoid(input_logit)
+        total = forget + input_gate
+        # f / (f + i) is sigmoid(-_log_gate_ratio) without its two softplus (each about three
+        # sigmoids' work). Where both gates are below ~1e-30 (logits below about -69) they may
+        # underflow; there f / (f + i) = sigmoid(k_f - k_i) to float precision.
+        keep = ops.where(
+            total > _TINY, forget / ops.maximum(total, _TINY), ops.sigmoid(forget_logit - input_logit)
+        )
         return keep, (1.0 - keep) * candidate(candidate_logit)
+
+    @staticmethod
+    def _gate_logit_gradient(gate_logits, keep_logit_grad):
+        # keep = f / (f + i): d keep / d k_f = keep (1 - keep) (1 - f), and
+        # d keep / d k_i = -keep (1 - keep) (1 - i), with 1 - sigmoid(k) = sigmoid(-k).
+        forget_logit, input_logit = ops.split(gate_logits, 2, axis=-1)
+        return keep_logit_grad * ops.sigmoid(-forget_logit), -keep_logit_grad * ops.sigmoid(-input_logit)
 
     def log_coefficients(self, projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)

@@ -50,7 +50,7 @@ def test_log_space_scans_equal_the_default_scan(scan):
 
 
 @pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
-@pytest.mark.parametrize("steps", [300, 1100])  # one piece; the fused path (> FUSED_MIN_STEPS)
+@pytest.mark.parametrize("steps", [200, 1100])  # one piece; the fused path (> FUSED_MIN_STEPS)
 def test_gradients_of_the_parallel_layer_equal_those_of_the_step_loop(cls, steps):
     x = tf.constant(_inputs(steps))
     layer = cls(5)
@@ -67,12 +67,59 @@ def test_gradients_of_the_parallel_layer_equal_those_of_the_step_loop(cls, steps
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def _paper_minlstm_coefficients(projections):
+    """The first implementation's normalised gates, sigmoid(softplus(-k_i) - softplus(-k_f))."""
+    forget_logit, input_logit, candidate_logit = tf.split(tf.cast(projections, tf.float64), 3, axis=-1)
+    keep = tf.sigmoid(tf.nn.softplus(-input_logit) - tf.nn.softplus(-forget_logit))
+    candidate = tf.where(candidate_logit >= 0, candidate_logit + 0.5, tf.sigmoid(candidate_logit))
+    return keep, (1.0 - keep) * candidate
+
+
+def _extreme_projections(units, seed=0):
+    """Logits over +-200 in every combination, both gates underflowing included."""
+    rng = np.random.default_rng(seed)
+    columns = [rng.uniform(-200, 200, 400), rng.normal(0, 4, 400), np.full(400, -150.0), np.full(400, 150.0)]
+    values = np.stack([rng.choice(columns[rng.integers(4)], size=(3, 50, 3 * units)) for _ in range(4)])
+    return values.reshape(12, 50, 3 * units).astype("float32")
+
+
+def test_min_lstm_gates_equal_the_log_space_formula_at_any_logit():
+    layer = MinLSTM(4)
+    layer.build((1, 1, 2))
+    projections = _extreme_projections(4)
+    keep, b = layer.coefficients(tf.constant(projections))
+    expected_keep, expected_b = _paper_minlstm_coefficients(projections)
+    assert np.isfinite(keep).all() and np.isfinite(b).all()
+    np.testing.assert_allclose(keep, expected_keep, atol=1e-6)  # float32 against float64
+    # b = (1 - keep) g(k_h): keep's float32 rounding (6e-8) times a candidate up to 200.
+    candidate = np.maximum(projections[..., 8:], 0) + 0.5
+    assert (np.abs(np.asarray(b, np.float64) - expected_b) <= 1e-6 * candidate).all()
+    # Both gates below 1e-30: the ratio is still exact, not 0/0.
+    both_closed = tf.constant([[[-120.0, -125.0, 0.0]]])
+    np.testing.assert_allclose(MinLSTM(1).coefficients(both_closed)[0], [[[1 / (1 + np.exp(-5.0))]]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
+def test_closed_form_coefficient_gradient_equals_autodiff(cls):
+    layer = cls(4)
+    layer.build((1, 1, 2))
+    rng = np.random.default_rng(3)
+    projections = tf.constant(rng.normal(0, 3, size=(2, 30, cls.gate_count * 4)).astype("float32"))
+    grad_a, grad_b = (tf.constant(rng.normal(size=(2, 30, 4)).astype("float32")) for _ in range(2))
+    with tf.GradientTape() as tape:
+        tape.watch(projections)
+        a, b = layer.coefficients(projections)
+    expected = tape.gradient([a, b], projections, output_gradients=[grad_a, grad_b])
+    got = layer.coefficient_gradient(projections, a, grad_a, grad_b)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def _stack_forecaster(cell="minlstm", **kwargs):
     return Forecaster(MinRNNStack(8, layers=2, cell=cell, **kwargs), outputs=2)
 
 
-# T = 1200 runs on the fused path; chunks that divide T, that do not, and one fused chunk.
-@pytest.mark.parametrize("cell, chunk", [("minlstm", 70), ("mingru", 100), ("minlstm", 1100), ("mingru", 1100)])
+# T = 1200 runs on the fused path; one-piece chunks that divide T, that do not, and fused chunks.
+@pytest.mark.parametrize("cell, chunk", [("minlstm", 70), ("mingru", 100), ("minlstm", 1100), ("mingru", 300)])
 def test_chunked_forward_with_carried_state_equals_full_forward(cell, chunk):
     x = _inputs(1200, features=4)
     model = _stack_forecaster(cell)

@@ -64,7 +64,17 @@ def test_hand_written_blocked_scan_gradient_equals_autodiff_of_the_loop(steps):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation():
+def _softplus_input_coefficient_gradient(projections, a, grad_a, grad_b):
+    decay_logit, input_logit = tf.split(projections, 2, axis=-1)
+    return tf.concat([grad_a * a * (1.0 - a), grad_b * tf.sigmoid(input_logit)], axis=-1)
+
+
+# The tape inside the sub-chunk loop, a closed-form gradient, and both compiled with XLA.
+@pytest.mark.parametrize(
+    "coefficient_gradient, jit_compile",
+    [(None, False), (_softplus_input_coefficient_gradient, False), (_softplus_input_coefficient_gradient, True)],
+)
+def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation(coefficient_gradient, jit_compile):
     rng = np.random.default_rng(7)
     steps, features, units = 300, 4, 3  # two sub-chunks of 128 and a ragged third
     x = tf.Variable(rng.normal(size=(2, steps, features)).astype("float32"))
@@ -81,7 +91,9 @@ def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation
         return sequential_scan(*coefficients(tf.matmul(x, kernel) + bias), h0)
 
     def fused(x, kernel, bias, h0):
-        return fused_projected_scan(x, kernel, bias, h0, coefficients, sub_chunk=128, block=8)
+        return fused_projected_scan(
+            x, kernel, bias, h0, coefficients, 128, 8, coefficient_gradient=coefficient_gradient, jit_compile=jit_compile
+        )
 
     def run(scan):
         with tf.GradientTape() as tape:
