@@ -7,8 +7,9 @@ The subprocesses compare runs and write numbers; the tests here assert on them.
 
 Tolerances: float32 losses agree within 1e-5 relative and carried states within 1e-5
 absolute (the replicas run the same kernels on fewer lanes; the summed gradient differs from
-the one-device gradient only in summation order). Mixed float16: 1e-4 relative, as long as
-both runs make the same loss-scaling decisions (see that test).
+the one-device gradient only in summation order). Mixed float16: losses 1e-4 relative and
+states one float16 rounding step, as long as both runs make the same loss-scaling decisions
+(see that test).
 """
 
 from __future__ import annotations
@@ -258,10 +259,57 @@ def worker_main(index: int, out: str, work: str) -> None:
         "replicas": replicas(strategy), "chief": is_chief(strategy), "first_lane": trainer.engine.first_lane,
         "rows_read": source.read, "distributed": _summary(record, final),
     }
-    if index == 0:  # the single-device reference, after the distributed run
-        single, _, single_weights = _run("default", config, weights, _stream(values, segments))
-        result["single"] = _summary(single, single_weights)
     Path(out).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# Not run by the tests (too slow for the suite): every config model, mirrored vs one device
+#   .venv/bin/python tests/train/test_distribute.py models OUT.json
+# ---------------------------------------------------------------------------------------------
+
+
+def models_main(out: str) -> None:
+    os.environ["LONGSTM_CPU_REPLICAS"] = "2"
+    from longstm.train.distribute import get_strategy
+
+    strategy = get_strategy("mirrored")
+    import keras
+    import tensorflow as tf
+
+    from longstm.train.config import ModelConfig, TrainConfig
+    from longstm.train.engine import build_model_for
+    from longstm.train.models import build_model, known_models
+    from longstm.train.trainer import Trainer
+
+    tf.config.experimental.enable_op_determinism()
+    values, segments = _series()
+    config = TrainConfig(lanes=LANES, k1=16, k2=16, epochs=1, learning_rate=1e-2, clipnorm=0.1)
+    results = {}
+    for name in known_models():
+        keras.utils.set_random_seed(0)
+        reference = build_model(ModelConfig(name=name, units=8), 3, 1)
+        build_model_for(reference, 2, 16, 3)
+        runs = {}
+        for strategy_name in ("default", "mirrored"):
+            with strategy.scope() if strategy_name == "mirrored" else _null():
+                model = build_model(ModelConfig(name=name, units=8), 3, 1)
+                build_model_for(model, 2, 16, 3)
+            model.set_weights(reference.get_weights())
+            record = _Record()
+            Trainer(model, config, callbacks=[record], progress=False, strategy=strategy_name).fit(
+                _stream(values, segments, k1=16, k2=16)
+            )
+            runs[strategy_name] = record
+        single, mirrored = runs["default"], runs["mirrored"]
+        loss_error = max(abs(a - b) / abs(a) for a, b in zip(single.losses, mirrored.losses))
+        state_error = max(
+            float(np.max(np.abs(np.array(a) - np.array(b)) / (1 + np.abs(np.array(a)))))
+            for step_a, step_b in zip(single.states, mirrored.states)
+            for a, b in zip(step_a, step_b)
+        )
+        results[name] = {"updates": len(single.losses), "max_rel_loss_diff": loss_error, "max_state_diff": state_error}
+        print(name, results[name], flush=True)
+    Path(out).write_text(json.dumps(results, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,15 +335,15 @@ def mirrored(tmp_path_factory):
     return json.loads(out.read_text())
 
 
-def _assert_same_run(single, distributed, rtol=1e-5, updates=None, weights=True):
-    """Same losses (relative `rtol`) and carried states per lane (rtol, plus 1e-6 absolute)."""
+def _assert_same_run(single, distributed, rtol=1e-5, updates=None, weights=True, state_atol=1e-6):
+    """Same losses (relative `rtol`) and carried states per lane (rtol, plus `state_atol`)."""
     updates = len(single["losses"]) if updates is None else updates
     assert len(single["losses"]) == len(distributed["losses"]) >= updates >= 5
     np.testing.assert_allclose(distributed["losses"][:updates], single["losses"][:updates], rtol=rtol)
     for step, (a, b) in enumerate(zip(single["states"][:updates], distributed["states"][:updates])):
         for leaf_a, leaf_b in zip(a, b):
             np.testing.assert_allclose(
-                leaf_b, leaf_a, rtol=rtol, atol=1e-6, err_msg=f"carried state after update {step + 1}"
+                leaf_b, leaf_a, rtol=rtol, atol=state_atol, err_msg=f"carried state after update {step + 1}"
             )
     if weights:
         for a, b in zip(single["weights"], distributed["weights"]):
@@ -312,6 +360,7 @@ def test_mirrored_equals_one_device_with_active_clipping(mirrored):
     assert states.shape == (LANES, 5) and np.ptp(states, axis=0).max() > 1e-2
 
 
+@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
 def test_mirrored_equals_one_device_adamw_cosine_clipping_mixed_float16(mirrored):
     """Equal while both runs make the same loss-scaling decisions.
 
@@ -325,9 +374,13 @@ def test_mirrored_equals_one_device_adamw_cosine_clipping_mixed_float16(mirrored
     assert single[:2] == distributed[:2] == [16384.0, 8192.0]  # both skipped the first two updates
     same = next((i for i, (a, b) in enumerate(zip(single, distributed)) if a != b), len(single))
     assert same >= 6
-    _assert_same_run(run["single"], run["mirrored"], rtol=1e-4, updates=same, weights=same == len(single))
+    # States are float16 inside the model: allow one float16 rounding step (4.9e-4 below 1).
+    _assert_same_run(
+        run["single"], run["mirrored"], rtol=1e-4, updates=same, weights=same == len(single), state_atol=1e-3
+    )
 
 
+@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
 def test_checkpoints_move_between_mirrored_and_one_device(mirrored):
     resume = mirrored["resume"]
     reference = resume["reference"]
@@ -340,11 +393,13 @@ def test_checkpoints_move_between_mirrored_and_one_device(mirrored):
         np.testing.assert_allclose(run["second"], reference[4:], rtol=1e-5, err_msg=direction)
 
 
+@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
 def test_lanes_must_divide_over_replicas(mirrored):
     message = mirrored["lanes_error"]
     assert "train.lanes = 3" in message and "divisible by the 2 replicas" in message
 
 
+@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
 def test_cli_trains_mirrored_and_the_run_evaluates_and_resumes_on_one_device(mirrored):
     run = mirrored["end_to_end"]
     assert run["exit"] == 0, run["output"]
@@ -365,7 +420,8 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_multiworker_on_localhost_equals_one_device(tmp_path):
+def test_multiworker_on_localhost_equals_one_device(tmp_path, mirrored):
+    """Against the single-device run of the mirrored script: same data, weights and config."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes, outputs = [], []
@@ -394,7 +450,7 @@ def test_multiworker_on_localhost_equals_one_device(tmp_path):
     assert chief["replicas"] == other["replicas"] == 2
     assert (chief["chief"], other["chief"]) == (True, False)
     assert (chief["first_lane"], other["first_lane"]) == (0, LANES // 2)
-    _assert_same_run(chief["single"], chief["distributed"])
+    _assert_same_run(mirrored["adam_clip"]["single"], chief["distributed"])
     assert other["distributed"]["losses"] == chief["distributed"]["losses"]
 
     # Each worker read only its own lanes' rows: lanes 0-1 cover the first half of the series,
@@ -408,10 +464,8 @@ def test_multiworker_on_localhost_equals_one_device(tmp_path):
     assert len(steps) == 1 + len(chief["distributed"]["losses"])
 
 
-def test_strategy_config_and_cli_validation(tmp_path):
-    from typer.testing import CliRunner
-
-    from longstm.cli import app
+def test_strategy_config_and_cli_validation(tmp_path, capsys):
+    from longstm.cli import main
     from longstm.errors import ConfigError
     from longstm.train.config import config_from_dict
 
@@ -420,8 +474,10 @@ def test_strategy_config_and_cli_validation(tmp_path):
         config_from_dict({"data": {"path": "x.csv"}, "train": {"strategy": "tpu"}})
     config = tmp_path / "c.toml"
     config.write_text('[data]\npath = "x.csv"\n')
-    result = CliRunner().invoke(app, ["train", "--config", str(config), "--strategy", "horovod"])
-    assert result.exit_code == 2 and "--strategy must be one of" in result.output
+    assert main(["train", "--config", str(config), "--strategy", "horovod"]) == 2
+    assert "--strategy must be one of ('default', 'mirrored', 'multiworker'); got 'horovod'" in " ".join(
+        capsys.readouterr().err.split()
+    )
 
 
 def test_multiworker_without_a_cluster_is_a_clear_error(monkeypatch):
@@ -463,5 +519,7 @@ def test_lane_block_reads_only_its_lanes_and_matches_the_full_batch():
 if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
         mirrored_main(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "models":
+        models_main(sys.argv[2])
     else:
         worker_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
