@@ -41,7 +41,6 @@ min_learning_rate = 0.0        # cosine floor
 mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
 early_stopping_patience = 0    # epochs without validation improvement (0: off)
 checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
-max_steps_per_epoch = 0        # 0: the whole training split every epoch
 strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONFIG / Slurm);
                                # lanes must be a multiple of the replica count
 
@@ -109,7 +108,6 @@ class TrainConfig:
     mixed_precision: str = "off"
     early_stopping_patience: int = 0
     checkpoint_every: int = 0
-    max_steps_per_epoch: int = 0
     strategy: str = "default"
 
 
@@ -222,7 +220,6 @@ def validate(config: Config) -> None:
         ("train.warmup_steps", train.warmup_steps, 0),
         ("train.early_stopping_patience", train.early_stopping_patience, 0),
         ("train.checkpoint_every", train.checkpoint_every, 0),
-        ("train.max_steps_per_epoch", train.max_steps_per_epoch, 0),
         ("eval.lanes", eval_.lanes, 1),
         ("eval.warmup", eval_.warmup, 0),
     ):
