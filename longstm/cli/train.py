@@ -72,9 +72,20 @@ def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written b
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `longstm train`."),
     data: Path = typer.Option(..., "--data", help="A series file with the same columns as the training data."),
-    out: Path = typer.Option(None, "--out", help="CSV to write (default RUN_DIR/predictions.csv)."),
+    out: Path = typer.Option(None, "--out", help="CSV to write (default RUN_DIR/predictions.csv; stdout with --follow)."),
+    follow: bool = typer.Option(
+        False, "--follow", help="Read DATA as it grows (or - for stdin) and write a forecast per new row; see `longstm follow`."
+    ),
+    idle_timeout: float = typer.Option(None, "--idle-timeout", help="With --follow: stop when DATA has not grown for this many seconds."),
 ) -> None:
     """Per-row forecasts of a trained run on a series, in the data's units."""
+    if follow:
+        from longstm.cli.stream import follow as follow_command
+
+        follow_command(
+            run_dir, str(data), out=out, max_rows=None, idle_timeout=idle_timeout, poll=0.05, state_in=None, state_out=None
+        )
+        return
     from longstm.train.run import predict_run
 
     out = out or Path(run_dir) / "predictions.csv"
