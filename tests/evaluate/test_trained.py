@@ -205,6 +205,25 @@ def test_config_errors(folder, make, error, message):
         make(folder)
 
 
+def test_bad_calls_without_training(folder, capsys):
+    from longstm.cli import main
+    from longstm.evaluate.trained import StreamForecaster, stream_outputs
+
+    with pytest.raises(ConfigError, match="predict called before fit"):
+        TrainedHFTPredictor(write_config(folder, residual="false")).predict(None)
+    with pytest.raises(DataValidationError, match="no rows to forecast"):
+        stream_outputs(None, np.zeros((10, 1)), [0], np.zeros(0, np.int64), 4)
+    with pytest.raises(DataValidationError, match=r"must lie in \[0, 10\)"):
+        stream_outputs(None, np.zeros((10, 1)), [0], np.array([3, 10]), 4)
+    forecaster = StreamForecaster(None, np.zeros((10, 1)), [0], 1, np.array([5, 6]), 4)
+    forecaster._outputs = np.zeros((2, 1), np.float32)
+    with pytest.raises(DataValidationError, match="rows outside the test windows"):
+        forecaster.predict_at_rows(np.array([7]))
+    assert main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", "repeat", "--lookback", "48",
+                 "--horizons", "6", "--channel-independent"]) == 2
+    assert "--channel-independent applies to a trained model" in " ".join(capsys.readouterr().err.split())
+
+
 def test_cli_eval_ett_with_a_config_writes_both_modes(folder, capsys, monkeypatch):
     from longstm.cli import main
 
