@@ -163,7 +163,7 @@ def lobster(
     data: Path = typer.Option(..., "--data", help="LOBSTER *_message_N.csv (its *_orderbook_N.csv beside it)."),
     k: str = typer.Option("10", "--k", help="Events ahead whose mean mid is compared (comma-separated for several)."),
     alpha: float = typer.Option(2e-5, "--alpha", help="Flat band as a fraction of the mid price."),
-    model: str = typer.Option("majority,persistence", "--model", help="Comma-separated: majority, persistence."),
+    model: str = typer.Option("majority,persistence", "--model", help="Comma-separated: majority, persistence, or training config .toml files (a recurrent classifier trained on the train split with carried state; shown beside both baselines)."),
     out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown."),
 ) -> None:
     """LOBSTER mid-price direction (up/flat/down over the next k events): accuracy and macro-F1."""

@@ -311,6 +311,26 @@ def baseline_factories(names: str) -> dict:
     return {name: available[name] for name in chosen}
 
 
+def model_factories(names: str, run_root=None, progress: bool = False) -> dict:
+    """`--model` of `longstm eval lobster`: baseline names and training config `.toml` files
+    (each a `longstm.evaluate.trained.TrainedLOBPredictor`, trained on the task's train split).
+    Config files alone get the majority and persistence baselines added in front."""
+    from longstm.evaluate.trained import is_config_path, lobster_factory
+
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    if chosen and all(is_config_path(name) for name in chosen):
+        chosen = ["majority", "persistence", *chosen]  # a trained model is always shown beside the baselines
+    baselines = baseline_factories(",".join(n for n in chosen if not is_config_path(n)) or names)
+    factories: dict = {}
+    for name in chosen:  # in the order given
+        if is_config_path(name):
+            stem, factory = lobster_factory(name, run_root=run_root, progress=progress)
+            factories[stem] = factory
+        else:
+            factories[name] = baselines[name]
+    return factories
+
+
 def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, model: str = "majority,persistence",
                         out=None, console=None) -> LOBEvaluation:
     """What `longstm eval lobster` does: load a LOBSTER sample, run the task, print, write files."""
@@ -326,7 +346,7 @@ def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, mo
 
     console = console or Console()
     config = LOBConfig(horizons=parse_int_list(k, "--k"), alpha=alpha)
-    factories = baseline_factories(model)
+    factories = model_factories(model, None if out is None else Path(out) / "runs", progress=True)
     series = load_series(data, kind="lobster")
     evaluation = evaluate_lobster(series.values, series.columns, factories, config, source=str(series.source))
     summary = evaluation.data_summary

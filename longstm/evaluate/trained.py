@@ -646,3 +646,152 @@ def hft_factory(config_path: str | Path, run_root: str | Path | None = None, pro
         return TrainedHFTPredictor(config, run_dir=run_dir, progress=progress)
 
     return name, factory
+
+
+# ------------------------------------------------------------------ LOBSTER direction task
+
+
+LOB_CLASSES = (-1, 0, 1)
+
+
+def lob_model_inputs(features: np.ndarray, columns: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """The event features a trained LOBSTER classifier reads, all causal.
+
+    The mid-price level is replaced by its change since the previous event, in basis points
+    (0 at the first event): the level drifts through the day, so its training-row statistics
+    do not describe the test rows, while the label depends on the mid only through changes.
+    The other columns (spread, imbalance, signed volume, dt, ...) are kept as they are.
+    """
+    columns = list(columns)
+    if "mid_price" not in columns:
+        raise DataValidationError(f"the LOBSTER task needs a 'mid_price' column, got {', '.join(columns)}")
+    features = np.asarray(features, dtype=np.float64)
+    at = columns.index("mid_price")
+    mid = features[:, at]
+    change = np.zeros_like(mid)
+    change[1:] = np.diff(mid) / mid[:-1] * 1e4
+    kept = [i for i in range(len(columns)) if i != at]
+    return np.column_stack([change, features[:, kept]]), ["mid_change_bp", *(columns[i] for i in kept)]
+
+
+class TrainedLOBPredictor:
+    """A config's recurrent model as a LOBSTER direction predictor (up / flat / down).
+
+    The head is the trainer's regression head with three outputs: the target at decision
+    step t is the one-hot vector of its label (down, flat, up), the loss the trainer's MSE, and
+    the predicted class the argmax of the three outputs. (MSE on one-hot targets estimates the
+    class probabilities, so the argmax is the most likely class; the trainer needs no new loss.)
+
+    - `fit(inputs, labels)`: inputs are the task's event features up to the last training
+      decision step (`lob_model_inputs` of them, standardised with training-row statistics),
+      labels its {−1, 0, 1} labels at the training decision steps (`0 .. train_end − k − 1`).
+      As for HFT, the one-hot target of step t is placed at row t + k of three target columns
+      and read with offset k; lanes carry their state (TBPTT, `train.k1`/`k2`), the first
+      `train.burn_in` events carry no loss, and the last `split[1] / (split[0] + split[1])`
+      of the training steps, after a gap of k events, choose the epoch.
+    - `predict(inputs)`: one pass from event 0 with carried state (chunks of `train.k2`),
+      the argmax at each decision step. The features stop at the last decision step and the
+      model is causal, so no event after t reaches the prediction at t.
+
+    Args:
+        config: a training config (path or `Config`).
+        run_dir: where the run goes; None: a temporary folder.
+        progress: show the trainer's progress bars.
+    """
+
+    def __init__(self, config, run_dir: str | Path | None = None, progress: bool = False):
+        self.config = read_config(config)
+        if self.config.model.residual:
+            raise ConfigError(
+                f"{self.config.source}: 'model.residual = true' adds a target's current value to its forecast; the "
+                f"LOBSTER target (a one-hot direction label) is not an input column, so set model.residual = false"
+            )
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.progress = progress
+        self.summary: dict[str, Any] = {}
+        self._trained = None
+
+    def fit(self, inputs, labels) -> None:
+        from longstm.data.lanes import LaneWindows
+
+        config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, offset=1, horizon=1, scale=False))
+        features, names = lob_model_inputs(inputs.features, inputs.columns)
+        steps = np.asarray(inputs.decision_steps, dtype=np.int64)
+        labels = np.asarray(labels).reshape(-1)
+        if labels.size != steps.size or not np.isin(labels, LOB_CLASSES).all():
+            raise DataValidationError(
+                f"fit needs one label in {{-1, 0, 1}} per decision step; got {labels.size} labels for {steps.size} steps"
+                + ("" if labels.size != steps.size else f", values {sorted(set(labels.tolist()) - set(LOB_CLASSES))[:3]}")
+            )
+        k, n_rows, n_features = int(inputs.horizon), len(features), features.shape[1]
+        self.mean = features.mean(axis=0)
+        self.std = features.std(axis=0)
+        self.std[self.std == 0] = 1.0
+        values = np.zeros((n_rows + k, n_features + 3), np.float32)
+        values[:n_rows, :n_features] = (features - self.mean) / self.std
+        values[steps + k, n_features + labels + 1] = 1.0  # column n_features + {0: down, 1: flat, 2: up}
+        train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
+        held_out = int(steps.size * val_share / (train_share + val_share))
+        validation_steps = steps[steps.size - held_out:] if held_out else steps[:0]
+        train_steps = steps[steps + k <= validation_steps[0]] if held_out else steps
+        burn_in = config.train.burn_in
+        if train_steps.size <= burn_in:
+            raise DataValidationError(
+                f"too few training events ({train_steps.size}) for train.burn_in = {burn_in} and a held-out validation part"
+            )
+        targets = [n_features, n_features + 1, n_features + 2]
+        common = dict(feature_columns=list(range(n_features)), target_columns=targets, offset=k, horizon=1, segments=[0])
+        train_stream = LaneWindows(values, lanes=config.train.lanes, k1=config.train.k1, k2=config.train.k2,
+                                   burn_in=burn_in, rows=(int(train_steps[0]), int(train_steps[-1]) + 1), **common)
+        validation = None
+        if validation_steps.size:
+            validation = LaneWindows(values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
+                                     burn_in=max(burn_in, config.eval.warmup),
+                                     rows=(int(validation_steps[0]), int(validation_steps[-1]) + 1), **common)
+        temporary = None
+        run_dir = self.run_dir
+        if run_dir is None:
+            temporary = tempfile.TemporaryDirectory(prefix="longstm-lob-")
+            run_dir = Path(temporary.name)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            trainer = _new_trainer(config, common["feature_columns"], targets, [*names, "down", "flat", "up"], run_dir,
+                                   self.progress)
+            self.summary = _fit_and_select(trainer, train_stream, validation, run_dir)
+            self.summary.update(horizon=k, train_steps=int(train_steps.size), validation_steps=int(validation_steps.size),
+                                model=config.model.name, units=config.model.units, inputs=names)
+            if self.run_dir is not None:
+                (run_dir / "protocol.json").write_text(json.dumps(self.summary, indent=1))
+        finally:
+            if temporary is not None:
+                temporary.cleanup()
+        self._trained = _CompiledModel(trainer.model)
+
+    def scores(self, inputs) -> np.ndarray:
+        """`(decision steps, 3)`: the model's outputs for down, flat, up at each decision step."""
+        if self._trained is None:
+            raise ConfigError("TrainedLOBPredictor.predict called before fit")
+        features, _ = lob_model_inputs(inputs.features, inputs.columns)
+        scaled = (features - self.mean) / self.std
+        return stream_outputs(self._trained, scaled, [0], inputs.decision_steps, self.config.train.k2)
+
+    def predict(self, inputs) -> np.ndarray:
+        return np.asarray(LOB_CLASSES)[np.argmax(self.scores(inputs), axis=1)]
+
+
+def lobster_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
+    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k.
+
+    The name is the config file's stem; with `run_root`, fit number i goes to
+    `run_root/<name>_fit<i>/`.
+    """
+    config = read_config(config_path)
+    name = Path(str(config_path)).stem
+    count = [0]
+
+    def factory():
+        count[0] += 1
+        run_dir = None if run_root is None else Path(run_root) / f"{name}_fit{count[0]}"
+        return TrainedLOBPredictor(config, run_dir=run_dir, progress=progress)
+
+    return name, factory
