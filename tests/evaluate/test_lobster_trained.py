@@ -1,0 +1,175 @@
+"""A TBPTT-trained recurrent classifier on the LOBSTER direction task: learns, no look-ahead,
+beside the baselines on the same test events, errors, CLI, and the real AMZN sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from longstm.errors import ConfigError, DataValidationError
+from longstm.evaluate.lobster_task import LOBConfig, LOBInputs, direction_labels, evaluate_lobster, model_factories
+from longstm.evaluate.trained import TrainedLOBPredictor, lob_model_inputs, lobster_factory
+from longstm.models.hft_baselines import MajorityClass, Persistence
+from tests.conftest import shared_file
+from tests.evaluate.test_lobster_task import trending_book, write_lobster_pair
+
+COLUMNS = ("mid_price", "spread")
+K = 10
+
+TINY = """
+seed = 0
+[data]
+split = [0.7, 0.1, 0.2]
+[model]
+name = "lstm"
+units = 8
+residual = {residual}
+[train]
+lanes = 4
+k1 = 32
+k2 = 32
+burn_in = 16
+epochs = {epochs}
+learning_rate = 1e-2
+[eval]
+lanes = 2
+warmup = 32
+"""
+
+
+def write_config(folder, residual="false", epochs=6, name="tiny_lob"):
+    path = folder / f"{name}.toml"
+    path.write_text(TINY.format(residual=residual, epochs=epochs))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("lobster_trained")
+
+
+@pytest.fixture(scope="module")
+def evaluation(folder):
+    """The task on a 3,000-event synthetic book with the tiny model beside both baselines."""
+    name, factory = lobster_factory(write_config(folder), run_root=folder / "runs")
+    predictors = {"majority": MajorityClass, "persistence": Persistence, name: factory}
+    return evaluate_lobster(trending_book(3000), COLUMNS, predictors, LOBConfig(horizons=(K,)))
+
+
+def test_model_inputs_replace_the_mid_level_by_its_change_in_bp():
+    features = np.array([[100.0, 0.01], [100.01, 0.02], [100.01, 0.01], [99.99, 0.03]])
+    values, names = lob_model_inputs(features, COLUMNS)
+    assert names == ["mid_change_bp", "spread"]
+    np.testing.assert_allclose(values[:, 0], [0.0, 1.0, 0.0, -0.02 / 100.01 * 1e4])
+    np.testing.assert_array_equal(values[:, 1], features[:, 1])
+    with pytest.raises(DataValidationError, match="needs a 'mid_price' column, got price, spread"):
+        lob_model_inputs(features, ("price", "spread"))
+
+
+def test_trained_model_is_scored_on_the_baselines_test_events_and_learns_the_runs(evaluation, folder):
+    by_model = {result.model: result for result in evaluation.results}
+    assert list(by_model) == ["majority", "persistence", "tiny_lob"]
+    trained, majority = by_model["tiny_lob"], by_model["majority"]
+    np.testing.assert_array_equal(trained.decision_steps, np.arange(2400, 3000 - K))
+    np.testing.assert_array_equal(trained.labels, majority.labels)
+    assert set(np.unique(trained.predictions)) <= {-1, 0, 1}
+    rows = {row["model"]: row for row in evaluation.rows()}
+    assert rows["tiny_lob"]["accuracy"] == pytest.approx(np.mean(trained.predictions == trained.labels))
+    # Moves come in runs of one direction; the model sees the recent mid changes, so it must beat
+    # always predicting the training majority by a clear margin.
+    assert rows["tiny_lob"]["accuracy"] > rows["majority"]["accuracy"] + 0.15
+    assert rows["tiny_lob"]["macro_f1"] > rows["majority"]["macro_f1"] + 0.15
+    summary = json.loads((folder / "runs" / "tiny_lob_fit1" / "protocol.json").read_text())
+    # Training events 0 .. 2100 - K - 1; the last eighth picks the epoch, and the K - 1 events
+    # before it are left out so no training label reads a mid after the first validation event.
+    assert summary["train_steps"] + (K - 1) + summary["validation_steps"] == 2100 - K
+    assert summary["validation_steps"] == int((2100 - K) / 8)
+    assert summary["inputs"] == ["mid_change_bp", "spread"]
+
+
+def fitted_predictor(folder, features):
+    labels, _ = direction_labels(features[:, 0], K, 2e-5)
+    steps = np.arange(0, 2100 - K)
+    predictor = TrainedLOBPredictor(write_config(folder, epochs=2, name="tiny_fit"))
+    predictor.fit(LOBInputs(features[: steps.max() + 1], COLUMNS, steps, K, 2e-5), labels[steps])
+    return predictor
+
+
+def test_no_prediction_depends_on_events_after_it(folder):
+    features = trending_book(3000)
+    predictor = fitted_predictor(folder, features)
+    steps = np.arange(2700, 2990)
+    base = predictor.scores(LOBInputs(features[:2990], COLUMNS, steps, K, 2e-5))
+    cut = 2800
+    changed = features.copy()
+    changed[cut + 1 :, 0] += np.random.default_rng(3).normal(0, 0.5, 3000 - cut - 1)
+    changed[cut + 1 :, 1] *= 7
+    after = predictor.scores(LOBInputs(changed[:2990], COLUMNS, steps, K, 2e-5))
+    known = steps <= cut
+    np.testing.assert_array_equal(after[known], base[known])
+    assert not np.allclose(after[~known], base[~known])  # the change does reach later events
+    # Predicting a subset (features cut at its last step) gives the same scores at those steps.
+    subset = predictor.scores(LOBInputs(features[: cut + 1], COLUMNS, steps[known], K, 2e-5))
+    np.testing.assert_allclose(subset, base[known], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(predictor.predict(LOBInputs(features[:2990], COLUMNS, steps, K, 2e-5)),
+                                  np.array([-1, 0, 1])[np.argmax(base, axis=1)])
+
+
+def test_bad_configs_and_inputs_are_clear_errors(folder):
+    with pytest.raises(ConfigError, match="LOBSTER target .* is not an input column, so set model.residual = false"):
+        TrainedLOBPredictor(write_config(folder, residual="true", name="residual"))
+    predictor = TrainedLOBPredictor(write_config(folder))
+    inputs = LOBInputs(trending_book(200), COLUMNS, np.arange(0, 190), K, 2e-5)
+    with pytest.raises(ConfigError, match="predict called before fit"):
+        predictor.predict(inputs)
+    with pytest.raises(DataValidationError, match="one label in \\{-1, 0, 1\\} per decision step; got 3 labels for 190"):
+        predictor.fit(inputs, np.array([1, 0, -1]))
+    with pytest.raises(DataValidationError, match="values \\[2\\]"):
+        predictor.fit(inputs, np.full(190, 2))
+    short = LOBInputs(trending_book(30), COLUMNS, np.arange(0, 20), K, 2e-5)
+    with pytest.raises(DataValidationError, match="too few training events \\(\\d+\\) for train.burn_in = 16"):
+        predictor.fit(short, np.zeros(20, dtype=np.int64))
+    with pytest.raises(ConfigError, match="nope.toml: no such config file"):
+        model_factories("majority,nope.toml")
+    with pytest.raises(ConfigError, match="unknown model 'lstm' for the LOBSTER task"):
+        model_factories("lstm,nope.toml")
+
+
+def test_a_config_alone_gets_both_baselines_in_front(folder):
+    factories = model_factories(str(write_config(folder)))
+    assert list(factories) == ["majority", "persistence", "tiny_lob"]
+    assert list(model_factories(f"persistence,{write_config(folder)}")) == ["persistence", "tiny_lob"]
+
+
+def test_cli_eval_lobster_with_a_trained_model_end_to_end(folder, tmp_path, capsys, monkeypatch):
+    from longstm.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    message_path = write_lobster_pair(tmp_path, np.round(trending_book(1500)[:, 0] * 100))
+    config = write_config(tmp_path, epochs=2)
+    out = tmp_path / "run"
+    assert main(["eval", "lobster", "--data", str(message_path), "--k", "10", "--alpha", "1.5e-5",
+                 "--model", str(config), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny_lob" in printed and "persistence" in printed and "majority" in printed
+    saved = json.loads((out / "metrics.json").read_text())
+    assert [row["model"] for row in saved["metrics"]] == ["majority", "persistence", "tiny_lob"]
+    assert len({row["n_test"] for row in saved["metrics"]}) == 1
+    assert (out / "runs" / "tiny_lob_fit1" / "protocol.json").exists()
+
+
+def test_trained_model_on_the_first_rows_of_the_real_amzn_sample(folder):
+    from longstm.data.loaders import load_series
+
+    series = load_series(shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv"), kind="lobster")
+    first = series.slice(0, 4000)
+    name, factory = lobster_factory(write_config(folder, epochs=2, name="real"))
+    evaluation = evaluate_lobster(first.values, first.columns, {"majority": MajorityClass, name: factory},
+                                  LOBConfig(horizons=(K,)))
+    majority, trained = evaluation.results
+    np.testing.assert_array_equal(trained.decision_steps, majority.decision_steps)
+    assert trained.labels.size == 800 - K
+    rows = {row["model"]: row for row in evaluation.rows()}
+    assert 0.0 < rows["real"]["accuracy"] < 1.0 and np.isfinite(rows["real"]["macro_f1"])
