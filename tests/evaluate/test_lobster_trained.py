@@ -173,3 +173,53 @@ def test_trained_model_on_the_first_rows_of_the_real_amzn_sample(folder):
     assert trained.labels.size == 800 - K
     rows = {row["model"]: row for row in evaluation.rows()}
     assert 0.0 < rows["real"]["accuracy"] < 1.0 and np.isfinite(rows["real"]["macro_f1"])
+
+
+# ------------------------------------------------- the trained HFT predictor under walk-forward
+
+
+def test_hft_walk_forward_refits_the_trained_model_per_block_without_look_ahead(folder):
+    """`evaluate_hft(walk_forward=True)` with `TrainedHFTPredictor`: a fresh model per block,
+    trained only on steps whose targets ended before the block, and no look-ahead."""
+    from longstm.evaluate.hft import HFTConfig, evaluate_hft
+    from longstm.evaluate.trained import TrainedHFTPredictor, hft_factory
+    from longstm.models.hft_baselines import LinearAR
+    from tests.evaluate.test_trained import perturbed_bars, synthetic_bars
+    from tests.evaluate.test_trained import write_config as write_hft_config
+
+    _, make = hft_factory(write_hft_config(folder, residual="false"))
+    fits: list[tuple[int, int, int]] = []  # (first, last training step, steps) of each fit
+    predicted: list[np.ndarray] = []
+
+    class Recorded(TrainedHFTPredictor):
+        def fit(self, inputs, targets):
+            fits.append((int(inputs.decision_steps.min()), int(inputs.decision_steps.max()), inputs.decision_steps.size))
+            super().fit(inputs, targets)
+
+        def predict(self, inputs):
+            predicted.append(np.asarray(inputs.decision_steps))
+            assert len(inputs.features) == inputs.decision_steps.max() + 1  # nothing after the block is visible
+            return super().predict(inputs)
+
+    def factory():
+        return Recorded(make().config)
+
+    bars = synthetic_bars()
+    config = HFTConfig(horizons=(5,), lookback=20, walk_forward=True, retrain_every=150, train_window=400)
+    base = evaluate_hft(bars, {"lstm": factory, "ar": LinearAR}, config)
+    lstm, ar = base.results
+    np.testing.assert_array_equal(lstm.decision_steps, ar.decision_steps)
+    blocks = [lstm.decision_steps[i : i + 150] for i in range(0, lstm.decision_steps.size, 150)]
+    assert lstm.refits == ar.refits == len(blocks) == 2
+    assert np.isfinite(lstm.predictions).all()
+    for (first, last, count), block, seen in zip(fits, blocks, predicted):
+        np.testing.assert_array_equal(seen, block)
+        assert last + 5 <= block[0]  # every training target had ended when the block began
+        assert block[0] - 5 - 400 < first and count <= 400  # a rolling window, not the whole past
+    assert fits[1][0] > fits[0][0]  # the window moves
+    row = int(blocks[1][40])  # inside the second block
+    changed = evaluate_hft(perturbed_bars(bars, row), {"lstm": factory, "ar": LinearAR}, config)
+    for before, after in zip(base.results, changed.results):
+        known = before.decision_steps <= row
+        np.testing.assert_allclose(after.predictions[known], before.predictions[known], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(after.predictions[~known], before.predictions[~known])
