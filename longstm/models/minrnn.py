@@ -14,9 +14,10 @@ Every step is h_t = a_t * h_{t-1} + b_t with a_t in (0, 1), so a whole chunk is 
 scan (`longstm.models.scan`) instead of T dependent matrix products when training, and the
 same O(1) update per step when streaming (`mode="sequential"`).
 
-Log space and the sign of h. The gates are written as in the paper's log-space form
-(`-softplus` for log-sigmoid, `softplus(-k_f) - softplus(-k_i)` for the normalised gates), and
-the paper's two log-space scans are available (`scan="associative"`, `scan="logcumsumexp"`).
+Log space and the sign of h. For the log-space scans the gates are written as in the paper
+(`-softplus` for log-sigmoid, `softplus(-k_f) - softplus(-k_i)` for the normalised gates); the
+linear-space default computes f / (f + i) from two sigmoids, the same function without the
+costlier softplus. The paper's two log-space scans are available (`scan="associative"`, `scan="logcumsumexp"`).
 They need b_t > 0, which the positive candidate g(.) guarantees, so h is positive from a zero
 state. The carried state h0 never goes through a logarithm: it enters every scan exactly as
 `prod(a) * h0 + h_from_zero`, so a state of any sign (zeros after a lane reset, a state set
@@ -26,16 +27,17 @@ logarithms to stay stable, and it measured the fastest and the most accurate her
 
 Speed. On TensorFlow, chunks longer than `FUSED_MIN_STEPS` are projected and scanned
 `SUB_CHUNK` steps at a time with the backward pass recomputing each piece
-(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer. This trades
-depth for cache locality: `blocked_scan` alone is about `64 * log_64(T)` elementwise ops deep,
-the fused path walks its T/256 sub-chunks one after another (about 32 ops deep each) — on a
-few CPU cores memory traffic, not depth, is what limits. Where it starts is the module
-constant `FUSED_MIN_STEPS`, read when a step is traced (raise it to try the one-piece scan on
-a GPU, where neither has been measured). Measured on
-a shared 2-core CPU (docs/RESULTS.md), one train step of `MinGRU(64)` took 1/9 to 1/13 of
-`keras.layers.LSTM(64)`'s at 4096 steps and `MinLSTM(64)` about 1/6; the factor stays roughly
-constant with T on a CPU (both are linear in T there; the log depth only pays off with many
-cores).
+(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer; each piece's
+forward and backward work is compiled with XLA (`FUSED_XLA`), and the gates' gradient is
+written in closed form (`coefficient_gradient`). This trades depth for cache locality:
+`blocked_scan` alone is about `64 * log_64(T)` elementwise ops deep, the fused path walks its
+T/256 sub-chunks one after another (about 32 ops deep each) — on a few CPU cores memory
+traffic, not depth, is what limits. The module constants are read when a step is traced
+(none of this has been measured on a GPU). Measured on a shared 2-core CPU (docs/RESULTS.md),
+one train step of `MinLSTM(64)` took 1/4.5 to 1/7 of `keras.layers.LSTM(64)`'s at 4096 steps
+(about 1.5x faster than the first implementation, still short of the 1/10 target) and
+`MinGRU(64)` 1/7 to 1/8; the factor stays roughly constant with T on a CPU (both are linear
+in T there; the log depth only pays off with many cores).
 
 What the speed costs. The gates cannot see h_{t-1}, so one layer can only mix its past
 linearly with input-dependent decays: no multiplicative interaction between the state and
