@@ -19,6 +19,10 @@ which ended at t).
 
 A predictor implements `predict(inputs: LOBInputs)` returning one label per decision step
 and optionally `fit(inputs, labels)`.
+
+A trained recurrent classifier (`longstm eval lobster --model CONFIG.toml`) is
+`longstm.evaluate.trained.TrainedLOBPredictor`: TBPTT with carried state on the training
+events, three outputs fitted with MSE to the one-hot label, argmax at prediction.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ walk-forward refit):
   segment starts), the output at each decision step, times the target scale. The features
   stop at the last decision step, and the model is causal, so nothing after a decision step
   can reach its prediction (the protocol's no-look-ahead test applies unchanged).
+
+LOBSTER (`TrainedLOBPredictor`, `longstm eval lobster --model CONFIG.toml`)
+----------------------------------------------------------------------------
+The same scheme for the up / flat / down task of `longstm.evaluate.lobster_task`: three
+outputs fitted with MSE to the one-hot label, the class is their argmax (see the class).
 """
 
 from __future__ import annotations
