@@ -6,6 +6,7 @@ import tensorflow as tf
 from longstm.errors import ConfigError
 from longstm.models.attention import AttentionLSTM
 from longstm.models.protocol import Forecaster, reset_lanes
+from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
 
 STEPS = 40
 
@@ -169,35 +170,8 @@ def test_plot_attention_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "got shape (5,)" in " ".join(capsys.readouterr().err.split())
 
 
-def _sine_stream(chunk):
-    from longstm.data.lanes import LaneWindows
-
-    t = np.arange(4 * 16 * chunk, dtype=np.float32)
-    values = np.stack([np.sin(2 * np.pi * t / 37.0), np.cos(2 * np.pi * t / 37.0)], axis=1)
-    return LaneWindows(values, lanes=4, k1=chunk, k2=chunk, target_columns=[0])
-
-
-def _trains_through_the_tbptt_trainer(core, chunk):
-    """A few epochs of next-step sine prediction: the loss must fall well below its start."""
-    from longstm.train.config import TrainConfig
-    from longstm.train.trainer import Trainer
-
-    keras.utils.set_random_seed(0)
-    losses = []
-
-    class Record:
-        def on_step_end(self, trainer, step, logs):
-            losses.append(logs["loss"])
-
-    config = TrainConfig(lanes=4, k1=chunk, k2=chunk, epochs=2, learning_rate=2e-2)
-    trainer = Trainer(Forecaster(core, outputs=1), config, callbacks=[Record()], progress=False)
-    trainer.fit(_sine_stream(chunk))
-    assert np.isfinite(losses).all()
-    assert np.mean(losses[-4:]) < 0.3 * np.mean(losses[:2]), losses
-
-
 def test_trains_through_the_tbptt_trainer():
-    _trains_through_the_tbptt_trainer(AttentionLSTM(8, heads=2, memory=16, window=17), chunk=32)
+    assert_trains_through_the_tbptt_trainer(AttentionLSTM(8, heads=2, memory=16, window=17), chunk=32)
 
 
 def test_a_dynamic_chunk_length_is_refused_with_a_clear_message():

@@ -6,6 +6,7 @@ from longstm.errors import ConfigError, DataValidationError
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.protocol import Forecaster, RecurrentModel
 from longstm.models.stacked import StackedLSTM
+from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
 
 STEPS = 48
 
@@ -142,36 +143,9 @@ def test_bad_arguments_raise_config_errors(kwargs, message):
         HierarchicalLSTM(**kwargs)
 
 
-def _sine_stream(chunk):
-    from longstm.data.lanes import LaneWindows
-
-    t = np.arange(4 * 16 * chunk, dtype=np.float32)
-    values = np.stack([np.sin(2 * np.pi * t / 37.0), np.cos(2 * np.pi * t / 37.0)], axis=1)
-    return LaneWindows(values, lanes=4, k1=chunk, k2=chunk, target_columns=[0])
-
-
-def _trains_through_the_tbptt_trainer(core, chunk):
-    """A few epochs of next-step sine prediction: the loss must fall well below its start."""
-    from longstm.train.config import TrainConfig
-    from longstm.train.trainer import Trainer
-
-    keras.utils.set_random_seed(0)
-    losses = []
-
-    class Record:
-        def on_step_end(self, trainer, step, logs):
-            losses.append(logs["loss"])
-
-    config = TrainConfig(lanes=4, k1=chunk, k2=chunk, epochs=2, learning_rate=2e-2)
-    trainer = Trainer(Forecaster(core, outputs=1), config, callbacks=[Record()], progress=False)
-    trainer.fit(_sine_stream(chunk))
-    assert np.isfinite(losses).all()
-    assert np.mean(losses[-4:]) < 0.3 * np.mean(losses[:2]), losses
-
-
 @pytest.mark.parametrize("mode", ["parallel", "sequential"])
 def test_trains_through_the_tbptt_trainer(mode):
-    _trains_through_the_tbptt_trainer(HierarchicalLSTM([(8, 8), (8, 1)], mode=mode), chunk=32)
+    assert_trains_through_the_tbptt_trainer(HierarchicalLSTM([(8, 8), (8, 1)], mode=mode), chunk=32)
 
 
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
