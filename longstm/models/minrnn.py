@@ -76,7 +76,6 @@ FUSED_MIN_STEPS = 256
 SUB_CHUNK = 256
 FUSED_BLOCK = 16
 FUSED_XLA = True
-_TINY = 1e-30
 
 
 def candidate(x):
@@ -329,14 +328,13 @@ class MinLSTM(_MinRecurrence):
     @staticmethod
     def coefficients(projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
-        forget, input_gate = ops.sigmoid(forget_logit), ops.sigmoid(input_logit)
-        total = forget + input_gate
         # f / (f + i) is sigmoid(-_log_gate_ratio) without its two softplus (each about three
-        # sigmoids' work). Where both gates are below ~1e-30 (logits below about -69) they may
-        # underflow; there f / (f + i) = sigmoid(k_f - k_i) to float precision.
-        keep = ops.where(
-            total > _TINY, forget / ops.maximum(total, _TINY), ops.sigmoid(forget_logit - input_logit)
-        )
+        # sigmoids' work). Both gates below sigmoid(-60) could underflow to 0 / 0; there
+        # sigmoid(k) = exp(k) to float precision and the ratio is shift-invariant, so the logits
+        # are shifted up until the larger one is -60.
+        shift = ops.maximum(-60.0 - ops.maximum(forget_logit, input_logit), 0.0)
+        forget, input_gate = ops.sigmoid(forget_logit + shift), ops.sigmoid(input_logit + shift)
+        keep = forget / (forget + input_gate)
         return keep, (1.0 - keep) * candidate(candidate_logit)
 
     @staticmethod

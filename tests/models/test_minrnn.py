@@ -94,7 +94,7 @@ def test_min_lstm_gates_equal_the_log_space_formula_at_any_logit():
     # b = (1 - keep) g(k_h): keep's float32 rounding (6e-8) times a candidate up to 200.
     candidate = np.maximum(projections[..., 8:], 0) + 0.5
     assert (np.abs(np.asarray(b, np.float64) - expected_b) <= 1e-6 * candidate).all()
-    # Both gates below 1e-30: the ratio is still exact, not 0/0.
+    # Both gates underflow in float32 (logits below about -87): the ratio is still exact, not 0/0.
     both_closed = tf.constant([[[-120.0, -125.0, 0.0]]])
     np.testing.assert_allclose(MinLSTM(1).coefficients(both_closed)[0], [[[1 / (1 + np.exp(-5.0))]]], rtol=1e-6)
 
