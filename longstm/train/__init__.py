@@ -31,6 +31,8 @@ Pieces:
 - `Config`/`load_config` (`longstm.train.config`): the TOML schema and its validation.
 - `MODELS`/`register_model` (`longstm.train.models`): models by name for configs.
 - `train_from_config`, `load_run`, `evaluate_run`, `predict_run` (`longstm.train.run`).
+- `longstm.train.distribute`: `tf.distribute` strategies (`[train] strategy = "mirrored"` or
+  `"multiworker"`, `longstm train --strategy`); see docs/distributed.md.
 """
 
 from longstm.train.config import Config, TrainConfig, config_from_dict, load_config
