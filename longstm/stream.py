@@ -965,21 +965,9 @@ def _import_model_builders() -> None:
 
 def assign_variables(model, arrays, source) -> None:
     """Load `model_{i}` arrays (the trainer's checkpoint layout) into `model.variables`."""
-    variables = model.variables
-    found = sum(1 for key in arrays.files if key.startswith("model_"))
-    if found != len(variables):
-        raise ConfigError(
-            f"{source}: holds {found} model variables but the model built from config.toml has {len(variables)}; "
-            f"was the checkpoint written with a different model configuration?"
-        )
-    for index, variable in enumerate(variables):
-        value = arrays[f"model_{index}"]
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ConfigError(
-                f"{source}: model variable {variable.path} has shape {tuple(variable.shape)}; the checkpoint has "
-                f"{tuple(value.shape)}"
-            )
-        variable.assign(value)
+    from longstm.train.trainer import assign_checkpoint_arrays
+
+    assign_checkpoint_arrays(model.variables, arrays, "model", source, error=ConfigError)
 
 
 def percentile_us(seconds: Sequence[float], q: float) -> float:

@@ -635,11 +635,10 @@ class TrainedHFTPredictor:
         return outputs[:, 0].astype(np.float64) * self.target_scale
 
 
-def hft_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
-    """`(name, factory)` for `evaluate_hft`: a fresh `TrainedHFTPredictor` per horizon and refit.
+def _config_factory(predictor_class, config_path, run_root, progress: bool):
+    """`(name, factory)`: a fresh `predictor_class(config)` per call; the name is the config's stem.
 
-    The name is the config file's stem; with `run_root`, fit number i goes to
-    `run_root/<name>_fit<i>/`.
+    With `run_root`, fit number i goes to `run_root/<name>_fit<i>/`.
     """
     config = read_config(config_path)
     name = Path(str(config_path)).stem
@@ -648,9 +647,14 @@ def hft_factory(config_path: str | Path, run_root: str | Path | None = None, pro
     def factory():
         count[0] += 1
         run_dir = None if run_root is None else Path(run_root) / f"{name}_fit{count[0]}"
-        return TrainedHFTPredictor(config, run_dir=run_dir, progress=progress)
+        return predictor_class(config, run_dir=run_dir, progress=progress)
 
     return name, factory
+
+
+def hft_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
+    """`(name, factory)` for `evaluate_hft`: a fresh `TrainedHFTPredictor` per horizon and refit."""
+    return _config_factory(TrainedHFTPredictor, config_path, run_root, progress)
 
 
 # ------------------------------------------------------------------ LOBSTER direction task
@@ -785,18 +789,5 @@ class TrainedLOBPredictor:
 
 
 def lobster_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
-    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k.
-
-    The name is the config file's stem; with `run_root`, fit number i goes to
-    `run_root/<name>_fit<i>/`.
-    """
-    config = read_config(config_path)
-    name = Path(str(config_path)).stem
-    count = [0]
-
-    def factory():
-        count[0] += 1
-        run_dir = None if run_root is None else Path(run_root) / f"{name}_fit{count[0]}"
-        return TrainedLOBPredictor(config, run_dir=run_dir, progress=progress)
-
-    return name, factory
+    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k."""
+    return _config_factory(TrainedLOBPredictor, config_path, run_root, progress)

@@ -414,8 +414,8 @@ class Trainer:
         """Load the latest checkpoint of `run_dir` into model, optimizer and lane states."""
         folder = checkpoint_path(Path(run_dir))
         with np.load(folder / "variables.npz") as arrays:
-            _assign(self.model.variables, arrays, "model", folder)
-            _assign(self.optimizer.variables, arrays, "optimizer", folder)
+            assign_checkpoint_arrays(self.model.variables, arrays, "model", folder)
+            assign_checkpoint_arrays(self.optimizer.variables, arrays, "optimizer", folder)
             leaves = [arrays[f"state_{i}"] for i in range(len(tf.nest.flatten(self.state)))]
         if self.strategy is None:
             self.state = tf.nest.pack_sequence_as(self.state, [tf.constant(leaf) for leaf in leaves])
@@ -432,7 +432,7 @@ class Trainer:
         build_model_for(self.model, stream.lanes, stream.k2, stream.n_features)
         path = Path(path)
         with np.load(path) as arrays:
-            _assign(self.model.variables, arrays, "model", path)
+            assign_checkpoint_arrays(self.model.variables, arrays, "model", path)
 
 
 def _scalar_metadata() -> bytes:
@@ -461,18 +461,22 @@ def checkpoint_path(run_dir: Path) -> Path:
     return target
 
 
-def _assign(variables, arrays, prefix: str, source) -> None:
+def assign_checkpoint_arrays(variables, arrays, prefix: str, source, error=TrainingError) -> None:
+    """Load the `{prefix}_{i}` arrays of a checkpoint `.npz` into `variables`, checking count and shapes.
+
+    `error` is the exception type to raise on a mismatch (streaming raises `ConfigError`).
+    """
     expected = len(variables)
     found = sum(1 for key in arrays.files if key.startswith(prefix + "_"))
     if found != expected:
-        raise TrainingError(
+        raise error(
             f"{source}: the checkpoint holds {found} {prefix} variables but the {prefix} has {expected}; "
             f"was it written with a different model configuration?"
         )
     for i, variable in enumerate(variables):
         value = arrays[f"{prefix}_{i}"]
         if tuple(value.shape) != tuple(variable.shape):
-            raise TrainingError(
+            raise error(
                 f"{source}: {prefix} variable {variable.path} has shape {tuple(variable.shape)}; "
                 f"the checkpoint has {tuple(value.shape)}"
             )
