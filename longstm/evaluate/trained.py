@@ -568,8 +568,6 @@ class TrainedHFTPredictor:
         return dataclasses.replace(self.config, data=data)
 
     def fit(self, inputs, targets) -> None:
-        from longstm.data.lanes import LaneWindows
-
         config = self._config()
         features = np.asarray(inputs.features, dtype=np.float64)
         steps = np.asarray(inputs.decision_steps, dtype=np.int64)
@@ -600,31 +598,11 @@ class TrainedHFTPredictor:
             raise DataValidationError(f"too few training decision steps ({steps.size}) for a held-out validation part")
         common = dict(feature_columns=list(range(n_features)), target_columns=[n_features], offset=k, horizon=1,
                       segments=segments)
-        train_stream = LaneWindows(values, lanes=config.train.lanes, k1=config.train.k1, k2=config.train.k2,
-                                   burn_in=burn_in, rows=(int(train_steps[0]), int(train_steps[-1]) + 1), **common)
-        validation = None
-        if validation_steps.size:
-            validation = LaneWindows(values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
-                                     burn_in=max(burn_in, config.eval.warmup),
-                                     rows=(int(validation_steps[0]), int(validation_steps[-1]) + 1), **common)
-        temporary = None
-        run_dir = self.run_dir
-        if run_dir is None:
-            temporary = tempfile.TemporaryDirectory(prefix="longstm-hft-")
-            run_dir = Path(temporary.name)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            names = [*inputs.columns, "target"]
-            trainer = _new_trainer(config, common["feature_columns"], [n_features], names, run_dir, self.progress)
-            self.summary = _fit_and_select(trainer, train_stream, validation, run_dir)
-            self.summary.update(horizon=k, train_steps=int(train_steps.size), validation_steps=int(validation_steps.size),
-                                model=config.model.name, units=config.model.units)
-            if self.run_dir is not None:
-                (run_dir / "protocol.json").write_text(json.dumps(self.summary, indent=1))
-        finally:
-            if temporary is not None:
-                temporary.cleanup()
-        self._trained = _CompiledModel(trainer.model)
+        model, self.summary = _fit_decision_model(
+            config, values, common, burn_in, train_steps, validation_steps, self.run_dir, "longstm-hft-",
+            [*inputs.columns, "target"], self.progress, horizon=k,
+        )
+        self._trained = _CompiledModel(model)
 
     def predict(self, inputs) -> np.ndarray:
         if self._trained is None:
@@ -633,6 +611,42 @@ class TrainedHFTPredictor:
         segments = _segment_starts(inputs.segment_ids, len(features))
         outputs = stream_outputs(self._trained, features, segments, inputs.decision_steps, self.config.train.k2)
         return outputs[:, 0].astype(np.float64) * self.target_scale
+
+
+def _fit_decision_model(config, values, common, burn_in, train_steps, validation_steps, run_dir, prefix, names,
+                        progress, **summary):
+    """Train on the rows of `train_steps`, select the epoch on `validation_steps`; `(model, summary)`.
+
+    Shared by the HFT and LOBSTER predictors. Without `run_dir` the checkpoints go to a
+    temporary folder that is removed afterwards; with it, `protocol.json` records the summary.
+    """
+    from longstm.data.lanes import LaneWindows
+
+    train_stream = LaneWindows(values, lanes=config.train.lanes, k1=config.train.k1, k2=config.train.k2,
+                               burn_in=burn_in, rows=(int(train_steps[0]), int(train_steps[-1]) + 1), **common)
+    validation = None
+    if validation_steps.size:
+        validation = LaneWindows(values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
+                                 burn_in=max(burn_in, config.eval.warmup),
+                                 rows=(int(validation_steps[0]), int(validation_steps[-1]) + 1), **common)
+    temporary = None
+    work_dir = run_dir
+    if work_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix=prefix)
+        work_dir = Path(temporary.name)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        trainer = _new_trainer(config, common["feature_columns"], common["target_columns"], names, work_dir, progress)
+        result = _fit_and_select(trainer, train_stream, validation, work_dir)
+        horizon = summary.pop("horizon")
+        result.update(horizon=horizon, train_steps=int(train_steps.size), validation_steps=int(validation_steps.size),
+                      model=config.model.name, units=config.model.units, **summary)
+        if run_dir is not None:
+            (work_dir / "protocol.json").write_text(json.dumps(result, indent=1))
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+    return trainer.model, result
 
 
 def _config_factory(predictor_class, config_path, run_root, progress: bool):
@@ -721,8 +735,6 @@ class TrainedLOBPredictor:
         self._trained = None
 
     def fit(self, inputs, labels) -> None:
-        from longstm.data.lanes import LaneWindows
-
         config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, offset=1, horizon=1, scale=False))
         features, names = lob_model_inputs(inputs.features, inputs.columns)
         steps = np.asarray(inputs.decision_steps, dtype=np.int64)
@@ -750,31 +762,11 @@ class TrainedLOBPredictor:
             )
         targets = [n_features, n_features + 1, n_features + 2]
         common = dict(feature_columns=list(range(n_features)), target_columns=targets, offset=k, horizon=1, segments=[0])
-        train_stream = LaneWindows(values, lanes=config.train.lanes, k1=config.train.k1, k2=config.train.k2,
-                                   burn_in=burn_in, rows=(int(train_steps[0]), int(train_steps[-1]) + 1), **common)
-        validation = None
-        if validation_steps.size:
-            validation = LaneWindows(values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
-                                     burn_in=max(burn_in, config.eval.warmup),
-                                     rows=(int(validation_steps[0]), int(validation_steps[-1]) + 1), **common)
-        temporary = None
-        run_dir = self.run_dir
-        if run_dir is None:
-            temporary = tempfile.TemporaryDirectory(prefix="longstm-lob-")
-            run_dir = Path(temporary.name)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            trainer = _new_trainer(config, common["feature_columns"], targets, [*names, "down", "flat", "up"], run_dir,
-                                   self.progress)
-            self.summary = _fit_and_select(trainer, train_stream, validation, run_dir)
-            self.summary.update(horizon=k, train_steps=int(train_steps.size), validation_steps=int(validation_steps.size),
-                                model=config.model.name, units=config.model.units, inputs=names)
-            if self.run_dir is not None:
-                (run_dir / "protocol.json").write_text(json.dumps(self.summary, indent=1))
-        finally:
-            if temporary is not None:
-                temporary.cleanup()
-        self._trained = _CompiledModel(trainer.model)
+        model, self.summary = _fit_decision_model(
+            config, values, common, burn_in, train_steps, validation_steps, self.run_dir, "longstm-lob-",
+            [*names, "down", "flat", "up"], self.progress, horizon=k, inputs=names,
+        )
+        self._trained = _CompiledModel(model)
 
     def scores(self, inputs) -> np.ndarray:
         """`(decision steps, 3)`: the model's outputs for down, flat, up at each decision step."""
