@@ -27,6 +27,20 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return values
 
 
+SET_HELP = (
+    "Override a value of every training config .toml in --model (repeatable): --set train.epochs=10 "
+    "--set model.options.mode=sequential. VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string."
+)
+
+
+def require_config_models(overrides: list[str] | None, model: str) -> None:
+    """`--set` changes training configs: refuse it, rather than ignore it, when `--model` names none."""
+    from longstm.evaluate.trained import is_config_path
+
+    if overrides and not any(is_config_path(name.strip()) for name in model.split(",")):
+        raise ConfigError(f"--set overrides values of training configs; --model {model!r} names no config .toml")
+
+
 @app.command("ett")
 def ett(
     data: Path = typer.Option(..., "--data", help="ETT-format CSV: a timestamp column and numeric columns."),
@@ -40,6 +54,7 @@ def ett(
     mode: str = typer.Option("both", "--mode", help="Trained models: window (each window from a zero state, lookback L), stream (state carried through the whole past), or both."),
     out: Path = typer.Option(None, "--out", help="Directory for ett_results.csv/.md (and, for a trained model, its runs)."),
     channel_independent: bool = typer.Option(False, "--channel-independent", help="Trained models, features M: one univariate model shared by all channels."),
+    overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from rich.progress import Progress
@@ -49,12 +64,13 @@ def ett(
     from longstm.evaluate.trained import is_config_path
 
     horizon_list = parse_int_list(horizons, "--horizons")
+    require_config_models(overrides, model)
     series = load_series(data, gap_policy="report")
     chosen = choose_split(series, lookback, split)
     console = Console()
     if is_config_path(model):
         _ett_trained(console, series, data, model, lookback, horizon_list, drop_last_batch, features, target, split, mode, out,
-                     chosen, channel_independent)
+                     chosen, channel_independent, overrides or ())
         return
     if channel_independent:
         raise ConfigError("--channel-independent applies to a trained model (--model CONFIG.toml), not to a baseline")
@@ -87,16 +103,16 @@ def ett(
 
 
 def _ett_trained(console, series, data, config_path, lookback, horizons, drop_last_batch, features, target, split, mode, out,
-                 chosen, channel_independent=False) -> None:
+                 chosen, channel_independent=False, overrides=()) -> None:
     """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
     from longstm.evaluate.ett import evaluate_ett
-    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
+    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, read_config, write_ett_table
 
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):
         raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
     run_dir = None if out is None else Path(out) / "runs"
-    trained = TrainedEtt(config_path, series, lookback, features=features, target=target, split=split,
+    trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=features, target=target, split=split,
                          run_dir=run_dir, progress=True, channel_independent=channel_independent)
     baseline = evaluate_ett(series, "repeat", lookback, horizons, drop_last_batch=drop_last_batch, features=features,
                             target=target, split=split)
@@ -147,15 +163,19 @@ def hft(
     train_window: int = typer.Option(None, "--train-window", help="Training steps per walk-forward refit."),
     periods_per_year: float = typer.Option(None, "--periods-per-year", help="Bars per year (default: from timestamps)."),
     out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown and PNG plots."),
+    overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """HFT protocol on OHLCV bars: next-k-bar returns, direction, IC, and a costed sign-strategy backtest."""
     from longstm.evaluate.hft import run_hft_command
+    from longstm.evaluate.trained import config_overrides
 
-    run_hft_command(
-        data, model=model, horizons=horizons, lookback=lookback, cost_bps=cost_bps, ridge=ridge,
-        walk_forward=walk_forward, retrain_every=retrain_every, train_window=train_window,
-        periods_per_year=periods_per_year, out=out,
-    )
+    require_config_models(overrides, model)
+    with config_overrides(overrides or ()):
+        run_hft_command(
+            data, model=model, horizons=horizons, lookback=lookback, cost_bps=cost_bps, ridge=ridge,
+            walk_forward=walk_forward, retrain_every=retrain_every, train_window=train_window,
+            periods_per_year=periods_per_year, out=out,
+        )
 
 
 @app.command("lobster")
@@ -165,8 +185,12 @@ def lobster(
     alpha: float = typer.Option(2e-5, "--alpha", help="Flat band as a fraction of the mid price."),
     model: str = typer.Option("majority,persistence", "--model", help="Comma-separated: majority, persistence, or training config .toml files (a recurrent classifier trained on the train split with carried state; shown beside both baselines)."),
     out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown."),
+    overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """LOBSTER mid-price direction (up/flat/down over the next k events): accuracy and macro-F1."""
     from longstm.evaluate.lobster_task import run_lobster_command
+    from longstm.evaluate.trained import config_overrides
 
-    run_lobster_command(data, k=k, alpha=alpha, model=model, out=out)
+    require_config_models(overrides, model)
+    with config_overrides(overrides or ()):
+        run_lobster_command(data, k=k, alpha=alpha, model=model, out=out)

@@ -3,6 +3,7 @@
     longstm train --config configs/tbptt_lstm_etth1.toml --run-dir runs/etth1
     longstm train --config configs/tbptt_lstm_etth1.toml --run-dir runs/etth1 --resume
     longstm train --config configs/tbptt_lstm_etth1.toml --strategy mirrored   # all local GPUs
+    longstm train --config configs/tbptt_lstm_etth1.toml --set train.epochs=3 --set model.name=gru
     longstm evaluate runs/etth1
     longstm predict runs/etth1 --data new.csv --out forecasts.csv
 
@@ -40,6 +41,13 @@ def train(
         help="default | mirrored (all local GPUs) | multiworker (TF_CONFIG or Slurm); overrides train.strategy. "
         "See docs/distributed.md.",
     ),
+    overrides: list[str] = typer.Option(
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config value (repeatable): --set train.epochs=10 --set model.options.mode=sequential. "
+        "VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string. The run directory's config.toml keeps the result.",
+    ),
 ) -> None:
     """Train a recurrent model with truncated BPTT and carried state."""
     import dataclasses
@@ -47,7 +55,7 @@ def train(
     from longstm.errors import ConfigError
     from longstm.train.config import STRATEGIES, load_config
 
-    settings = load_config(config)
+    settings = load_config(config, overrides or ())
     if strategy is not None:
         if strategy not in STRATEGIES:
             raise ConfigError(f"--strategy must be one of {STRATEGIES}; got {strategy!r}")

@@ -68,6 +68,8 @@ outputs fitted with MSE to the one-hot label, the class is their argmax (see the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -90,15 +92,34 @@ def is_config_path(model: str | Path) -> bool:
     return str(model).lower().endswith(".toml")
 
 
-def read_config(config):
-    """A validated `longstm.train.Config` from a path or a `Config`."""
-    from longstm.train.config import Config, load_config
+_CONFIG_OVERRIDES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("longstm_config_overrides", default=())
+
+
+@contextlib.contextmanager
+def config_overrides(overrides: Sequence[str]):
+    """Within the block, each config file `read_config` reads gets `overrides` ("KEY=VALUE").
+
+    This is how `longstm eval hft|lobster --set` reaches the config files named in `--model`,
+    which the protocols' modules read deep inside their own commands.
+    """
+    token = _CONFIG_OVERRIDES.set(tuple(overrides))
+    try:
+        yield
+    finally:
+        _CONFIG_OVERRIDES.reset(token)
+
+
+def read_config(config, overrides: Sequence[str] | None = None):
+    """A validated `longstm.train.Config` from a path or a `Config`, with `overrides`
+    ("KEY=VALUE", see `longstm.train.config.apply_overrides`) applied. Without `overrides`, a
+    path gets those of an enclosing `config_overrides` block and a `Config` is taken as it is."""
+    from longstm.train.config import Config, load_config, with_overrides
 
     if isinstance(config, Config):
-        return config
+        return with_overrides(config, overrides or ())
     if not Path(config).is_file():
         raise ConfigError(f"{config}: no such config file (--model takes a baseline name or a training config .toml)")
-    return load_config(config)
+    return load_config(config, _CONFIG_OVERRIDES.get() if overrides is None else overrides)
 
 
 def _seed(config) -> None:

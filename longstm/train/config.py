@@ -49,13 +49,20 @@ lanes = 4
 warmup = 512                   # rows of the past each evaluation lane runs before its loss
 ```
 
+Any value can be overridden without editing the file, so one config serves several datasets:
+`load_config(path, overrides=["train.epochs=10", "model.options.mode=sequential"])`, or
+`--set KEY=VALUE` on `longstm train` and on `longstm eval ett|hft|lobster` with config models
+(see `apply_overrides`).
+
 Errors are `ConfigError`s naming the file, the key, what was expected and what was got.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,8 +154,9 @@ class Config:
 _TABLES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read and validate a TOML config file, with `overrides` ("KEY=VALUE", see
+    `apply_overrides`) applied before validation."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -156,7 +164,70 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    return config_from_dict(raw, source=str(path))
+    return _validated(raw, str(path), overrides)
+
+
+def with_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """`config` with `overrides` ("KEY=VALUE") applied and validated again."""
+    return config if not overrides else _validated(config.to_dict(), config.source, overrides)
+
+
+def _validated(raw: dict[str, Any], source: str, overrides: Sequence[str]) -> Config:
+    if not overrides:
+        return config_from_dict(raw, source=source)
+    raw = apply_overrides(raw, overrides)
+    try:
+        return config_from_dict(raw, source=source)
+    except ConfigError as error:  # the bad value may come from the command line, not the file
+        raise ConfigError(f"{error} (with --set {' --set '.join(overrides)})") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the raw config dict with each "KEY=VALUE" of `overrides` set, in order.
+
+    KEY is a dotted path ("train.epochs", "model.options.mode"); missing tables on the way are
+    created. VALUE is read as a TOML value ("10" an int, "3e-3" a float, "true" a bool,
+    "[[32, 24], [64, 1]]" a list, "{ mode = 'sequential' }" a table) and, when it is not one,
+    taken as a bare string ("gru", "data/other.csv"). Only the form is checked here; unknown
+    keys and bad values are left to `config_from_dict`, which names them.
+
+    Example:
+
+    >>> apply_overrides({"train": {"epochs": 10}}, ["train.epochs=2", "model.name=gru"])
+    {'train': {'epochs': 2}, 'model': {'name': 'gru'}}
+    """
+    result = copy.deepcopy(raw)
+    for spec in overrides:
+        key, value = parse_override(spec)
+        *tables, last = key.split(".")
+        node = result
+        for depth, name in enumerate(tables):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                where = ".".join(tables[: depth + 1])
+                raise ConfigError(
+                    f"--set {spec!r}: '{where}' is {node!r}, not a table, so it has no key {last!r}"
+                )
+        node[last] = value
+    return result
+
+
+def parse_override(spec: str) -> tuple[str, Any]:
+    """`"train.epochs=10"` -> `("train.epochs", 10)`; see `apply_overrides` for the forms."""
+    key, equals, text = str(spec).partition("=")
+    key = key.strip()
+    if not equals or not key or any(not part.strip() for part in key.split(".")):
+        raise ConfigError(
+            f"--set {spec!r}: expected KEY=VALUE with a dotted key, like train.epochs=10 or model.options.mode=sequential"
+        )
+    key = ".".join(part.strip() for part in key.split("."))
+    try:
+        parsed = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        parsed = {}
+    if list(parsed) != ["v"]:  # not one TOML value: a bare string such as gru or data/other.csv
+        return key, text.strip()
+    return key, parsed["v"]
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
