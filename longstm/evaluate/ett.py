@@ -10,6 +10,10 @@
 `"MS"` all columns in, the target out. DLinear's test loader drops the last incomplete batch
 (batch size 32); `drop_last_batch=32` reproduces that, the default scores every window.
 
+The fitted baselines `"linear"` / `"nlinear"` (`longstm.models.linear_baseline`) are fitted
+per horizon on every window inside the training rows (scaled by the same train-only scaler)
+before the test windows are scored.
+
 A model may implement `predict_at_rows(rows) -> y` instead of (or beside) `predict_windows`:
 it gets the row of each window's last input step (`start + lookback - 1`) and forecasts the
 next H rows from whatever it keeps of the past up to that row (a trained model streaming the
@@ -34,6 +38,7 @@ from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.metrics import ErrorAccumulator
 from longstm.models.baselines import BASELINES, make_baseline
+from longstm.models.linear_baseline import LINEAR_BASELINES, LinearForecaster, make_linear_baseline
 
 FEATURE_MODES = ("M", "S", "MS")
 SPLITS = ("auto", "etth", "ettm", "ratio")
@@ -94,18 +99,24 @@ def prepare_ett(
     return series, target_indices, chosen, scaler
 
 
-def _model_for(model: Any, horizon: int, target_indices: list[int] | None):
+def _model_for(model: Any, horizon: int, target_indices: list[int] | None,
+               fit_on_train: Callable[[LinearForecaster], LinearForecaster]):
+    """The forecaster for one horizon; fitted baselines are fitted with `fit_on_train`."""
     if isinstance(model, str):
+        if model in LINEAR_BASELINES:
+            return fit_on_train(make_linear_baseline(model, horizon, target_indices))
         if model not in BASELINES:
             raise ConfigError(
-                f"unknown model {model!r}: expected a baseline name ({', '.join(BASELINES)}) or an object "
-                f"with predict_windows(x) -> y"
+                f"unknown model {model!r}: expected a baseline name ({', '.join(BASELINES + LINEAR_BASELINES)}) or an "
+                f"object with predict_windows(x) -> y"
             )
         return make_baseline(model, horizon, target_indices)
+    if isinstance(model, LinearForecaster) and not model.fitted:
+        return fit_on_train(model)
     if (hasattr(model, "predict_windows") or hasattr(model, "predict_at_rows")) and not isinstance(model, type):
         return model
     if callable(model):
-        return _model_for(model(horizon), horizon, target_indices)
+        return _model_for(model(horizon), horizon, target_indices, fit_on_train)
     raise ConfigError(f"model must be a baseline name, an object with predict_windows(x), or a factory horizon -> model; got {type(model).__name__}")
 
 
@@ -126,9 +137,12 @@ def evaluate_ett(
 
     Args:
         path: an ETT-format CSV (timestamp column + numeric columns) or a loaded `TimeSeries`.
-        model: `"repeat"` or `"mean"`; or any object with `predict_windows(x) -> y` taking
-            scaled windows `(batch, lookback, inputs)` and returning `(batch, horizon, targets)`;
-            or a callable `horizon -> such an object`.
+        model: `"repeat"` or `"mean"`; `"linear"` or `"nlinear"` (LTSF-Linear's maps, fitted by
+            least squares on the training rows' windows per horizon, `LinearForecaster`; an
+            unfitted `LinearForecaster`, e.g. with another `ridge`, is fitted the same way); or
+            any object with `predict_windows(x) -> y` taking scaled windows
+            `(batch, lookback, inputs)` and returning `(batch, horizon, targets)`; or a callable
+            `horizon -> such an object`.
         lookback: input length L.
         horizons: forecast lengths H.
         drop_last_batch: score only the first `len // n * n` windows, like a test loader with
@@ -146,6 +160,9 @@ def evaluate_ett(
         raise ConfigError(f"drop_last_batch must be a positive batch size or None, got {drop_last_batch!r}")
     series, target_indices, chosen, scaler = prepare_ett(path, lookback, features, target, split)
 
+    def fit_on_train(forecaster: LinearForecaster) -> LinearForecaster:
+        return forecaster.fit(series, lookback, start=chosen.train[0], stop=chosen.train[1], scaler=scaler)
+
     results = []
     for horizon in horizons:
         index = WindowIndex(len(series), lookback, int(horizon), start=chosen.test[0], stop=chosen.test[1],
@@ -157,7 +174,7 @@ def evaluate_ett(
                 f"{series.source}: {len(index)} test windows for horizon {horizon}, fewer than one batch of "
                 f"drop_last_batch={drop_last_batch}"
             )
-        forecaster = _model_for(model, int(horizon), target_indices)
+        forecaster = _model_for(model, int(horizon), target_indices, fit_on_train)
         errors = ErrorAccumulator()
         for first in range(0, count, batch_size):
             starts = index.starts(np.arange(first, min(first + batch_size, count)))
