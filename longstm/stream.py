@@ -37,6 +37,9 @@ Which models stream: any `RecurrentModel` whose one-step call continues a chunk 
   output at most ticks.
 - `AttentionLSTM(window=None)`: a one-step chunk attends to the memory only, not to all
   earlier steps of a chunk, so it differs from the batch model; use `window <= memory + 1`.
+- `LinearLagSkip` (`model.lags > 0`) streams on the TensorFlow engine (its buffer of the last
+  `lags - 1` inputs is state like any other) when its core does, except around a
+  `HierarchicalLSTM`, whose per-tick rule does not reach inside the wrapper.
 
 Bad input (wrong shape, NaN/inf values) raises `DataValidationError` and leaves the state
 unchanged.
@@ -148,6 +151,14 @@ def check_streamable(model) -> None:
             f"StreamingPredictor needs a longstm RecurrentModel (state in, state out); got {type(model).__name__}."
         )
     core, _ = _core_and_head(model)
+    if type(core).__name__ == "LinearLagSkip":
+        if type(core.core).__name__ == "HierarchicalLSTM":
+            raise ConfigError(
+                "LinearLagSkip around a HierarchicalLSTM (model.lags > 0) cannot stream: the hierarchy's per-tick "
+                "rule (a phase counter deciding when an upper level updates) is not applied inside the wrapper, so "
+                "one step at a time would not equal the chunked model. Set model.lags = 0 or use another core."
+            )
+        core = core.core  # the skip itself streams exactly: its state is the last lags - 1 inputs
     name = type(core).__name__
     if name == "HierarchicalLSTM":
         if core.mode != "sequential":
@@ -956,7 +967,7 @@ def _import_model_builders() -> None:
     """Import the model modules that register builders in `longstm.train.models.MODELS`."""
     import importlib
 
-    for name in ("stacked", "hierarchical", "attention", "minrnn"):
+    for name in ("stacked", "hierarchical", "attention", "minrnn", "lags"):
         try:
             importlib.import_module(f"longstm.models.{name}")
         except ImportError:

@@ -19,6 +19,7 @@ _EXPORTS = {
     "StackedLSTM": "longstm.models.stacked",
     "Forecaster": "longstm.models.protocol",
     "KerasRNNStack": "longstm.models.protocol",
+    "LinearLagSkip": "longstm.models.lags",
     "RecurrentModel": "longstm.models.protocol",
     "MinGRU": "longstm.models.minrnn",
     "MinLSTM": "longstm.models.minrnn",

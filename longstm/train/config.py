@@ -23,6 +23,8 @@ units = 64
 layers = 1
 dropout = 0.0
 residual = false               # forecast the change from the targets' current values
+lags = 0                       # > 0: a linear map over the last `lags` inputs beside the core
+lag_width = 64                 # values that map gives the head per step (see LinearLagSkip)
 options = {}                   # the model's own arguments, e.g. { mode = "sequential" }
 
 [train]
@@ -95,6 +97,11 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.0
     residual: bool = False
+    lags: int = 0  # 0: off; L: LinearLagSkip over the last L inputs (longstm.models.lags)
+    # The window -> H outputs map through the head has rank <= lag_width. 64, the default LSTM
+    # width, gives the head as many linear as recurrent features and costs lags x 64 weights
+    # (21k at L=336); lag_width >= H allows any linear map (NLinear's full capacity).
+    lag_width: int = 64
     options: dict = field(default_factory=dict)
 
 
@@ -283,6 +290,8 @@ def validate(config: Config) -> None:
         ("data.horizon", data.horizon, 1),
         ("model.units", model.units, 1),
         ("model.layers", model.layers, 1),
+        ("model.lags", model.lags, 0),
+        ("model.lag_width", model.lag_width, 1),
         ("train.lanes", train.lanes, 1),
         ("train.k1", train.k1, 1),
         ("train.k2", train.k2, 1),

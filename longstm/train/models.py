@@ -2,7 +2,8 @@
 
 `MODELS` maps a name to a builder `build(model_config, n_features) -> RecurrentModel`, the
 recurrent core; `build_model` puts the forecasting head on it (a `Forecaster`, with
-`residual_inputs` when `model.residual` is set). Other model modules add themselves with
+`residual_inputs` when `model.residual` is set), after wrapping the core in a
+`LinearLagSkip` when `model.lags > 0`. Other model modules add themselves with
 `register_model`:
 
 >>> @register_model("stacked_lstm")
@@ -95,4 +96,8 @@ def build_model(config, n_features: int, n_outputs: int, residual_inputs=()):
     if config.name not in known_models(config.name):
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}; got {config.name!r}")
     core = MODELS[config.name](config, n_features)
+    if getattr(config, "lags", 0) > 0:  # a linear skip over the last `lags` inputs (longstm.models.lags)
+        from longstm.models.lags import LinearLagSkip
+
+        core = LinearLagSkip(core, lags=config.lags, width=config.lag_width, features=n_features)
     return Forecaster(core, outputs=n_outputs, residual_inputs=list(residual_inputs))
