@@ -18,6 +18,15 @@ padding="valid")` over the previous `lags - 1` inputs (the carried buffer) follo
 chunk. The buffer is part of the state, so chunked processing with carried state, lane
 resets, checkpoints and streaming work as for any other model. At the start of a series (or
 after a lane reset) the buffer is zeros: the first `lags - 1` steps see a zero-padded window.
+The projection's weights get their full gradient whatever the TBPTT chunk length, because
+the buffer holds data, not anything computed from weights.
+
+Config: `[model] lags = L` (0: off) and `lag_width` wrap the core of any model
+(`longstm.train.models.build_model`). Streaming runs on the TensorFlow engine (the NumPy
+engine copies only plain LSTM/GRU stacks).
+
+Measured once (configs/ett_lstm_lags_ci.toml, ETTh1, H=96, channel-independent, L=336,
+CPU): test MSE 0.392, against about 0.45 for the same LSTM without the skip.
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ class LinearLagSkip(RecurrentModel):
     Example:
 
     >>> core = KerasRNNStack([keras.layers.LSTM(64)])
-    >>> model = Forecaster(LinearLagSkip(core, lags=336, width=64), outputs=96, residual_inputs=[0])
+    >>> model = Forecaster(LinearLagSkip(core, lags=336, width=64, features=1), outputs=96, residual_inputs=[0])
     >>> state = model.initial_state(16)
     >>> for chunk in chunks:                          # (16, steps, 1) each, any steps
     ...     forecast, state = model(chunk, state=state)

@@ -132,9 +132,13 @@ def test_state_shape_needs_the_feature_count_and_must_fit_the_inputs():
     with pytest.raises(ConfigError, match="needs the number of input features"):
         _model().initial_state(2)
     assert _model(features=2).initial_state(2)[1].shape == (2, LAGS - 1, 2)
-    model = _model(features=3)
+    model = _model()
+    x = _series()
+    _, (core_state, buffer) = model(x)
     with pytest.raises(ValueError, match=r"buffer must have shape .*\(batch, 9, 2\).*got \(3, 9, 3\)"):
-        model(_series(), state=model.initial_state(3))
+        model(x, state=(core_state, np.zeros((3, LAGS - 1, 3), np.float32)))
+    with pytest.raises(ValueError, match=r"state must be \(core_state, buffer\); got 1 entries"):
+        model(x, state=(core_state,))
 
 
 # ---- config, trainer and streaming --------------------------------------------------------------
@@ -233,6 +237,20 @@ def test_streaming_refuses_a_lag_skip_around_a_hierarchical_core():
     plain(np.zeros((1, 4, 2), np.float32))
     with pytest.raises(ConfigError, match="NumPy streaming engine cannot run this model: its core LinearLagSkip"):
         StreamingPredictor(plain, engine="numpy")
+
+
+def test_streams_tick_by_tick_and_exports_as_the_chunked_model(tmp_path):
+    from longstm.export import export_predictor
+    from longstm.stream import StreamingPredictor
+
+    x = _series(batch=1, steps=20)
+    model = Forecaster(_model(lags=6, width=3), outputs=2, residual_inputs=[0, 1])
+    full = np.asarray(model(x)[0])[0]
+    predictor = StreamingPredictor(model)
+    ticks = np.stack([predictor.update(row) for row in x[0]])  # chunks of one step: shorter than lags - 1
+    np.testing.assert_allclose(ticks, full, atol=1e-5)
+    loaded = StreamingPredictor.from_saved(export_predictor(predictor, tmp_path / "step.keras", "keras"))
+    np.testing.assert_allclose(loaded.update_many(x[0]), full, atol=1e-5)
 
 
 # ---- does it help: a pure period-24 pattern -----------------------------------------------------
