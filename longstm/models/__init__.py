@@ -20,6 +20,7 @@ _EXPORTS = {
     "Forecaster": "longstm.models.protocol",
     "KerasRNNStack": "longstm.models.protocol",
     "LinearLagSkip": "longstm.models.lags",
+    "LinearForecaster": "longstm.models.linear_baseline",
     "RecurrentModel": "longstm.models.protocol",
     "MinGRU": "longstm.models.minrnn",
     "MinLSTM": "longstm.models.minrnn",
