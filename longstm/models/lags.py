@@ -21,7 +21,15 @@ after a lane reset) the buffer is zeros: the first `lags - 1` steps see a zero-p
 The projection's weights get their full gradient whatever the TBPTT chunk length, because
 the buffer holds data, not anything computed from weights.
 
-Config: `[model] lags = L` (0: off) and `lag_width` wrap the core of any model
+Relative inputs (`relative=True`, config `lag_relative = true`): the core reads the step
+changes x_t - x_{t-1} and the window is taken relative to the current value, x - x_t, as
+NLinear does. The model then sees no levels at all: shifting a series (and its carried buffer)
+by a constant leaves every output unchanged, and with `model.residual` the forecast moves by
+exactly that constant. Why: on ETT the validation and test months sit at other levels than the
+training months, and a level-reading LSTM extrapolates where a level-free one does not (the
+RevIN / NLinear argument). It needs `lags >= 2` (the previous input comes from the buffer).
+
+Config: `[model] lags = L` (0: off), `lag_width` and `lag_relative` wrap the core of any model
 (`longstm.train.models.build_model`). Streaming runs on the TensorFlow engine (the NumPy
 engine copies only plain LSTM/GRU stacks).
 
@@ -56,6 +64,8 @@ class LinearLagSkip(RecurrentModel):
             outputs; `width >= H` allows any linear map (exact NLinear capacity).
         features: input features per step. Needed for `initial_state` before the model
             has been called once (the buffer's shape); read from the inputs otherwise.
+        relative: feed the core x_t - x_{t-1} instead of x_t and project the window
+            relative to x_t (see the module docstring); needs `lags >= 2`.
 
     Call arguments:
         inputs: `(batch, steps, features)`.
@@ -77,7 +87,9 @@ class LinearLagSkip(RecurrentModel):
     ...     forecast, state = model(chunk, state=state)
     """
 
-    def __init__(self, core: RecurrentModel, lags: int, width: int = 64, features: int | None = None, **kwargs):
+    def __init__(
+        self, core: RecurrentModel, lags: int, width: int = 64, features: int | None = None, relative: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         if isinstance(core, dict):
             core = keras.saving.deserialize_keras_object(core)
@@ -87,6 +99,13 @@ class LinearLagSkip(RecurrentModel):
         self.lags = check_positive_int("LinearLagSkip", "lags", lags)
         self.width = check_positive_int("LinearLagSkip", "width", width)
         self.features = None if features is None else check_positive_int("LinearLagSkip", "features", features)
+        if not isinstance(relative, bool):
+            raise ConfigError(f"LinearLagSkip argument `relative` must be True or False; got {relative!r}.")
+        if relative and self.lags < 2:
+            raise ConfigError(
+                f"LinearLagSkip(relative=True) needs lags >= 2 (the previous input comes from the buffer); got lags={self.lags}."
+            )
+        self.relative = relative
         self.projection = keras.layers.Conv1D(width, kernel_size=lags, padding="valid", name="lag_projection")
 
     @property
@@ -123,11 +142,22 @@ class LinearLagSkip(RecurrentModel):
                 f"{expected[1]}) for these inputs; got {tuple(buffer.shape)}."
             )
         buffer = ops.cast(buffer, self.compute_dtype)
-        core_outputs, core_state = self.core(inputs, state=core_state, training=training)
+        inputs = ops.cast(inputs, self.compute_dtype)
         # The previous lags - 1 inputs, then the chunk: a "valid" convolution of length lags
         # gives one projection per step of the chunk, each over exactly its own window.
-        joined = ops.concatenate([buffer, ops.cast(inputs, self.compute_dtype)], axis=1)
+        joined = ops.concatenate([buffer, inputs], axis=1)
         projection = self.projection(joined)
+        if self.relative:
+            # x_{t-1} for every step t of the chunk sits lags - 2 rows earlier in `joined`.
+            steps = ops.shape(inputs)[1]
+            previous = ops.slice(joined, (0, self.lags - 2, 0), (ops.shape(inputs)[0], steps, ops.shape(inputs)[-1]))
+            core_inputs = inputs - previous
+            # The map is linear, so projecting (window - x_t) = projecting the window minus
+            # x_t times the kernel summed over its taps.
+            projection = projection - ops.matmul(inputs, ops.sum(self.projection.kernel, axis=0))
+        else:
+            core_inputs = inputs
+        core_outputs, core_state = self.core(core_inputs, state=core_state, training=training)
         # joined holds lags - 1 + steps >= lags - 1 rows, so the next buffer is always inside
         # it, also when the chunk is shorter than lags - 1 (part of it is the old buffer).
         new_buffer = joined[:, -(self.lags - 1) :] if self.lags > 1 else buffer
@@ -138,7 +168,11 @@ class LinearLagSkip(RecurrentModel):
         config = super().get_config()
         features = int(self.projection.kernel.shape[1]) if self.projection.built else self.features
         config.update(
-            core=keras.saving.serialize_keras_object(self.core), lags=self.lags, width=self.width, features=features
+            core=keras.saving.serialize_keras_object(self.core),
+            lags=self.lags,
+            width=self.width,
+            features=features,
+            relative=self.relative,
         )
         return config
 

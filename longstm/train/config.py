@@ -25,6 +25,7 @@ dropout = 0.0
 residual = false               # forecast the change from the targets' current values
 lags = 0                       # > 0: a linear map over the last `lags` inputs beside the core
 lag_width = 64                 # values that map gives the head per step (see LinearLagSkip)
+lag_relative = false           # core reads x_t - x_{t-1}, the window x - x_t: no levels seen
 options = {}                   # the model's own arguments, e.g. { mode = "sequential" }
 
 [train]
@@ -102,6 +103,9 @@ class ModelConfig:
     # width, gives the head as many linear as recurrent features and costs lags x 64 weights
     # (21k at L=336); lag_width >= H allows any linear map (NLinear's full capacity).
     lag_width: int = 64
+    # With lags: the core reads step changes and the window is relative to the current value,
+    # so the model sees no levels (LinearLagSkip(relative=True)).
+    lag_relative: bool = False
     options: dict = field(default_factory=dict)
 
 
@@ -305,6 +309,11 @@ def validate(config: Config) -> None:
     ):
         if value < minimum:
             _fail(config, key, f"an integer >= {minimum}", value)
+    if model.lag_relative and model.lags < 2:
+        raise ConfigError(
+            f"{config.source}: 'model.lag_relative = true' needs 'model.lags' >= 2 (the previous input comes from "
+            f"the lag buffer); got lags={model.lags}"
+        )
     if train.k1 > train.k2:
         raise ConfigError(
             f"{config.source}: 'train.k1' must be <= 'train.k2' (the loss covers the last k1 of the k2 "

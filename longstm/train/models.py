@@ -99,5 +99,7 @@ def build_model(config, n_features: int, n_outputs: int, residual_inputs=()):
     if getattr(config, "lags", 0) > 0:  # a linear skip over the last `lags` inputs (longstm.models.lags)
         from longstm.models.lags import LinearLagSkip
 
-        core = LinearLagSkip(core, lags=config.lags, width=config.lag_width, features=n_features)
+        core = LinearLagSkip(
+            core, lags=config.lags, width=config.lag_width, features=n_features, relative=config.lag_relative
+        )
     return Forecaster(core, outputs=n_outputs, residual_inputs=list(residual_inputs))

@@ -16,9 +16,11 @@ def _series(seed=0, batch=3, steps=40, features=2):
     return np.random.default_rng(seed).normal(size=(batch, steps, features)).astype("float32")
 
 
-def _model(lags=LAGS, width=5, units=4, features=None):
+def _model(lags=LAGS, width=5, units=4, features=None, relative=False):
     keras.utils.set_random_seed(1)
-    return LinearLagSkip(KerasRNNStack([keras.layers.LSTM(units)]), lags=lags, width=width, features=features)
+    return LinearLagSkip(
+        KerasRNNStack([keras.layers.LSTM(units)]), lags=lags, width=width, features=features, relative=relative
+    )
 
 
 def _chunked(model, x, sizes):
@@ -33,17 +35,19 @@ def _chunked(model, x, sizes):
 
 
 @pytest.mark.parametrize(
-    "lags, sizes",
+    "lags, sizes, relative",
     [
-        (LAGS, [3] * 13 + [1]),  # every chunk shorter than lags - 1: the buffer is partly the old buffer
-        (LAGS, [9, 9, 9, 9, 4]),  # exactly lags - 1
-        (LAGS, [16, 2, 22]),  # longer, shorter, longer
-        (1, [7, 7, 7, 7, 12]),  # lags = 1: the buffer is empty, the projection a Dense over x_t
+        (LAGS, [3] * 13 + [1], False),  # every chunk shorter than lags - 1: the buffer is partly the old buffer
+        (LAGS, [9, 9, 9, 9, 4], False),  # exactly lags - 1
+        (LAGS, [16, 2, 22], False),  # longer, shorter, longer
+        (1, [7, 7, 7, 7, 12], False),  # lags = 1: the buffer is empty, the projection a Dense over x_t
+        (LAGS, [3] * 13 + [1], True),  # relative: x_{t-1} of a chunk's first step comes from the buffer
+        (2, [1, 16, 2, 21], True),  # the smallest relative buffer: one row
     ],
 )
-def test_chunked_with_carried_state_equals_full_forward(lags, sizes):
+def test_chunked_with_carried_state_equals_full_forward(lags, sizes, relative):
     x = _series()
-    model = _model(lags=lags)
+    model = _model(lags=lags, relative=relative)
     full, (full_core, full_buffer) = model(x)
     pieces, (core, buffer) = _chunked(model, x, sizes)
     assert full.shape == (3, 40, 4 + 5)
@@ -83,6 +87,33 @@ def test_projection_is_a_dense_map_of_the_zero_padded_window():
     np.testing.assert_array_equal(outputs[:, :, :4], core_only)
 
 
+def test_relative_core_reads_step_changes_and_the_window_relative_to_the_current_value():
+    x = _series()
+    model = _model(relative=True)
+    outputs = np.asarray(model(x)[0])
+    padded = np.concatenate([np.zeros((3, LAGS - 1, 2), np.float32), x], axis=1)
+    changes = x - padded[:, LAGS - 2 : LAGS - 2 + 40]  # x_t - x_{t-1}, x_{-1} = 0 (zero buffer)
+    np.testing.assert_allclose(outputs[:, :, :4], np.asarray(model.core(changes)[0]), atol=1e-6)
+    kernel, bias = np.asarray(model.projection.kernel), np.asarray(model.projection.bias)
+    for t in (0, LAGS - 1, 25, 39):
+        window = padded[:, t : t + LAGS] - x[:, t : t + 1]
+        expected = window.reshape(3, -1) @ kernel.reshape(-1, 5) + bias
+        np.testing.assert_allclose(outputs[:, t, 4:], expected, atol=1e-5)
+
+
+def test_relative_forecaster_moves_by_exactly_a_constant_shift_of_the_series():
+    x = _series()
+    model = Forecaster(_model(relative=True), outputs=4, residual_inputs=[0, 1])
+    history, rest = x[:, : LAGS - 1], x[:, LAGS - 1 :]
+    core_state = model.core.core.initial_state(3)
+    base = np.asarray(model(rest, state=(core_state, history))[0])
+    shifted = np.asarray(model(rest + 7.5, state=(core_state, history + 7.5))[0])
+    np.testing.assert_allclose(shifted, base + 7.5, atol=1e-4)
+    plain = Forecaster(_model(relative=False), outputs=4, residual_inputs=[0, 1])
+    moved = np.asarray(plain(rest + 7.5, state=(core_state, history + 7.5))[0])
+    assert np.abs(moved - np.asarray(plain(rest, state=(core_state, history))[0]) - 7.5).max() > 1e-2
+
+
 def test_reset_lanes_zeroes_only_the_chosen_lanes_buffer():
     x = _series()
     model = _model()
@@ -98,14 +129,16 @@ def test_reset_lanes_zeroes_only_the_chosen_lanes_buffer():
     np.testing.assert_allclose(continued[1:2], fresh, atol=1e-6)
 
 
-def test_keras_round_trip_gives_identical_outputs(tmp_path):
+@pytest.mark.parametrize("relative", [False, True])
+def test_keras_round_trip_gives_identical_outputs(tmp_path, relative):
     x = _series()
-    model = Forecaster(_model(), outputs=3, residual_inputs=[1])
+    model = Forecaster(_model(relative=relative), outputs=3, residual_inputs=[1])
     expected, state = model(x[:, :25])
     expected_next, _ = model(x[:, 25:], state=state)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.core, LinearLagSkip) and loaded.core.lags == LAGS and loaded.core.width == 5
+    assert loaded.core.relative is relative
     got, got_state = loaded(x[:, :25], state=loaded.initial_state(3))
     np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
     np.testing.assert_array_equal(np.asarray(loaded(x[:, 25:], state=got_state)[0]), np.asarray(expected_next))
@@ -120,6 +153,8 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
         (dict(lags=4, width=0), r"`width` must be an integer >= 1; got 0"),
         (dict(lags=4, features=-1), r"`features` must be an integer >= 1; got -1"),
         (dict(lags=4, core=keras.layers.Dense(3)), r"`core` must be a longstm RecurrentModel; got Dense"),
+        (dict(lags=1, relative=True), r"relative=True\) needs lags >= 2 .*got lags=1"),
+        (dict(lags=4, relative="yes"), r"`relative` must be True or False; got 'yes'"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -184,6 +219,8 @@ def test_config_lags_wraps_the_core_and_survives_the_saved_config(tmp_path):
         (dict(lags=2.5), r"test.toml: 'model.lags' must be an integer; got 2.5"),
         (dict(lags="336"), r"test.toml: 'model.lags' must be an integer; got '336'"),
         (dict(lags=24, lag_width=0), r"test.toml: 'model.lag_width' must be an integer >= 1; got 0"),
+        (dict(lag_relative=True), r"test.toml: 'model.lag_relative = true' needs 'model.lags' >= 2 .*got lags=0"),
+        (dict(lags=24, lag_relative="yes"), r"test.toml: 'model.lag_relative' must be"),
     ],
 )
 def test_bad_config_values_are_config_errors(tmp_path, model, message):
