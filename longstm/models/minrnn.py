@@ -43,7 +43,9 @@ What the speed costs. The gates cannot see h_{t-1}, so one layer can only mix it
 linearly with input-dependent decays: no multiplicative interaction between the state and
 the new input inside a step. Depth (stacked blocks with MLPs) has to make up for it; the paper
 reports parity with Transformers on its benchmarks, but on a given forecasting task a stack
-of these may need more layers than an LSTM, and the accuracy cost on ETT is not measured yet.
+of these may need more layers than an LSTM. Measured on the ETT protocol at H = 96
+(docs/RESULTS.md, 2 blocks of 64): ETTh1 minGRU 0.506 / minLSTM 0.528 test MSE against a
+64-unit LSTM's 0.462; ETTm1 minGRU 0.487, the same as the LSTM.
 In float32 linear space a decay closer to 1 than 6e-8 rounds to exactly 1 (memory time
 constants beyond ~10^7 steps become perfect memory); the log-space scans do not round there.
 """
