@@ -560,7 +560,25 @@ def loss_rows(segments: Sequence[int], n_rows: int, first: int, stop: int, burn_
     return np.concatenate([p for p in parts if p.size] or [np.zeros(0, np.int64)]).astype(np.int64)
 
 
-class TrainedHFTPredictor:
+class _ConfigPredictor:
+    """A config's model trained on a target that is not an input column (HFT and LOBSTER)."""
+
+    target_description = "target"
+
+    def __init__(self, config, run_dir: str | Path | None = None, progress: bool = False):
+        self.config = read_config(config)
+        if self.config.model.residual:
+            raise ConfigError(
+                f"{self.config.source}: 'model.residual = true' adds a target's current value to its forecast; the "
+                f"{self.target_description} is not an input column, so set model.residual = false"
+            )
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.progress = progress
+        self.summary: dict[str, Any] = {}
+        self._trained = None
+
+
+class TrainedHFTPredictor(_ConfigPredictor):
     """A config's model as an HFT-protocol predictor: TBPTT on the training steps, carried state.
 
     Args:
@@ -572,17 +590,7 @@ class TrainedHFTPredictor:
     See the module docstring for what `fit` and `predict` do.
     """
 
-    def __init__(self, config, run_dir: str | Path | None = None, progress: bool = False):
-        self.config = read_config(config)
-        if self.config.model.residual:
-            raise ConfigError(
-                f"{self.config.source}: 'model.residual = true' adds a target's current value to its forecast; the "
-                f"HFT target (a future log return) is not an input column, so set model.residual = false"
-            )
-        self.run_dir = None if run_dir is None else Path(run_dir)
-        self.progress = progress
-        self.summary: dict[str, Any] = {}
-        self._trained = None
+    target_description = "HFT target (a future log return)"
 
     def _config(self):
         data = dataclasses.replace(self.config.data, offset=1, horizon=1, scale=False)
@@ -718,7 +726,7 @@ def lob_model_inputs(features: np.ndarray, columns: Sequence[str]) -> tuple[np.n
     return np.column_stack([change, features[:, kept]]), ["mid_change_bp", *(columns[i] for i in kept)]
 
 
-class TrainedLOBPredictor:
+class TrainedLOBPredictor(_ConfigPredictor):
     """A config's recurrent model as a LOBSTER direction predictor (up / flat / down).
 
     The head is the trainer's regression head with three outputs: the target at decision
@@ -743,17 +751,7 @@ class TrainedLOBPredictor:
         progress: show the trainer's progress bars.
     """
 
-    def __init__(self, config, run_dir: str | Path | None = None, progress: bool = False):
-        self.config = read_config(config)
-        if self.config.model.residual:
-            raise ConfigError(
-                f"{self.config.source}: 'model.residual = true' adds a target's current value to its forecast; the "
-                f"LOBSTER target (a one-hot direction label) is not an input column, so set model.residual = false"
-            )
-        self.run_dir = None if run_dir is None else Path(run_dir)
-        self.progress = progress
-        self.summary: dict[str, Any] = {}
-        self._trained = None
+    target_description = "LOBSTER target (a one-hot direction label)"
 
     def fit(self, inputs, labels) -> None:
         config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, offset=1, horizon=1, scale=False))
