@@ -150,10 +150,8 @@ class LinearLagSkip(RecurrentModel):
         joined = ops.concatenate([buffer, inputs], axis=1)
         projection = self.projection(joined)
         if self.relative:
-            # x_{t-1} for every step t of the chunk sits lags - 2 rows earlier in `joined`.
-            steps = ops.shape(inputs)[1]
-            previous = ops.slice(joined, (0, self.lags - 2, 0), (ops.shape(inputs)[0], steps, ops.shape(inputs)[-1]))
-            core_inputs = inputs - previous
+            # x_{t-1} for every step t of the chunk: `joined` shifted back by one row.
+            core_inputs = inputs - joined[:, self.lags - 2 : -1]
             # The map is linear, so projecting (window - x_t) = projecting the window minus
             # x_t times the kernel summed over its taps.
             projection = projection - ops.matmul(inputs, ops.sum(self.projection.kernel, axis=0))
