@@ -19,11 +19,16 @@ from longstm.errors import ConfigError
 BASELINES = ("repeat", "mean")
 
 
+def check_horizon(horizon) -> int:
+    """`horizon` as an int, or a ConfigError when it is not a positive integer."""
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ConfigError(f"horizon must be a positive integer, got {horizon!r}")
+    return int(horizon)
+
+
 class _WindowForecaster:
     def __init__(self, horizon: int, target_indices: Sequence[int] | None = None):
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ConfigError(f"horizon must be a positive integer, got {horizon!r}")
-        self.horizon = int(horizon)
+        self.horizon = check_horizon(horizon)
         self.target_indices = None if target_indices is None else [int(i) for i in target_indices]
 
     def _level(self, x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from longstm.data.scaling import StandardScaler
 from longstm.data.series import TimeSeries
 from longstm.data.windows import WindowIndex
 from longstm.errors import ConfigError, DataValidationError
+from longstm.models.baselines import check_horizon
 
 LINEAR_BASELINES = ("linear", "nlinear")
 
@@ -132,14 +133,12 @@ class LinearForecaster:
 
     def __init__(self, horizon: int, target_indices: Sequence[int] | None = None, *, subtract_last: bool = False,
                  ridge: float = 1e-6, block_windows: int = 2048):
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ConfigError(f"horizon must be a positive integer, got {horizon!r}")
+        self.horizon = check_horizon(horizon)
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating, np.integer)) \
                 or not np.isfinite(ridge) or ridge < 0:
             raise ConfigError(f"linear baseline ridge must be a finite number >= 0, got {ridge!r}")
         if isinstance(block_windows, bool) or not isinstance(block_windows, (int, np.integer)) or block_windows < 1:
             raise ConfigError(f"block_windows must be a positive integer, got {block_windows!r}")
-        self.horizon = int(horizon)
         self.target_indices = None if target_indices is None else [int(i) for i in target_indices]
         self.subtract_last = bool(subtract_last)
         self.ridge = float(ridge)
