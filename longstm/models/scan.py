@@ -45,6 +45,12 @@ SCAN_METHODS = ("blocked", "associative", "logcumsumexp")
 # unrolled loop (graph size and trace time grow with it); 64 measured best at 512-32768 steps.
 DEFAULT_BLOCK = 64
 
+# `fused_projected_scan` runs its lanes as this many independent groups, each group's loops one
+# XLA program: TensorFlow runs the groups' programs side by side on its inter-op threads.
+# Measured on a 2-core CPU (same process, interleaved), 2 groups took a minLSTM train step at
+# 4096 steps from 108 to 97 ms (medians of 15), 4 groups to 93 ms and 8 to 96 ms.
+LANE_GROUPS = 2
+
 
 def sequential_scan(a, b, h0):
     """The reference loop: h_t = a_t * h_{t-1} + b_t, one step after another.
@@ -212,15 +218,20 @@ def fused_projected_scan(
     """h_t = a_t * h_{t-1} + b_t with `(a, b) = coefficients(x @ kernel + bias)`, cache-sized.
 
     The same function as projecting the whole chunk, computing the coefficients and calling
-    `blocked_scan`, but it walks through the chunk `sub_chunk` steps at a time (a
-    `tf.while_loop`, one sub-chunk after another, the state carried) and keeps nothing but
-    `x` and `h` for the backward pass, which runs the sub-chunks in reverse and recomputes
-    the projections and coefficients of each. On a CPU this is what makes long chunks fast:
-    the whole-chunk version streams several `(batch, steps, 3 * units)` intermediates
-    through main memory (and keeps them for the backward pass): measured on a 2-core CPU,
-    its cost per step at 4096 steps was several times its cost per step at 512, and this
-    version about halved the train step at 4096. Here every intermediate fits in cache.
-    TensorFlow only (`tf.scan`; a nested `GradientTape` without `coefficient_gradient`).
+    `blocked_scan`, but it walks through the chunk `sub_chunk` steps at a time (a loop, one
+    sub-chunk after another, the state carried) and keeps nothing but `x` and `h` for the
+    backward pass, which runs the sub-chunks in reverse and recomputes the projections and
+    coefficients of each. On a CPU this is what makes long chunks fast: the whole-chunk version
+    streams several `(batch, steps, 3 * units)` intermediates through main memory (and keeps
+    them for the backward pass): measured on a 2-core CPU, its cost per step at 4096 steps was
+    several times its cost per step at 512. Here every intermediate fits in cache.
+    TensorFlow only (a nested `GradientTape` without `coefficient_gradient`).
+
+    The lanes are processed in `LANE_GROUPS` independent groups (they share nothing but the
+    weights), which lets TensorFlow run them on different cores.
+
+    The bias enters as one more row of the kernel against a column of ones appended to `x`,
+    so its gradient comes out of the kernel's matrix product instead of a separate reduction.
 
     Args:
         x: `(batch, steps, features)`, static `steps` and `features`.
@@ -233,96 +244,87 @@ def fused_projected_scan(
             the closed-form gradient of `coefficients`; without it the backward pass
             differentiates `coefficients` with a `GradientTape` (several times the elementwise
             ops).
-        jit_compile: compile the work on one sub-chunk (forward, and backward with its
-            recomputation) with XLA, which fuses its few hundred small elementwise ops into a
-            handful of loops; measured on a 2-core CPU this about halved a minLSTM train step.
+        jit_compile: compile the whole forward pass (the loop over sub-chunks included) and
+            the whole backward pass as two XLA programs. Measured on a 2-core CPU, that about
+            halved a minLSTM train step against compiling each sub-chunk alone inside a
+            `tf.scan`, which in turn about halved it against no XLA (docs/RESULTS.md): the
+            `tf.scan` version spent a third of its time outside the sub-chunks' arithmetic
+            (transposes into and out of the scan's time-major pieces, one launch per piece).
+            Without it the loop is a `tf.scan` of uncompiled sub-chunks.
 
     Returns:
         `h`, `(batch, steps, units)`.
     """
     import tensorflow as tf
 
-    steps, features = x.shape[1], x.shape[2]
-    units = h0.shape[-1]
+    steps = x.shape[1]
     count = -(-steps // sub_chunk)
     padded = count * sub_chunk
     has_bias = bias is not None
-    if not has_bias:
-        bias = tf.zeros((kernel.shape[-1],), kernel.dtype)
-
-    def split_time(tensor):  # (batch, padded, n) -> (count, batch, sub_chunk, n)
-        tensor = tf.reshape(tensor, (-1, count, sub_chunk, tensor.shape[-1]))
-        return tf.transpose(tensor, (1, 0, 2, 3))
-
-    def join_time(tensor):  # inverse of split_time
-        tensor = tf.transpose(tensor, (1, 0, 2, 3))
-        return tf.reshape(tensor, (-1, padded, tensor.shape[-1]))
-
-    forward_math, backward_math = _piece_functions(coefficients, coefficient_gradient, block, jit_compile)
+    forward_loop, backward_loop = _sub_chunk_loops(coefficients, coefficient_gradient, sub_chunk, block, jit_compile)
 
     @tf.custom_gradient
-    def run(x, kernel, bias, h0):
+    def run(x, kernel, *maybe_bias_and_h0):
+        *maybe_bias, h0 = maybe_bias_and_h0
         # Padding at the end is harmless: it comes after every real step and gets no gradient.
-        x_padded = tf.pad(x, [[0, 0], [0, padded - steps], [0, 0]])
-        x_pieces = split_time(x_padded)
-
-        def forward_piece(carried, x_piece):
-            h_previous, _ = carried
-            h = forward_math(x_piece, kernel, bias, h_previous)
-            return h[:, -1], h
-
-        empty = tf.zeros((tf.shape(x)[0], sub_chunk, units), h0.dtype)
-        piece_ends, h_pieces = tf.scan(forward_piece, x_pieces, initializer=(h0, empty), parallel_iterations=1)
-        h = join_time(h_pieces)[:, :steps]
+        if has_bias:
+            x_extended = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+            kernel_extended = tf.concat([kernel, maybe_bias[0][None]], axis=0)
+        else:
+            x_extended, kernel_extended = x, kernel
+        x_extended = tf.pad(x_extended, [[0, 0], [0, padded - steps], [0, 0]])
+        groups = _lane_groups(x.shape[0])
+        h = tf.concat([forward_loop(x_extended[lanes], kernel_extended, h0[lanes]) for lanes in groups], axis=0)
 
         def grad(upstream):
-            upstream_pieces = split_time(tf.pad(upstream, [[0, 0], [0, padded - steps], [0, 0]]))
-            entry_states = tf.concat([h0[None], piece_ends[:-1]], axis=0)
+            upstream = tf.pad(upstream, [[0, 0], [0, padded - steps], [0, 0]])
+            grads = [
+                backward_loop(x_extended[lanes], h[lanes], h0[lanes], upstream[lanes], kernel_extended)
+                for lanes in groups
+            ]
+            h0_grad = tf.concat([group[0] for group in grads], axis=0)
+            kernel_grad = tf.add_n([group[1] for group in grads])
+            x_grad = tf.concat([group[2] for group in grads], axis=0)
+            if not has_bias:
+                return x_grad[:, :steps], kernel_grad, h0_grad
+            return x_grad[:, :steps, :-1], kernel_grad[:-1], kernel_grad[-1], h0_grad
 
-            def backward_piece(carried, elements):
-                tail, kernel_grad, bias_grad, _ = carried
-                x_piece, h_piece, entry, upstream_piece = elements
-                tail, kernel_grad_piece, bias_grad_piece, x_grad = backward_math(
-                    x_piece, h_piece, entry, upstream_piece, tail, kernel, bias
-                )
-                return tail, kernel_grad + kernel_grad_piece, bias_grad + bias_grad_piece, x_grad
+        return h[:, :steps], grad
 
-            initial = (
-                tf.zeros_like(h0),
-                tf.zeros_like(kernel),
-                tf.zeros_like(bias),
-                tf.zeros((tf.shape(x)[0], sub_chunk, features), x.dtype),
-            )
-            h0_grad, kernel_grad, bias_grad, x_grad_pieces = tf.scan(
-                backward_piece,
-                (x_pieces, h_pieces, entry_states, upstream_pieces),
-                initializer=initial,
-                parallel_iterations=1,
-                reverse=True,
-            )
-            x_grad = join_time(x_grad_pieces)[:, :steps]
-            return x_grad, kernel_grad[0], bias_grad[0], h0_grad[0]
+    return run(x, kernel, *([bias] if has_bias else []), h0)
 
-        return h, grad
 
-    return run(x, kernel, bias, h0)
+def _lane_groups(batch):
+    """Slices cutting the lanes into up to `LANE_GROUPS` independent groups (one if unknown)."""
+    groups = 1 if batch is None else max(1, min(LANE_GROUPS, batch))
+    bounds = [round(index * batch / groups) for index in range(groups + 1)] if batch else [None, None]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 @functools.lru_cache(maxsize=64)
-def _piece_functions(coefficients, coefficient_gradient, block: int, jit_compile: bool):
-    """The forward and backward work on one sub-chunk of `fused_projected_scan`.
+def _sub_chunk_loops(coefficients, coefficient_gradient, sub_chunk: int, block: int, jit_compile: bool):
+    """The forward and backward loops of `fused_projected_scan` over sub-chunks.
 
-    Cached, so that an XLA-compiled pair is compiled once per layer and input shape, not at
-    every call or trace (a compilation takes seconds).
+    `forward(x, kernel, h0) -> h` and `backward(x, h, h0, upstream, kernel) -> (h0_grad,
+    kernel_grad, x_grad)`, on a padded `x` (a whole number of sub-chunks) whose bias, if any,
+    is already a column of ones in `x` and a row of `kernel`. Cached, so that an XLA-compiled
+    pair is compiled once per class and input shape, not at every call or trace (a compilation
+    takes seconds).
     """
     import tensorflow as tf
 
-    def forward_math(x_piece, kernel, bias, h_previous):
-        a, b = coefficients(tf.matmul(x_piece, kernel) + bias)
+    def project(x_piece, kernel):
+        # One 2-D matrix product: a 3-D `matmul` would be a batched product with the kernel
+        # broadcast over the batch, which XLA runs as `batch` small products.
+        flat = tf.matmul(tf.reshape(x_piece, (-1, x_piece.shape[-1])), kernel)
+        return tf.reshape(flat, (-1, x_piece.shape[1], kernel.shape[-1]))
+
+    def forward_math(x_piece, kernel, h_previous):
+        a, b = coefficients(project(x_piece, kernel))
         return _blocked_scan(a, b, h_previous, block, reverse=False)
 
-    def backward_math(x_piece, h_piece, entry, upstream_piece, tail, kernel, bias):
-        projections = tf.matmul(x_piece, kernel) + bias
+    def backward_math(x_piece, h_piece, entry, upstream_piece, tail, kernel):
+        projections = project(x_piece, kernel)
         if coefficient_gradient is None:
             with tf.GradientTape() as tape:
                 tape.watch(projections)
@@ -338,11 +340,97 @@ def _piece_functions(coefficients, coefficient_gradient, block: int, jit_compile
             projection_grad = tape.gradient([a, b], projections, output_gradients=[g * h_previous, g])
         else:
             projection_grad = coefficient_gradient(projections, a, g * h_previous, g)
-        kernel_grad = tf.einsum("bsf,bsk->fk", x_piece, projection_grad)
-        bias_grad = tf.reduce_sum(projection_grad, axis=(0, 1))
-        x_grad = tf.matmul(projection_grad, kernel, transpose_b=True)
-        return a[:, 0] * g[:, 0], kernel_grad, bias_grad, x_grad
+        flat_grad = tf.reshape(projection_grad, (-1, kernel.shape[-1]))
+        kernel_grad = tf.matmul(tf.reshape(x_piece, (-1, x_piece.shape[-1])), flat_grad, transpose_a=True)
+        x_grad = tf.reshape(tf.matmul(flat_grad, kernel, transpose_b=True), tf.shape(x_piece))
+        return a[:, 0] * g[:, 0], kernel_grad, x_grad
 
     if jit_compile:
-        return tf.function(forward_math, jit_compile=True), tf.function(backward_math, jit_compile=True)
-    return forward_math, backward_math
+        return _compiled_loops(forward_math, backward_math, sub_chunk)
+    return _scan_loops(forward_math, backward_math, sub_chunk)
+
+
+def _compiled_loops(forward_math, backward_math, sub_chunk: int):
+    """Both loops as XLA programs: `tf.while_loop`s writing their pieces in place."""
+    import tensorflow as tf
+
+    def piece(tensor, index):
+        return tf.slice(tensor, [0, index * sub_chunk, 0], [tensor.shape[0], sub_chunk, tensor.shape[2]])
+
+    @tf.function(jit_compile=True)
+    def forward(x, kernel, h0):
+        count = x.shape[1] // sub_chunk
+
+        def body(index, h_previous, h):
+            h_piece = forward_math(piece(x, index), kernel, h_previous)
+            return index + 1, h_piece[:, -1], ops.slice_update(h, [0, index * sub_chunk, 0], h_piece)
+
+        h = tf.zeros((x.shape[0], x.shape[1], h0.shape[-1]), h0.dtype)
+        _, _, h = tf.while_loop(lambda index, *_: index < count, body, (0, h0, h))
+        return h
+
+    @tf.function(jit_compile=True)
+    def backward(x, h, h0, upstream, kernel):
+        count = x.shape[1] // sub_chunk
+
+        def body(index, tail, kernel_grad, x_grad):
+            # The state entering this piece: h0 for the first, else the last h of the one before.
+            entry = h0 if count == 1 else tf.where(index > 0, h[:, tf.maximum(index * sub_chunk - 1, 0)], h0)
+            tail, kernel_grad_piece, x_grad_piece = backward_math(
+                piece(x, index), piece(h, index), entry, piece(upstream, index), tail, kernel
+            )
+            x_grad = ops.slice_update(x_grad, [0, index * sub_chunk, 0], x_grad_piece)
+            return index - 1, tail, kernel_grad + kernel_grad_piece, x_grad
+
+        initial = (count - 1, tf.zeros_like(h0), tf.zeros_like(kernel), tf.zeros_like(x))
+        _, h0_grad, kernel_grad, x_grad = tf.while_loop(lambda index, *_: index >= 0, body, initial)
+        return h0_grad, kernel_grad, x_grad
+
+    return forward, backward
+
+
+def _scan_loops(forward_math, backward_math, sub_chunk: int):
+    """Both loops as `tf.scan`s of uncompiled pieces (for when XLA is unavailable)."""
+    import tensorflow as tf
+
+    def split_time(tensor):  # (batch, padded, n) -> (count, batch, sub_chunk, n)
+        tensor = tf.reshape(tensor, (-1, tensor.shape[1] // sub_chunk, sub_chunk, tensor.shape[-1]))
+        return tf.transpose(tensor, (1, 0, 2, 3))
+
+    def join_time(tensor):  # inverse of split_time
+        tensor = tf.transpose(tensor, (1, 0, 2, 3))
+        return tf.reshape(tensor, (-1, tensor.shape[1] * sub_chunk, tensor.shape[-1]))
+
+    def forward(x, kernel, h0):
+        def forward_piece(h_previous, x_piece):
+            h = forward_math(x_piece, kernel, h_previous)
+            return h[:, -1], h
+
+        _, h_pieces = tf.scan(
+            lambda carried, x_piece: forward_piece(carried[0], x_piece),
+            split_time(x),
+            initializer=(h0, tf.zeros((tf.shape(x)[0], sub_chunk, h0.shape[-1]), h0.dtype)),
+            parallel_iterations=1,
+        )
+        return join_time(h_pieces)
+
+    def backward(x, h, h0, upstream, kernel):
+        h_pieces = split_time(h)
+        entry_states = tf.concat([h0[None], h_pieces[:-1, :, -1]], axis=0)
+
+        def backward_piece(carried, elements):
+            tail, kernel_grad, _ = carried
+            tail, kernel_grad_piece, x_grad = backward_math(*elements[:2], elements[2], elements[3], tail, kernel)
+            return tail, kernel_grad + kernel_grad_piece, x_grad
+
+        initial = (tf.zeros_like(h0), tf.zeros_like(kernel), tf.zeros((tf.shape(x)[0], sub_chunk, x.shape[-1]), x.dtype))
+        h0_grad, kernel_grad, x_grad_pieces = tf.scan(
+            backward_piece,
+            (split_time(x), h_pieces, entry_states, split_time(upstream)),
+            initializer=initial,
+            parallel_iterations=1,
+            reverse=True,
+        )
+        return h0_grad[0], kernel_grad[0], join_time(x_grad_pieces)
+
+    return forward, backward

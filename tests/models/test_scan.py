@@ -69,26 +69,38 @@ def _softplus_input_coefficient_gradient(projections, a, grad_a, grad_b):
     return tf.concat([grad_a * a * (1.0 - a), grad_b * tf.sigmoid(input_logit)], axis=-1)
 
 
-# The tape inside the sub-chunk loop, a closed-form gradient, and both compiled with XLA.
+# The tape inside the sub-chunk loop or a closed-form gradient, each compiled with XLA or not;
+# with and without a bias (which the fused path folds into the kernel as a row); lane counts
+# that split into equal, unequal and no groups (`LANE_GROUPS`).
 @pytest.mark.parametrize(
-    "coefficient_gradient, jit_compile",
-    [(None, False), (_softplus_input_coefficient_gradient, False), (_softplus_input_coefficient_gradient, True)],
+    "coefficient_gradient, jit_compile, use_bias, lanes",
+    [
+        (None, False, True, 2),
+        (None, True, False, 3),
+        (_softplus_input_coefficient_gradient, False, False, 1),
+        (_softplus_input_coefficient_gradient, True, True, 2),
+        (_softplus_input_coefficient_gradient, True, False, 1),
+    ],
 )
-def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation(coefficient_gradient, jit_compile):
+def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation(
+    coefficient_gradient, jit_compile, use_bias, lanes
+):
     rng = np.random.default_rng(7)
     steps, features, units = 300, 4, 3  # two sub-chunks of 128 and a ragged third
-    x = tf.Variable(rng.normal(size=(2, steps, features)).astype("float32"))
+    x = tf.Variable(rng.normal(size=(lanes, steps, features)).astype("float32"))
     kernel = tf.Variable(rng.normal(size=(features, 2 * units)).astype("float32"))
-    bias = tf.Variable(rng.normal(size=(2 * units,)).astype("float32"))
-    h0 = tf.Variable(rng.normal(size=(2, units)).astype("float32"))
-    weights = tf.constant(rng.normal(size=(2, steps, units)).astype("float32"))
+    bias = tf.Variable(rng.normal(size=(2 * units,)).astype("float32")) if use_bias else None
+    h0 = tf.Variable(rng.normal(size=(lanes, units)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(lanes, steps, units)).astype("float32"))
+    variables = [x, kernel, h0] + ([bias] if use_bias else [])
 
     def coefficients(projections):
         decay_logit, input_logit = tf.split(projections, 2, axis=-1)
         return tf.sigmoid(decay_logit), tf.nn.softplus(input_logit)
 
     def unfused(x, kernel, bias, h0):
-        return sequential_scan(*coefficients(tf.matmul(x, kernel) + bias), h0)
+        projections = tf.matmul(x, kernel)
+        return sequential_scan(*coefficients(projections if bias is None else projections + bias), h0)
 
     def fused(x, kernel, bias, h0):
         return fused_projected_scan(
@@ -99,7 +111,7 @@ def test_fused_projected_scan_values_and_gradients_equal_the_unfused_computation
         with tf.GradientTape() as tape:
             h = scan(x, kernel, bias, h0)
             loss = tf.reduce_sum(h * weights)
-        return h, tape.gradient(loss, [x, kernel, bias, h0])
+        return h, tape.gradient(loss, variables)
 
     h_fused, grads_fused = tf.function(lambda: run(fused))()
     h_plain, grads_plain = run(unfused)
