@@ -328,23 +328,30 @@ class MinLSTM(_MinRecurrence):
         return ops.softplus(-forget_logit) - ops.softplus(-input_logit)
 
     @staticmethod
-    def coefficients(projections):
-        forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
+    def _gates(forget_logit, input_logit):
         # f / (f + i) is sigmoid(-_log_gate_ratio) without its two softplus (each about three
         # sigmoids' work). Both gates below sigmoid(-60) could underflow to 0 / 0; there
         # sigmoid(k) = exp(k) to float precision and the ratio is shift-invariant, so the logits
-        # are shifted up until the larger one is -60.
+        # are shifted up until the larger one is -60 (where that happens, 1 - f and 1 - i are
+        # 1 to float precision with or without the shift, as the gradient below needs).
         shift = ops.maximum(-60.0 - ops.maximum(forget_logit, input_logit), 0.0)
-        forget, input_gate = ops.sigmoid(forget_logit + shift), ops.sigmoid(input_logit + shift)
+        return ops.sigmoid(forget_logit + shift), ops.sigmoid(input_logit + shift)
+
+    @classmethod
+    def coefficients(cls, projections):
+        forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)
+        forget, input_gate = cls._gates(forget_logit, input_logit)
         keep = forget / (forget + input_gate)
         return keep, (1.0 - keep) * candidate(candidate_logit)
 
-    @staticmethod
-    def _gate_logit_gradient(gate_logits, keep_logit_grad):
+    @classmethod
+    def _gate_logit_gradient(cls, gate_logits, keep_logit_grad):
         # keep = f / (f + i): d keep / d k_f = keep (1 - keep) (1 - f), and
-        # d keep / d k_i = -keep (1 - keep) (1 - i), with 1 - sigmoid(k) = sigmoid(-k).
-        forget_logit, input_logit = ops.split(gate_logits, 2, axis=-1)
-        return keep_logit_grad * ops.sigmoid(-forget_logit), -keep_logit_grad * ops.sigmoid(-input_logit)
+        # d keep / d k_i = -keep (1 - keep) (1 - i). The gates are the same expressions as in
+        # `coefficients`, so in the compiled backward pass (which recomputes `coefficients`
+        # first) XLA computes them once: 1 - f instead of sigmoid(-k_f) saves two sigmoids.
+        forget, input_gate = cls._gates(*ops.split(gate_logits, 2, axis=-1))
+        return keep_logit_grad * (1.0 - forget), -keep_logit_grad * (1.0 - input_gate)
 
     def log_coefficients(self, projections):
         forget_logit, input_logit, candidate_logit = ops.split(projections, 3, axis=-1)

@@ -24,11 +24,13 @@ def _twin(layer, **changes):
     return twin
 
 
+# Every scan, the two log-space ones included, in float32 over one 10^4-step chunk.
+@pytest.mark.parametrize("scan", ["blocked", "associative", "logcumsumexp"])
 @pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
-def test_parallel_equals_sequential_over_ten_thousand_steps_from_a_signed_state(cls):
+def test_parallel_equals_sequential_over_ten_thousand_steps_from_a_signed_state(cls, scan):
     x = _inputs(10_000)
     h0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)  # negative entries too
-    parallel = cls(8)
+    parallel = cls(8, scan=scan)
     parallel(x[:, :2])
     sequential = _twin(parallel, mode="sequential")
     h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(x, h0)
