@@ -27,17 +27,16 @@ logarithms to stay stable, and it measured the fastest and the most accurate her
 
 Speed. On TensorFlow, chunks longer than `FUSED_MIN_STEPS` are projected and scanned
 `SUB_CHUNK` steps at a time with the backward pass recomputing each piece
-(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer; each piece's
-forward and backward work is compiled with XLA (`FUSED_XLA`), and the gates' gradient is
+(`longstm.models.scan.fused_projected_scan`), so only x and h are kept per layer; the whole
+loop over the pieces is one XLA program per direction (`FUSED_XLA`), and the gates' gradient is
 written in closed form (`coefficient_gradient`). This trades depth for cache locality:
 `blocked_scan` alone is about `64 * log_64(T)` elementwise ops deep, the fused path walks its
 T/256 sub-chunks one after another (about 32 ops deep each) — on a few CPU cores memory
-traffic, not depth, is what limits. The module constants are read when a step is traced
-(none of this has been measured on a GPU). Measured on a shared 2-core CPU (docs/RESULTS.md),
-one train step of `MinLSTM(64)` took 1/4.5 to 1/7 of `keras.layers.LSTM(64)`'s at 4096 steps
-(about 1.5x faster than the first implementation, still short of the 1/10 target) and
-`MinGRU(64)` 1/7 to 1/8; the factor stays roughly constant with T on a CPU (both are linear
-in T there; the log depth only pays off with many cores).
+traffic and per-op overhead, not depth, are what limit. The module constants are read when a
+step is traced (none of this has been measured on a GPU). Measured on a 2-core CPU
+(docs/RESULTS.md), one train step of `MinLSTM(64)` took 1/11.6 and 1/12.9 of
+`keras.layers.LSTM(64)`'s at 4096 steps (medians of 15 rounds; 1/9.5 to 1/12 in shorter runs),
+`MinGRU(64)` about 1/16; the factor grows from 512 to 4096 steps and mostly beyond.
 
 What the speed costs. The gates cannot see h_{t-1}, so one layer can only mix its past
 linearly with input-dependent decays: no multiplicative interaction between the state and
@@ -71,9 +70,11 @@ MODES = ("parallel", "sequential")
 CELLS = ("minlstm", "mingru")
 NORMS = ("rms", "layer", None)
 # The fused TensorFlow path (`fused_projected_scan`) takes chunks longer than FUSED_MIN_STEPS,
-# SUB_CHUNK steps at a time, with a scan block of FUSED_BLOCK, each sub-chunk compiled with XLA
-# when FUSED_XLA. Measured on a 2-core CPU (docs/RESULTS.md): without XLA it was about 2x faster
-# than the one-piece scan at 4096 steps and slower at 512; with XLA it is faster at 512 too.
+# SUB_CHUNK steps at a time, with a scan block of FUSED_BLOCK; when FUSED_XLA the loop over the
+# sub-chunks is one XLA program per direction, else a `tf.scan` of uncompiled pieces. Measured on
+# a 2-core CPU (docs/RESULTS.md): uncompiled it was about 2x faster than the one-piece scan at
+# 4096 steps and slower at 512; compiled it is faster at 512 too, and 256 / 16 beat 128 and 512
+# steps per piece and blocks of 8 and 32.
 FUSED_MIN_STEPS = 256
 SUB_CHUNK = 256
 FUSED_BLOCK = 16
