@@ -622,7 +622,10 @@ class TrainedHFTPredictor(_ConfigPredictor):
         train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
         held_out = int(steps.size * val_share / (train_share + val_share))
         validation_steps = steps[steps.size - held_out:] if held_out else steps[:0]
-        train_steps = steps[steps + k <= validation_steps[0]] if held_out else steps
+        # The target of step t reads rows up to t + k; stopping those rows before the first
+        # held-out step keeps every training target off the held-out rows (the first one's
+        # own return starts at its row), a gap of k rows.
+        train_steps = steps[steps + k < validation_steps[0]] if held_out else steps
         if train_steps.size == 0:
             raise DataValidationError(f"too few training decision steps ({steps.size}) for a held-out validation part")
         common = dict(feature_columns=list(range(n_features)), target_columns=[n_features], offset=k, horizon=1,
@@ -773,7 +776,10 @@ class TrainedLOBPredictor(_ConfigPredictor):
         train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
         held_out = int(steps.size * val_share / (train_share + val_share))
         validation_steps = steps[steps.size - held_out:] if held_out else steps[:0]
-        train_steps = steps[steps + k <= validation_steps[0]] if held_out else steps
+        # The target of step t reads rows up to t + k; stopping those rows before the first
+        # held-out step keeps every training target off the held-out rows (the first one's
+        # own return starts at its row), a gap of k rows.
+        train_steps = steps[steps + k < validation_steps[0]] if held_out else steps
         burn_in = config.train.burn_in
         if train_steps.size <= burn_in:
             raise DataValidationError(

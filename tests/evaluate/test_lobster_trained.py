@@ -82,9 +82,9 @@ def test_trained_model_is_scored_on_the_baselines_test_events_and_learns_the_run
     assert rows["tiny_lob"]["accuracy"] > rows["majority"]["accuracy"] + 0.3
     assert rows["tiny_lob"]["macro_f1"] > rows["majority"]["macro_f1"] + 0.2
     summary = json.loads((folder / "runs" / "tiny_lob_fit1" / "protocol.json").read_text())
-    # Training events 0 .. 2100 - K - 1; the last eighth picks the epoch, and the K - 1 events
-    # before it are left out so no training label reads a mid after the first validation event.
-    assert summary["train_steps"] + (K - 1) + summary["validation_steps"] == 2100 - K
+    # Training events 0 .. 2100 - K - 1; the last eighth picks the epoch, and the K events
+    # before it are left out so no training label reads a mid at or after the first validation event.
+    assert summary["train_steps"] + K + summary["validation_steps"] == 2100 - K
     assert summary["validation_steps"] == int((2100 - K) / 8)
     assert summary["inputs"] == ["mid_change_bp", "spread"]
 

@@ -307,6 +307,22 @@ def test_hft_training_losses_fall_exactly_on_the_decision_steps_across_a_gap(fol
         predictor.fit(inputs, np.ones(steps.size))
 
 
+def test_hft_epoch_selection_steps_start_k_rows_after_the_last_training_target(folder):
+    from longstm.evaluate.hft import decision_steps
+
+    bars = synthetic_bars()
+    steps = decision_steps(bars, 0, 1050, 20, 3)
+    features = np.random.default_rng(0).normal(size=(steps[-1] + 1, 4))
+    inputs = HFTInputs(features, ("a", "b", "c", "d"), steps, 20, 3, segment_ids=np.zeros(len(features), np.int64))
+    predictor = TrainedHFTPredictor(write_config(folder, residual="false"))
+    predictor.fit(inputs, np.random.default_rng(1).normal(size=steps.size))
+    # The target of step t reads rows up to t + 3: the last 3 steps before the held-out part
+    # are dropped, so no training target reads a held-out row.
+    summary = predictor.summary
+    assert summary["train_steps"] + 3 + summary["validation_steps"] == steps.size
+    assert summary["validation_steps"] == int(steps.size / 8)
+
+
 def test_cli_eval_hft_mixes_baselines_and_a_config(folder, capsys, monkeypatch):
     from longstm.cli import main
 
