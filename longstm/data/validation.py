@@ -17,6 +17,12 @@ from longstm.data.series import TimeSeries, most_common_step
 from longstm.errors import DataValidationError
 
 GAP_POLICIES = ("report", "split", "ffill", "error")
+# Columns (by lower-case name) that count what happened during a bar; a gap filled by
+# `gap_policy="ffill"` gets 0 in them, not the previous bar's count.
+FLOW_COLUMNS = frozenset(
+    {"volume", "quote_volume", "base_volume", "trades", "count", "number_of_trades", "num_trades",
+     "taker_buy_volume", "taker_buy_base_volume", "taker_buy_quote_volume", "signed_volume", "events"}
+)
 _SHOWN = 5  # how many offending rows a message lists
 
 
@@ -103,7 +109,10 @@ def apply_gap_policy(series: TimeSeries, policy: str = "report", *, step: np.tim
         series: a series with timestamps (without them there are no gaps to find).
         policy: `"report"` warns (`DataWarning`) and leaves the series as it is; `"split"` makes
             every row after a gap a segment start; `"ffill"` inserts the missing steps, each
-            repeating the last row before it; `"error"` raises `DataValidationError`.
+            repeating the last row before it, except for bars: flow columns (`FLOW_COLUMNS`:
+            volume, trades, ...) are 0 in an inserted bar, and where there is a `close` column
+            the inserted bar's open, high, low and close are the last close (a bar in which
+            nothing traded); `"error"` raises `DataValidationError`.
         step: the expected spacing; default the most common spacing.
 
     Returns:
@@ -145,7 +154,16 @@ def _forward_fill_gaps(series: TimeSeries, step: np.timedelta64) -> TimeSeries:
         )
     frame = pd.DataFrame(np.asarray(series.values), index=pd.DatetimeIndex(series.timestamps), columns=series.columns)
     grid = pd.date_range(frame.index[0], frame.index[-1], freq=pd.Timedelta(step_ns, "ns"))
+    inserted = ~grid.isin(frame.index)
     filled = frame.reindex(grid).ffill()
+    lowered = {str(column).lower(): column for column in frame.columns}
+    # Repeating a bar would invent trading: nothing traded in a missing bar, so its flows are 0
+    # and its prices all equal the last close.
+    for name in FLOW_COLUMNS.intersection(lowered):
+        filled.loc[inserted, lowered[name]] = 0.0
+    if "close" in lowered:
+        for name in {"open", "high", "low"}.intersection(lowered):
+            filled.loc[inserted, lowered[name]] = filled.loc[inserted, lowered["close"]]
     # Segment starts the caller had stay where their timestamps landed on the grid.
     segments = np.searchsorted(grid.values, series.timestamps[series.segments])
     return TimeSeries(filled.to_numpy(np.float32), series.columns, grid.values, segments, series.source)

@@ -143,6 +143,17 @@ def test_gap_policies(tmp_path):
         load_series(path, gap_policy="fill")
 
 
+def test_ffill_inserts_bars_in_which_nothing_traded(tmp_path):
+    stamps = ["2024-01-01 00:00", "2024-01-01 00:01", "2024-01-01 00:04"]
+    rows = ["10,12,9,11,5,3", "11,13,10,12,7,4", "12,14,11,13,2,1"]
+    path = _write(tmp_path, "date,Open,High,Low,Close,Volume,trades\n" + "".join(f"{t},{r}\n" for t, r in zip(stamps, rows)))
+    filled = load_series(path, gap_policy="ffill")
+    assert len(filled) == 5
+    # The two inserted bars: every price the last close (12), no volume, no trades.
+    np.testing.assert_array_equal(filled.values[2:4], [[12, 12, 12, 12, 0, 0]] * 2)
+    np.testing.assert_array_equal(filled.values[[0, 1, 4]], [[10, 12, 9, 11, 5, 3], [11, 13, 10, 12, 7, 4], [12, 14, 11, 13, 2, 1]])
+
+
 def test_ffill_refuses_off_grid_rows(tmp_path):
     stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-01 04:30"]
     path = _write(tmp_path, "date,a\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps)))
