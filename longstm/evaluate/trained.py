@@ -206,23 +206,31 @@ def stream_outputs(compiled: _CompiledModel, inputs: np.ndarray, segments: Seque
 
     Args:
         compiled: the model's compiled passes.
-        inputs: `(n, features)` scaled inputs; rows past `max(rows)` are ignored.
+        inputs: `(n, features)` scaled inputs, or `(lanes, n, features)` for several series on
+            the same timeline (run side by side as the lanes of one batch, e.g. the channels of
+            a channel-independent model); rows past `max(rows)` are ignored.
         segments: start rows of segments (0 implied).
         rows: the rows whose outputs are wanted (any order, each < n).
         chunk: rows per model call.
 
     Returns:
-        `(len(rows), outputs)` float32, in the order of `rows`.
+        `(len(rows), outputs)` float32 in the order of `rows`; `(lanes, len(rows), outputs)`
+        for lanes.
     """
     import tensorflow as tf
 
+    inputs = np.asarray(inputs, dtype=np.float32)
+    single = inputs.ndim == 2
+    if single:
+        inputs = inputs[None]
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         raise DataValidationError("no rows to forecast")
+    length = inputs.shape[1]
     stop = int(rows.max()) + 1
-    if rows.min() < 0 or stop > len(inputs):
-        raise DataValidationError(f"rows to forecast must lie in [0, {len(inputs)}); got [{rows.min()}, {stop - 1}]")
-    inputs = np.asarray(inputs, dtype=np.float32)
+    if rows.min() < 0 or stop > length:
+        raise DataValidationError(f"rows to forecast must lie in [0, {length}); got [{rows.min()}, {stop - 1}]")
+    lanes = inputs.shape[0]
     bounds = sorted({0, *(int(s) for s in segments if 0 < int(s) < stop)}) + [stop]
     wanted = np.zeros(stop, dtype=bool)
     wanted[rows] = True
@@ -231,18 +239,19 @@ def stream_outputs(compiled: _CompiledModel, inputs: np.ndarray, segments: Seque
         if not wanted[seg_start:seg_stop].any():
             continue
         last = seg_start + int(np.flatnonzero(wanted[seg_start:seg_stop]).max()) + 1
-        state = compiled.model.initial_state(1)
+        state = compiled.model.initial_state(lanes)
         for first in range(seg_start, last, chunk):
-            block = inputs[first : min(first + chunk, last)]
-            padded = np.zeros((1, chunk, inputs.shape[1]), np.float32)
-            padded[0, : len(block)] = block
+            block = inputs[:, first : min(first + chunk, last)]
+            padded = np.zeros((lanes, chunk, inputs.shape[2]), np.float32)
+            padded[:, : block.shape[1]] = block
             outputs, state = compiled.chunk(tf.constant(padded), state)
-            here = np.flatnonzero(wanted[first : first + len(block)])
+            here = np.flatnonzero(wanted[first : first + block.shape[1]])
             if here.size:
-                values = outputs.numpy()[0]
+                values = outputs.numpy()
                 for offset in here:
-                    kept[first + int(offset)] = values[offset]
-    return np.stack([kept[int(row)] for row in rows]).astype(np.float32)
+                    kept[first + int(offset)] = values[:, offset]
+    result = np.stack([kept[int(row)] for row in rows], axis=1).astype(np.float32)
+    return result[0] if single else result
 
 
 # ------------------------------------------------------------------ ETT
@@ -303,11 +312,10 @@ class StreamForecaster:
     def _stream(self) -> np.ndarray:
         if not self.channel_independent:
             return stream_outputs(self.trained.compiled, self.inputs, self.segments, self.rows, self.chunk)
-        per_channel = [
-            stream_outputs(self.trained.compiled, self.inputs[:, c : c + 1], self.segments, self.rows, self.chunk)
-            for c in range(self.inputs.shape[1])
-        ]  # each (rows, H)
-        return np.stack(per_channel, axis=-1).reshape(len(self.rows), -1)  # horizon-major, like a multivariate head
+        # The channels share the timeline and its segments: one pass with a lane per channel.
+        channels = np.asarray(self.inputs, np.float32).T[:, :, None]  # (channels, n, 1)
+        per_channel = stream_outputs(self.trained.compiled, channels, self.segments, self.rows, self.chunk)
+        return per_channel.transpose(1, 2, 0).reshape(len(self.rows), -1)  # horizon-major, like a multivariate head
 
     def predict_at_rows(self, rows: np.ndarray) -> np.ndarray:
         if self._outputs is None:

@@ -205,6 +205,27 @@ def test_config_errors(folder, make, error, message):
         make(folder)
 
 
+def test_streaming_several_series_as_lanes_equals_streaming_each_alone():
+    # How a channel-independent model is scored in stream mode: the channels as lanes of one pass.
+    from longstm.evaluate.trained import _CompiledModel, stream_outputs
+    from longstm.models.protocol import Forecaster
+    from longstm.models.stacked import StackedLSTM
+
+    model = Forecaster(StackedLSTM(6, layers=2), outputs=3)
+    compiled = _CompiledModel(model)
+    series = np.random.default_rng(0).normal(size=(3, 50, 1)).astype("float32")
+    rows = np.array([45, 3, 20, 21, 33])  # any order; a segment starts at 17
+    together = stream_outputs(compiled, series, [0, 17], rows, 8)
+    assert together.shape == (3, 5, 3)
+    for lane in range(3):
+        alone = stream_outputs(compiled, series[lane], [0, 17], rows, 8)
+        np.testing.assert_allclose(together[lane], alone, rtol=1e-5, atol=1e-6)
+    # The segment start resets the state: row 20 does not depend on rows before 17.
+    changed = series.copy()
+    changed[:, :17] += 1.0
+    np.testing.assert_allclose(stream_outputs(compiled, changed, [0, 17], rows, 8)[:, 2], together[:, 2], atol=1e-6)
+
+
 def test_bad_calls_without_training(folder, capsys):
     from longstm.cli import main
     from longstm.evaluate.trained import StreamForecaster, stream_outputs
