@@ -402,12 +402,12 @@ def _scan_loops(forward_math, backward_math, sub_chunk: int):
         return tf.reshape(tensor, (-1, tensor.shape[1] * sub_chunk, tensor.shape[-1]))
 
     def forward(x, kernel, h0):
-        def forward_piece(h_previous, x_piece):
-            h = forward_math(x_piece, kernel, h_previous)
+        def forward_piece(carried, x_piece):
+            h = forward_math(x_piece, kernel, carried[0])
             return h[:, -1], h
 
         _, h_pieces = tf.scan(
-            lambda carried, x_piece: forward_piece(carried[0], x_piece),
+            forward_piece,
             split_time(x),
             initializer=(h0, tf.zeros((tf.shape(x)[0], sub_chunk, h0.shape[-1]), h0.dtype)),
             parallel_iterations=1,
@@ -420,7 +420,8 @@ def _scan_loops(forward_math, backward_math, sub_chunk: int):
 
         def backward_piece(carried, elements):
             tail, kernel_grad, _ = carried
-            tail, kernel_grad_piece, x_grad = backward_math(*elements[:2], elements[2], elements[3], tail, kernel)
+            x_piece, h_piece, entry, upstream_piece = elements
+            tail, kernel_grad_piece, x_grad = backward_math(x_piece, h_piece, entry, upstream_piece, tail, kernel)
             return tail, kernel_grad + kernel_grad_piece, x_grad
 
         initial = (tf.zeros_like(h0), tf.zeros_like(kernel), tf.zeros((tf.shape(x)[0], sub_chunk, x.shape[-1]), x.dtype))
