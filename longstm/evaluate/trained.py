@@ -627,13 +627,7 @@ class TrainedHFTPredictor(_ConfigPredictor):
                 "the training decision steps are not every row at least `lookback` after a segment start with its "
                 "target inside the segment; the trained-model predictor needs inputs.segment_ids from the protocol"
             )
-        train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
-        held_out = int(steps.size * val_share / (train_share + val_share))
-        validation_steps = steps[steps.size - held_out:] if held_out else steps[:0]
-        # The target of step t reads rows up to t + k; stopping those rows before the first
-        # held-out step keeps every training target off the held-out rows (the first one's
-        # own return starts at its row), a gap of k rows.
-        train_steps = steps[steps + k < validation_steps[0]] if held_out else steps
+        train_steps, validation_steps = _held_out_split(config, steps, k)
         if train_steps.size == 0:
             raise DataValidationError(f"too few training decision steps ({steps.size}) for a held-out validation part")
         common = dict(feature_columns=list(range(n_features)), target_columns=[n_features], offset=k, horizon=1,
@@ -651,6 +645,22 @@ class TrainedHFTPredictor(_ConfigPredictor):
         segments = _segment_starts(inputs.segment_ids, len(features))
         outputs = stream_outputs(self._trained, features, segments, inputs.decision_steps, self.config.train.k2)
         return outputs[:, 0].astype(np.float64) * self.target_scale
+
+
+def _held_out_split(config, steps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(train_steps, validation_steps)`: the last `split[1] / (split[0] + split[1])` of the
+    decision steps chose the epoch, the steps before them train.
+
+    The target of step t reads rows up to t + k; stopping those rows before the first held-out
+    step keeps every training target off the held-out rows (the first one's own return starts
+    at its row), a gap of k rows.
+    """
+    train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
+    held_out = int(steps.size * val_share / (train_share + val_share))
+    if not held_out:
+        return steps, steps[:0]
+    validation_steps = steps[steps.size - held_out:]
+    return steps[steps + k < validation_steps[0]], validation_steps
 
 
 def _fit_decision_model(config, values, common, burn_in, train_steps, validation_steps, run_dir, prefix, names,
@@ -781,13 +791,7 @@ class TrainedLOBPredictor(_ConfigPredictor):
         values = np.zeros((n_rows + k, n_features + 3), np.float32)
         values[:n_rows, :n_features] = (features - self.mean) / self.std
         values[steps + k, n_features + labels + 1] = 1.0  # column n_features + {0: down, 1: flat, 2: up}
-        train_share, val_share = float(config.data.split[0]), float(config.data.split[1])
-        held_out = int(steps.size * val_share / (train_share + val_share))
-        validation_steps = steps[steps.size - held_out:] if held_out else steps[:0]
-        # The target of step t reads rows up to t + k; stopping those rows before the first
-        # held-out step keeps every training target off the held-out rows (the first one's
-        # own return starts at its row), a gap of k rows.
-        train_steps = steps[steps + k < validation_steps[0]] if held_out else steps
+        train_steps, validation_steps = _held_out_split(config, steps, k)
         burn_in = config.train.burn_in
         if train_steps.size <= burn_in:
             raise DataValidationError(
