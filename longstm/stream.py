@@ -964,14 +964,8 @@ def load_run_model(run_dir: str | Path, weights: str = "best"):
 
 
 def _import_model_builders() -> None:
-    """Import the model modules that register builders in `longstm.train.models.MODELS`."""
-    import importlib
-
-    for name in ("stacked", "hierarchical", "attention", "minrnn", "lags"):
-        try:
-            importlib.import_module(f"longstm.models.{name}")
-        except ImportError:
-            pass
+    """Import every model class (through the registry) so Keras can deserialise them by name."""
+    import longstm.models.registry  # noqa: F401
 
 
 def assign_variables(model, arrays, source) -> None:

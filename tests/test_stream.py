@@ -291,7 +291,7 @@ def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: i
     """A run directory with config.toml, data.json and checkpoints/best.npz (random weights)."""
     from longstm.data import StandardScaler, bundled_path
     from longstm.train.config import config_from_dict
-    from longstm.train.models import build_model
+    from longstm.models.registry import build_model
     from longstm.train.run import load_data
     from longstm.stream import _import_model_builders
 

@@ -32,7 +32,8 @@ from keras import ops
 
 from longstm.errors import ConfigError
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.stacked import StackedLSTM, check_fraction, check_positive_int
+from longstm.models.checks import check_fraction, check_positive_int
+from longstm.models.stacked import StackedLSTM
 
 
 def _block_size(steps: int, lookback: int) -> int:
@@ -242,18 +243,3 @@ class AttentionLSTM(RecurrentModel):
 def save_attention_weights(path, weights) -> None:
     """Write attention weights where `longstm plot attention` finds them (`attention.npy`)."""
     np.save(path, np.asarray(weights))
-
-
-def _register_with_the_trainer() -> None:
-    from longstm.train.models import register_model
-
-    @register_model("attention_lstm")
-    def build_attention_lstm(config, n_features: int):
-        """`AttentionLSTM(units, lstm_layers=layers)`; `model.options` default `heads=4, memory=128, window=129`."""
-        from longstm.train.models import model_options
-
-        options = model_options(config, {"heads": 4, "memory": 128, "window": 129})
-        return AttentionLSTM(config.units, lstm_layers=config.layers, dropout=config.dropout, **options)
-
-
-_register_with_the_trainer()

@@ -15,15 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from longstm.errors import ConfigError
+from longstm.models.checks import check_horizon
 
 BASELINES = ("repeat", "mean")
-
-
-def check_horizon(horizon) -> int:
-    """`horizon` as an int, or a ConfigError when it is not a positive integer."""
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-        raise ConfigError(f"horizon must be a positive integer, got {horizon!r}")
-    return int(horizon)
 
 
 class _WindowForecaster:

@@ -17,23 +17,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from longstm.errors import ConfigError
-from longstm.models.stacked import check_positive_int
-
-
-def check_quantiles(owner: str, quantiles) -> tuple[float, ...]:
-    """Strictly increasing levels in (0, 1), or a ConfigError saying which rule was broken."""
-    try:
-        levels = tuple(float(q) for q in quantiles)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{owner} argument `quantiles` must be a list of numbers in (0, 1); got {quantiles!r}.") from None
-    if not levels:
-        raise ConfigError(f"{owner} argument `quantiles` must not be empty; got {quantiles!r}.")
-    if any(not 0.0 < q < 1.0 for q in levels):
-        raise ConfigError(f"{owner} argument `quantiles` must lie strictly between 0 and 1; got {list(levels)}.")
-    if any(b <= a for a, b in zip(levels, levels[1:])):
-        raise ConfigError(f"{owner} argument `quantiles` must be strictly increasing; got {list(levels)}.")
-    return levels
+from longstm.models.checks import check_positive_int, check_quantiles
 
 
 @keras.saving.register_keras_serializable(package="longstm")

@@ -42,7 +42,8 @@ from keras import ops
 
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.stacked import StackedLSTM, check_positive_int
+from longstm.models.checks import check_positive_int
+from longstm.models.stacked import StackedLSTM
 
 MODES = ("parallel", "sequential")
 OUTPUTS = ("per_step", "per_summary")
@@ -198,24 +199,3 @@ class HierarchicalLSTM(RecurrentModel):
             levels.append([units if units is not None else keras.saving.serialize_keras_object(model), stride])
         config.update(levels=levels, mode=self.mode, outputs=self.outputs_kind)
         return config
-
-
-def _register_with_the_trainer() -> None:
-    from longstm.train.models import register_model
-
-    @register_model("hierarchical_lstm")
-    def build_hierarchical_lstm(config, n_features: int):
-        """`HierarchicalLSTM`; default levels `[(max(units // 4, 8), 16), (units, 1)]`, parallel mode.
-
-        `model.options`: `levels` (a list of `[units, stride]`), `mode`, `outputs`; the
-        window length k2 must be a multiple of the product of the strides.
-        """
-        from longstm.train.models import model_options
-
-        default_levels = [[max(config.units // 4, 8), 16], [config.units, 1]]
-        options = model_options(config, {"levels": default_levels, "mode": "parallel", "outputs": "per_step"})
-        levels = [tuple(level) for level in options.pop("levels")]
-        return HierarchicalLSTM(levels, **options)
-
-
-_register_with_the_trainer()

@@ -30,7 +30,7 @@ explanation of it is not): ETT's validation and test months sit at other levels 
 training months, and a level-reading LSTM must extrapolate there, a level-free one need not. It needs `lags >= 2` (the previous input comes from the buffer).
 
 Config: `[model] lags = L` (0: off), `lag_width` and `lag_relative` wrap the core of any model
-(`longstm.train.models.build_model`). Streaming runs on the TensorFlow engine (the NumPy
+(`longstm.models.registry.build_model`). Streaming runs on the TensorFlow engine (the NumPy
 engine copies only plain LSTM/GRU stacks).
 
 Measured (docs/RESULTS.md, ETT protocol, channel-independent, L = 336, CPU, one run each):
@@ -46,7 +46,7 @@ from keras import ops
 
 from longstm.errors import ConfigError
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.stacked import check_positive_int
+from longstm.models.checks import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="longstm")

@@ -28,7 +28,7 @@ from longstm.data.scaling import StandardScaler
 from longstm.data.series import TimeSeries
 from longstm.data.windows import WindowIndex
 from longstm.errors import ConfigError, DataValidationError
-from longstm.models.baselines import check_horizon
+from longstm.models.checks import check_horizon
 
 LINEAR_BASELINES = ("linear", "nlinear")
 

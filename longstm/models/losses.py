@@ -7,7 +7,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from longstm.models.heads import check_quantiles
+from longstm.models.checks import check_quantiles
 
 
 def pinball_loss(y_true, y_pred, quantiles: Sequence[float]):

@@ -64,7 +64,7 @@ from longstm.models.scan import (
     logcumsumexp_scan,
     sequential_scan,
 )
-from longstm.models.stacked import check_fraction, check_positive_int
+from longstm.models.checks import check_fraction, check_positive_int
 
 MODES = ("parallel", "sequential")
 CELLS = ("minlstm", "mingru")
@@ -513,24 +513,3 @@ class MinRNNStack(RecurrentModel):
             scan=self.scan,
         )
         return config
-
-
-def _register_with_the_trainer() -> None:
-    from longstm.train.models import register_model
-
-    def builder(cell: str):
-        def build(config, n_features: int):
-            """`MinRNNStack(units, layers, cell, dropout)`; `model.options`: `norm`, `mlp_ratio`,
-            `mode`, `scan` (see `MinRNNStack`)."""
-            from longstm.train.models import model_options
-
-            options = model_options(config, {"norm": "rms", "mlp_ratio": 2, "mode": "parallel", "scan": "blocked"})
-            return MinRNNStack(config.units, layers=config.layers, cell=cell, dropout=config.dropout, **options)
-
-        return build
-
-    register_model("minlstm")(builder("minlstm"))
-    register_model("mingru")(builder("mingru"))
-
-
-_register_with_the_trainer()

@@ -10,21 +10,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from longstm.errors import ConfigError
+from longstm.models.checks import check_fraction, check_positive_int
 from longstm.models.protocol import RecurrentModel, State
-
-
-def check_positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
-    """`value` as an int, or a ConfigError naming `owner`'s argument `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{owner} argument `{name}` must be an integer >= {minimum}; got {value!r}.")
-    return value
-
-
-def check_fraction(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{owner} argument `{name}` must be a number in [0, 1); got {value!r}.")
-    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -123,19 +110,3 @@ class StackedLSTM(RecurrentModel):
             dropout=self.dropout,
         )
         return config
-
-
-def _register_with_the_trainer() -> None:
-    from longstm.train.models import register_model
-
-    @register_model("stacked_lstm")
-    def build_stacked_lstm(config, n_features: int):
-        """`StackedLSTM(units, layers, dropout)`; residual + layer norm default to on when layers > 1."""
-        from longstm.train.models import model_options
-
-        deep = config.layers > 1
-        options = model_options(config, {"residual": deep, "layer_norm": deep})
-        return StackedLSTM(config.units, layers=config.layers, dropout=config.dropout, **options)
-
-
-_register_with_the_trainer()

@@ -29,14 +29,13 @@ Pieces:
 - `Trainer` (`longstm.train.trainer`): the loop, checkpoints/resume, NaN stop, early
   stopping, TensorBoard, progress bar, metrics and loss plot.
 - `Config`/`load_config` (`longstm.train.config`): the TOML schema and its validation.
-- `MODELS`/`register_model` (`longstm.train.models`): models by name for configs.
+- `MODELS`/`register_model`/`build_model` (`longstm.models.registry`, re-exported here): models by name.
 - `train_from_config`, `load_run`, `evaluate_run`, `predict_run` (`longstm.train.run`).
 - `longstm.train.distribute`: `tf.distribute` strategies (`[train] strategy = "mirrored"` or
   `"multiworker"`, `longstm train --strategy`); see docs/distributed.md.
 """
 
 from longstm.train.config import Config, TrainConfig, config_from_dict, load_config
-from longstm.train.models import MODELS, build_model, register_model
 
 _LAZY = {
     "Trainer": "longstm.train.trainer",
@@ -46,6 +45,9 @@ _LAZY = {
     "predict_run": "longstm.train.run",
     "load_run": "longstm.train.run",
     "load_data": "longstm.train.run",
+    "MODELS": "longstm.models.registry",
+    "build_model": "longstm.models.registry",
+    "register_model": "longstm.models.registry",
 }
 
 

@@ -18,7 +18,7 @@ scale = true                   # standardise with train-split mean and std
 gap_policy = "split"           # gaps become segments (state resets)
 
 [model]
-name = "lstm"                  # a name in longstm.train.models.MODELS
+name = "lstm"                  # a name in longstm.models.registry.MODELS
 units = 64
 layers = 1
 dropout = 0.0
@@ -345,10 +345,12 @@ def validate(config: Config) -> None:
         names = getattr(data, key)
         if not all(isinstance(name, str) for name in names):
             _fail(config, f"data.{key}", "a list of column names", names)
-    from longstm.train.models import known_models
+    # Imported here, not at the top: the registry imports the model classes (Keras), and
+    # reading a config for `--help` or a dry check should not start TensorFlow.
+    from longstm.models.registry import MODELS
 
-    if model.name not in known_models(model.name):
-        _fail(config, "model.name", f"one of {sorted(known_models())}", model.name)
+    if model.name not in MODELS:
+        _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
 
 
 def _toml_value(value: Any) -> str:

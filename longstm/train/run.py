@@ -151,7 +151,7 @@ def _set_precision(config: Config) -> None:
 
 def model_for(config: Config, feature_columns: list[int], target_columns: list[int], names: list[str]):
     """The untrained forecaster a run's config describes, for these feature/target columns."""
-    from longstm.train.models import build_model
+    from longstm.models.registry import build_model
 
     residual_inputs = []
     if config.model.residual:

@@ -279,7 +279,7 @@ def test_a_latch_older_than_several_chunks_is_learned_only_with_carried_state():
 
 def test_trainer_model_names_build_min_rnn_stacks_and_reject_unknown_options():
     from longstm.train.config import ModelConfig
-    from longstm.train.models import build_model
+    from longstm.models.registry import build_model
 
     model = build_model(ModelConfig(name="mingru", units=8, layers=2, options={"norm": "layer", "mlp_ratio": 0}), 3, 1)
     assert isinstance(model.core, MinRNNStack)

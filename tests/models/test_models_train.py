@@ -103,7 +103,7 @@ CONFIGS = sorted((REPO / "configs").glob("*.toml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=[path.name for path in CONFIGS])
 def test_every_config_loads_and_its_model_runs_its_windows(path):
     from longstm.train.engine import window_forward
-    from longstm.train.models import build_model
+    from longstm.models.registry import build_model
 
     config = load_config(path)
     n_features, n_outputs = 7, config.data.horizon * max(1, len(config.data.targets))

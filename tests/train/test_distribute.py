@@ -278,14 +278,14 @@ def models_main(out: str) -> None:
 
     from longstm.train.config import ModelConfig, TrainConfig
     from longstm.train.engine import build_model_for
-    from longstm.train.models import build_model, known_models
+    from longstm.models.registry import MODELS, build_model
     from longstm.train.trainer import Trainer
 
     tf.config.experimental.enable_op_determinism()
     values, segments = _series()
     config = TrainConfig(lanes=LANES, k1=16, k2=16, epochs=1, learning_rate=1e-2, clipnorm=0.1)
     results = {}
-    for name in known_models():
+    for name in MODELS:
         keras.utils.set_random_seed(0)
         reference = build_model(ModelConfig(name=name, units=8), 3, 1)
         build_model_for(reference, 2, 16, 3)

@@ -1,0 +1,118 @@
+"""Models by name, for configs and the CLI: `[model] name = "..."` → a forecaster.
+
+`MODELS` maps a name to a builder `build(model_config, n_features) -> RecurrentModel`, the
+recurrent core. `build_model` puts the forecasting head on it (a `Forecaster`, with
+`residual_inputs` when `model.residual` is set), after wrapping the core in a `LinearLagSkip`
+when `model.lags > 0`.
+
+The registry sits above the model classes: it imports them, and no model module imports it, so
+the models stay a layer below `train` (which reads configs and calls `build_model`). A model of
+your own joins with `register_model`:
+
+>>> @register_model("my_lstm")
+... def build_my_lstm(config, n_features):
+...     return StackedLSTM(config.units, layers=config.layers)
+
+`model.options` (a TOML table) carries a model's own arguments; a builder reads it with
+`model_options(config, defaults)`, which rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+
+from longstm.errors import ConfigError
+from longstm.models.attention import AttentionLSTM
+from longstm.models.checks import model_options
+from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.lags import LinearLagSkip
+from longstm.models.minrnn import MinRNNStack
+from longstm.models.protocol import Forecaster, KerasRNNStack, RecurrentModel
+from longstm.models.stacked import StackedLSTM
+
+Builder = Callable[..., RecurrentModel]
+
+
+def build_lstm(config, n_features: int) -> RecurrentModel:
+    """`layers` stacked `keras.layers.LSTM(units)` (cuDNN-eligible)."""
+    model_options(config, {})
+    return KerasRNNStack([keras.layers.LSTM(config.units, dropout=config.dropout) for _ in range(config.layers)])
+
+
+def build_gru(config, n_features: int) -> RecurrentModel:
+    """`layers` stacked `keras.layers.GRU(units)`."""
+    model_options(config, {})
+    return KerasRNNStack([keras.layers.GRU(config.units, dropout=config.dropout) for _ in range(config.layers)])
+
+
+def build_stacked_lstm(config, n_features: int) -> RecurrentModel:
+    """`StackedLSTM(units, layers, dropout)`; residual + layer norm default to on when layers > 1."""
+    deep = config.layers > 1
+    options = model_options(config, {"residual": deep, "layer_norm": deep})
+    return StackedLSTM(config.units, layers=config.layers, dropout=config.dropout, **options)
+
+
+def build_hierarchical_lstm(config, n_features: int) -> RecurrentModel:
+    """`HierarchicalLSTM`; default levels `[(max(units // 4, 8), 16), (units, 1)]`, parallel mode.
+
+    `model.options`: `levels` (a list of `[units, stride]`), `mode`, `outputs`; the window
+    length k2 must be a multiple of the product of the strides.
+    """
+    default_levels = [[max(config.units // 4, 8), 16], [config.units, 1]]
+    options = model_options(config, {"levels": default_levels, "mode": "parallel", "outputs": "per_step"})
+    levels = [tuple(level) for level in options.pop("levels")]
+    return HierarchicalLSTM(levels, **options)
+
+
+def build_attention_lstm(config, n_features: int) -> RecurrentModel:
+    """`AttentionLSTM(units, lstm_layers=layers)`; `model.options` default `heads=4, memory=128, window=129`."""
+    options = model_options(config, {"heads": 4, "memory": 128, "window": 129})
+    return AttentionLSTM(config.units, lstm_layers=config.layers, dropout=config.dropout, **options)
+
+
+def min_rnn_builder(cell: str) -> Builder:
+    """The builder of `MinRNNStack(cell=cell)`: `model.options` `norm`, `mlp_ratio`, `mode`, `scan`."""
+
+    def build(config, n_features: int) -> RecurrentModel:
+        options = model_options(config, {"norm": "rms", "mlp_ratio": 2, "mode": "parallel", "scan": "blocked"})
+        return MinRNNStack(config.units, layers=config.layers, cell=cell, dropout=config.dropout, **options)
+
+    build.__doc__ = f"`MinRNNStack(units, layers, cell={cell!r}, dropout)`; options `norm`, `mlp_ratio`, `mode`, `scan`."
+    return build
+
+
+MODELS: dict[str, Builder] = {
+    "lstm": build_lstm,
+    "gru": build_gru,
+    "stacked_lstm": build_stacked_lstm,
+    "hierarchical_lstm": build_hierarchical_lstm,
+    "attention_lstm": build_attention_lstm,
+    "minlstm": min_rnn_builder("minlstm"),
+    "mingru": min_rnn_builder("mingru"),
+}
+
+
+def register_model(name: str):
+    """Decorator: make a model builder available as `[model] name = "<name>"`."""
+
+    def decorate(builder: Builder) -> Builder:
+        MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def build_model(config, n_features: int, n_outputs: int, residual_inputs=()) -> Forecaster:
+    """The model named by `config.name` (a `ModelConfig`) with a Dense head of `n_outputs`.
+
+    `residual_inputs`: input columns whose current value the head adds to its forecast
+    (used when `model.residual` is true; see `Forecaster`).
+    """
+    if config.name not in MODELS:
+        raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}; got {config.name!r}")
+    core = MODELS[config.name](config, n_features)
+    if getattr(config, "lags", 0) > 0:  # a linear skip over the last `lags` inputs (longstm.models.lags)
+        core = LinearLagSkip(core, lags=config.lags, width=config.lag_width, features=n_features, relative=config.lag_relative)
+    return Forecaster(core, outputs=n_outputs, residual_inputs=list(residual_inputs))
