@@ -106,7 +106,8 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
                  chosen, channel_independent=False, overrides=()) -> None:
     """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
     from longstm.evaluate.ett import evaluate_ett
-    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, read_config, write_ett_table
+    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
+    from longstm.train.config import read_config
 
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):

@@ -68,8 +68,6 @@ outputs fitted with MSE to the one-hot label, the class is their argmax (see the
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import json
 import math
@@ -82,6 +80,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from longstm.errors import ConfigError, DataValidationError
+from longstm.train.config import Config, read_config
 
 MODES = ("window", "stream")
 DEFAULT_WINDOW_BATCH = 256
@@ -90,36 +89,6 @@ DEFAULT_WINDOW_BATCH = 256
 def is_config_path(model: str | Path) -> bool:
     """True when `--model` names a training config (a `.toml` file) rather than a baseline."""
     return str(model).lower().endswith(".toml")
-
-
-_CONFIG_OVERRIDES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("longstm_config_overrides", default=())
-
-
-@contextlib.contextmanager
-def config_overrides(overrides: Sequence[str]):
-    """Within the block, each config file `read_config` reads gets `overrides` ("KEY=VALUE").
-
-    This is how `longstm eval hft|lobster --set` reaches the config files named in `--model`,
-    which the protocols' modules read deep inside their own commands.
-    """
-    token = _CONFIG_OVERRIDES.set(tuple(overrides))
-    try:
-        yield
-    finally:
-        _CONFIG_OVERRIDES.reset(token)
-
-
-def read_config(config, overrides: Sequence[str] | None = None):
-    """A validated `longstm.train.Config` from a path or a `Config`, with `overrides`
-    ("KEY=VALUE", see `longstm.train.config.apply_overrides`) applied. Without `overrides`, a
-    path gets those of an enclosing `config_overrides` block and a `Config` is taken as it is."""
-    from longstm.train.config import Config, load_config, with_overrides
-
-    if isinstance(config, Config):
-        return with_overrides(config, overrides or ())
-    if not Path(config).is_file():
-        raise ConfigError(f"{config}: no such config file (--model takes a baseline name or a training config .toml)")
-    return load_config(config, _CONFIG_OVERRIDES.get() if overrides is None else overrides)
 
 
 def _seed(config) -> None:
@@ -699,13 +668,18 @@ def _fit_decision_model(config, values, common, burn_in, train_steps, validation
     return trainer.model, result
 
 
-def _config_factory(predictor_class, config_path, run_root, progress: bool):
-    """`(name, factory)`: a fresh `predictor_class(config)` per call; the name is the config's stem.
+def _config_factory(predictor_class, config: Config, run_root, progress: bool):
+    """`(name, factory)`: a fresh `predictor_class(config)` per call; the name is the stem of
+    the config's file.
 
     With `run_root`, fit number i goes to `run_root/<name>_fit<i>/`.
     """
-    config = read_config(config_path)
-    name = Path(str(config_path)).stem
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"a trained-model factory takes a Config (read it with longstm.train.config.read_config); "
+            f"got {type(config).__name__} {config!r}"
+        )
+    name = Path(config.source).stem
     count = [0]
 
     def factory():
@@ -716,9 +690,18 @@ def _config_factory(predictor_class, config_path, run_root, progress: bool):
     return name, factory
 
 
-def hft_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
-    """`(name, factory)` for `evaluate_hft`: a fresh `TrainedHFTPredictor` per horizon and refit."""
-    return _config_factory(TrainedHFTPredictor, config_path, run_root, progress)
+def hft_factory(config: Config, run_root: str | Path | None = None, progress: bool = False):
+    """`(name, factory)` for `evaluate_hft`: a fresh `TrainedHFTPredictor` per horizon and refit.
+
+    Args:
+        config: a validated training `Config` (`read_config(path, overrides)`).
+        run_root: where each fit's run goes (`<name>_fit<i>/`); None: temporary folders.
+        progress: show the trainer's progress bars.
+
+    Returns:
+        `(name, factory)`: the config file's stem and a function returning a new predictor.
+    """
+    return _config_factory(TrainedHFTPredictor, config, run_root, progress)
 
 
 # ------------------------------------------------------------------ LOBSTER direction task
@@ -817,6 +800,15 @@ class TrainedLOBPredictor(_ConfigPredictor):
         return np.asarray(LOB_CLASSES)[np.argmax(self.scores(inputs), axis=1)]
 
 
-def lobster_factory(config_path: str | Path, run_root: str | Path | None = None, progress: bool = False):
-    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k."""
-    return _config_factory(TrainedLOBPredictor, config_path, run_root, progress)
+def lobster_factory(config: Config, run_root: str | Path | None = None, progress: bool = False):
+    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k.
+
+    Args:
+        config: a validated training `Config` (`read_config(path, overrides)`).
+        run_root: where each fit's run goes (`<name>_fit<i>/`); None: temporary folders.
+        progress: show the trainer's progress bars.
+
+    Returns:
+        `(name, factory)`: the config file's stem and a function returning a new predictor.
+    """
+    return _config_factory(TrainedLOBPredictor, config, run_root, progress)

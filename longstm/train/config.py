@@ -183,6 +183,33 @@ def with_overrides(config: Config, overrides: Sequence[str]) -> Config:
     return config if not overrides else _validated(config.to_dict(), config.source, overrides)
 
 
+def read_config(config: Config | str | Path, overrides: Sequence[str] = ()) -> Config:
+    """A validated `Config` from a config file or a `Config`, with `overrides` applied.
+
+    This is how a command reads each training config it is given once (e.g. every `.toml`
+    in `longstm eval hft --model a.toml,b.toml --set train.epochs=3`) and passes the
+    `Config` down.
+
+    Args:
+        config: a path to a TOML config file, or a `Config` (taken as it is without overrides).
+        overrides: "KEY=VALUE" strings, see `apply_overrides`.
+
+    Returns:
+        The validated `Config`.
+
+    Example:
+
+    >>> config = read_config("configs/ett_lstm.toml", ["train.epochs=3"])
+    >>> read_config(config) is config
+    True
+    """
+    if isinstance(config, Config):
+        return with_overrides(config, overrides)
+    if not Path(config).is_file():
+        raise ConfigError(f"{config}: no such config file (--model takes a baseline name or a training config .toml)")
+    return load_config(config, overrides)
+
+
 def _validated(raw: dict[str, Any], source: str, overrides: Sequence[str]) -> Config:
     if not overrides:
         return config_from_dict(raw, source=source)

@@ -12,6 +12,7 @@ from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.lobster_task import LOBConfig, LOBInputs, direction_labels, evaluate_lobster, model_factories
 from longstm.evaluate.trained import TrainedLOBPredictor, lob_model_inputs, lobster_factory
 from longstm.models.hft_baselines import MajorityClass, Persistence
+from longstm.train.config import read_config
 from tests.conftest import shared_file
 from tests.evaluate.test_lobster_task import trending_book, write_lobster_pair
 
@@ -53,7 +54,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluation(folder):
     """The task on a 3,000-event synthetic book with the tiny model beside both baselines."""
-    name, factory = lobster_factory(write_config(folder), run_root=folder / "runs")
+    name, factory = lobster_factory(read_config(write_config(folder)), run_root=folder / "runs")
     predictors = {"majority": MajorityClass, "persistence": Persistence, name: factory}
     return evaluate_lobster(trending_book(3000), COLUMNS, predictors, LOBConfig(horizons=(K,)))
 
@@ -165,7 +166,7 @@ def test_trained_model_on_the_first_rows_of_the_real_amzn_sample(folder):
 
     series = load_series(shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv"), kind="lobster")
     first = series.slice(0, 4000)
-    name, factory = lobster_factory(write_config(folder, epochs=2, name="real"))
+    name, factory = lobster_factory(read_config(write_config(folder, epochs=2, name="real")))
     evaluation = evaluate_lobster(first.values, first.columns, {"majority": MajorityClass, name: factory},
                                   LOBConfig(horizons=(K,)))
     majority, trained = evaluation.results
@@ -187,7 +188,7 @@ def test_hft_walk_forward_refits_the_trained_model_per_block_without_look_ahead(
     from tests.evaluate.test_trained import perturbed_bars, synthetic_bars
     from tests.evaluate.test_trained import write_config as write_hft_config
 
-    _, make = hft_factory(write_hft_config(folder, residual="false"))
+    _, make = hft_factory(read_config(write_hft_config(folder, residual="false")))
     fits: list[tuple[int, int, int]] = []  # (first, last training step, steps) of each fit
     predicted: list[np.ndarray] = []
 

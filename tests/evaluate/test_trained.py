@@ -14,6 +14,7 @@ from longstm.evaluate.ett import evaluate_ett, prepare_ett
 from longstm.evaluate.hft import Bars, HFTConfig, HFTInputs, evaluate_hft
 from longstm.evaluate.trained import TrainedEtt, TrainedHFTPredictor, hft_factory, loss_rows
 from longstm.models.hft_baselines import LinearAR
+from longstm.train.config import read_config
 
 LOOKBACK, HORIZON = 48, 12
 
@@ -291,7 +292,7 @@ def perturbed_bars(bars: Bars, row: int) -> Bars:
 
 def test_hft_trained_predictor_has_no_look_ahead(folder):
     """The HFT protocol's no-look-ahead check, applied to a trained model."""
-    _, factory = hft_factory(write_config(folder, residual="false"))
+    _, factory = hft_factory(read_config(write_config(folder, residual="false")))
     bars = synthetic_bars()
     config = HFTConfig(horizons=(5,), lookback=20)
     base = evaluate_hft(bars, {"lstm": factory, "ar": LinearAR}, config)
@@ -312,7 +313,7 @@ def test_hft_trained_predictor_has_no_look_ahead(folder):
 def test_hft_training_losses_fall_exactly_on_the_decision_steps_across_a_gap(folder):
     segment_ids = (np.arange(1500) >= 600).astype(np.int64)
     bars = synthetic_bars(segment_ids=segment_ids)
-    _, factory = hft_factory(write_config(folder, residual="false"))
+    _, factory = hft_factory(read_config(write_config(folder, residual="false")))
     evaluation = evaluate_hft(bars, {"lstm": factory}, HFTConfig(horizons=(3,), lookback=20))
     assert np.isfinite(evaluation.results[0].predictions).all()
     # The rule the predictor's lanes use reproduces the protocol's training steps.

@@ -10,8 +10,8 @@ import pytest
 from longstm.cli import main
 from longstm.data import bundled_path
 from longstm.errors import ConfigError
-from longstm.evaluate.trained import config_overrides, hft_factory, read_config
-from longstm.train.config import apply_overrides, load_config, parse_override, with_overrides
+from longstm.evaluate.trained import hft_factory
+from longstm.train.config import apply_overrides, load_config, parse_override, read_config, with_overrides
 
 CONFIG = """
 seed = 1
@@ -119,18 +119,20 @@ def test_overrides_change_only_what_they_name_and_survive_the_toml_round_trip(tm
         with_overrides(plain, ["train.k1=64"])
 
 
-def test_read_config_takes_explicit_overrides_or_those_of_the_enclosing_block(tmp_path):
+def test_read_config_applies_overrides_once_and_factories_take_the_config(tmp_path):
     path = _write(tmp_path)
     assert read_config(path, ["model.units=3"]).model.units == 3
     assert read_config(path).model.units == 6
-    with config_overrides(["model.units=5", "model.residual=false"]):
-        assert read_config(path).model.units == 5
-        assert read_config(path, ["model.units=2"]).model.units == 2  # explicit ones replace the block's
-        loaded = read_config(path, [])
-        assert read_config(loaded) is loaded  # a Config is already resolved: the block's are not applied again
-        name, factory = hft_factory(path)
-        assert name == "c" and factory().config.model.units == 5  # how `eval hft --set` reaches the predictor
-    assert read_config(path).model.units == 6  # the block is gone
+    loaded = read_config(path, ["model.units=5", "model.residual=false"])
+    assert loaded.model.units == 5
+    assert read_config(loaded) is loaded  # a Config is already resolved: taken as it is
+    assert read_config(loaded, ["model.units=2"]).model.units == 2
+    name, factory = hft_factory(loaded)
+    assert name == "c" and factory().config.model.units == 5  # how `eval hft --set` reaches the predictor
+    with pytest.raises(ConfigError, match=r"no such config file"):
+        read_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match=r"takes a Config .*got PosixPath"):
+        hft_factory(path)
 
 
 def _series_csv(path, rows=300):
