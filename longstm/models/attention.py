@@ -219,6 +219,34 @@ class AttentionLSTM(RecurrentModel):
             return ops.pad(padded, [(0, 0), (0, 0), (0, 0), (shift, 0)])
         return padded[..., -shift:]
 
+    # ---- one step at a time ----------------------------------------------------------------
+
+    def streamable(self) -> str | None:
+        if self.window is None:
+            return (
+                "AttentionLSTM(window=None) cannot stream: a step of a long chunk attends to every earlier step of its "
+                "chunk, a single step only to the memory, so streaming would not equal the batch model. Use a sliding "
+                f"window, window <= memory + 1 = {self.memory + 1}."
+            )
+        return None
+
+    def step(self, x_t, state):
+        """One step: the LSTM's cells, then attention of this step over the last `window` outputs."""
+        hidden, lstm_state = self.lstm.step(x_t, state[0])
+        query = ops.expand_dims(hidden, 1)
+        ones = ops.ones_like(hidden[:, :1])
+        if self.memory:
+            keys = ops.concatenate([state[1], query], axis=1)
+            valid = ops.concatenate([state[2], ones], axis=1)
+            new_memory = (keys[:, -self.memory :], valid[:, -self.memory :])
+        else:
+            keys, valid, new_memory = query, ones, ()
+        # Keys are the memory (oldest first) then this step: the window is the last `window` of them.
+        in_window = np.arange(keys.shape[1]) >= keys.shape[1] - self.window
+        mask = ops.logical_and(ops.convert_to_tensor(in_window)[None, None, :], ops.expand_dims(valid > 0.5, 1))
+        attended = self.attention(query, keys, keys, attention_mask=mask, training=False)
+        return self.norm(hidden + attended[:, 0]), (lstm_state,) + new_memory
+
     def attention_weights(self, inputs, state=None):
         """The attention weights of one chunk, `(batch, heads, steps, memory + steps)`, as NumPy."""
         return ops.convert_to_numpy(self(inputs, state=state, return_attention=True)[2])

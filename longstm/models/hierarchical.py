@@ -186,6 +186,56 @@ class HierarchicalLSTM(RecurrentModel):
         repeated = ops.repeat(with_previous, period, axis=1)  # position m holds output floor(m / period) - 1
         return repeated[:, 1 : steps + 1]
 
+    # ---- one step at a time ----------------------------------------------------------------
+
+    @property
+    def chunk_multiple(self) -> int:
+        return self.period
+
+    def streamable(self) -> str | None:
+        if self.mode != "sequential":
+            return (
+                f"HierarchicalLSTM(mode={self.mode!r}) cannot stream: its level 0 restarts from zeros at every "
+                f"sub-chunk of {self.strides[0]} steps, which one step at a time cannot reproduce. Train with "
+                f"mode='sequential' to stream."
+            )
+        if self.outputs_kind != "per_step":
+            return (
+                "HierarchicalLSTM(outputs='per_summary') cannot stream: it has an output only every "
+                f"{self.period} steps. Use outputs='per_step'."
+            )
+        return None
+
+    def initial_step_state(self, batch_size: int) -> State:
+        """The chunk state plus a phase per lane: which step of the period comes next."""
+        return (self.initial_state(batch_size), ops.zeros((batch_size,), "float32"))
+
+    def step_state_is_call_state(self) -> bool:
+        return False  # the phase is extra, and chunks must start at a multiple of the period
+
+    def step(self, x_t, state):
+        """One raw step of the sequential model (per-step outputs).
+
+        Level l + 1 receives level l's output at the ticks where `(phase + 1)` is a multiple of
+        the product of the strides up to level l: the same steps the chunked model slices out
+        with `level_outputs[:, stride - 1 :: stride]`, because chunks start at multiples of the
+        whole period. On other ticks the level's candidate update is discarded.
+        """
+        model_state, phase = state
+        summary, lowest_state = self.level_models[0].step(x_t, model_state[0])
+        per_step, new_state = [summary], [lowest_state]
+        next_phase = phase + 1.0
+        period = self.strides[0]
+        for model, stride, (level_state, last_output) in zip(self.level_models[1:], self.strides[1:], model_state[1:]):
+            emit = ops.expand_dims(ops.equal(ops.mod(next_phase, float(period)), 0.0), -1)
+            summary, candidate = model.step(summary, level_state)
+            level_state = keras.tree.map_structure(lambda new, old: ops.where(emit, new, old), candidate, level_state)
+            last_output = ops.where(emit, summary, last_output)
+            per_step.append(last_output)
+            new_state.append((level_state, last_output))
+            period *= stride
+        return ops.concatenate(per_step, axis=-1), (tuple(new_state), ops.mod(next_phase, float(self.period)))
+
     def compute_output_shape(self, input_shape):
         if self.outputs_kind == "per_summary":
             steps = None if input_shape[1] is None else input_shape[1] // self.period

@@ -164,6 +164,38 @@ class LinearLagSkip(RecurrentModel):
         outputs = ops.concatenate([core_outputs, ops.cast(projection, core_outputs.dtype)], axis=-1)
         return outputs, (core_state, new_buffer)
 
+    # ---- one step at a time ----------------------------------------------------------------
+
+    @property
+    def chunk_multiple(self) -> int:
+        return self.core.chunk_multiple
+
+    def streamable(self) -> str | None:
+        reason = self.core.streamable()
+        if reason is None and not self.core.step_state_is_call_state():
+            return (
+                f"LinearLagSkip around a {type(self.core).__name__} (model.lags > 0) cannot stream: that core carries "
+                f"more state when it steps than when it runs chunks (a hierarchy's phase counter), and the wrapper's "
+                f"one-step path has not been checked against the chunked model for such a core. Set model.lags = 0 "
+                f"or use another core."
+            )
+        return reason
+
+    def step(self, x_t, state):
+        """One step: the window is the buffer plus `x_t`, one "valid" convolution position."""
+        core_state, buffer = state
+        x_t = ops.cast(x_t, self.compute_dtype)
+        joined = ops.concatenate([ops.cast(buffer, self.compute_dtype), ops.expand_dims(x_t, 1)], axis=1)
+        projection = self.projection(joined)[:, 0]
+        if self.relative:
+            core_input = x_t - joined[:, self.lags - 2]
+            projection = projection - ops.matmul(x_t, ops.sum(self.projection.kernel, axis=0))
+        else:
+            core_input = x_t
+        core_outputs, core_state = self.core.step(core_input, core_state)
+        outputs = ops.concatenate([core_outputs, ops.cast(projection, core_outputs.dtype)], axis=-1)
+        return outputs, (core_state, joined[:, 1:])
+
     def get_config(self):
         config = super().get_config()
         features = int(self.projection.kernel.shape[1]) if self.projection.built else self.features

@@ -200,6 +200,16 @@ class _MinRecurrence(RecurrentModel):
             h = sequential_scan(*self.coefficients(projections), h0)
         return h, (h[:, -1],)
 
+    def step(self, x_t, state):
+        """One step, h_t = a_t * h_{t-1} + b_t: no scan for a single step."""
+        h0 = self._check_state(state, x_t)
+        projections = ops.matmul(x_t, self.kernel)
+        if self.use_bias:
+            projections = projections + self.bias
+        keep, b = self.coefficients(projections)
+        h = keep * h0 + b
+        return h, (h,)
+
     @classmethod
     def coefficient_gradient(cls, projections, keep, grad_keep, grad_input):
         """The gradient of `coefficients` in closed form: dL/d projections from dL/da, dL/db.
@@ -482,11 +492,19 @@ class MinRNNStack(RecurrentModel):
             raise DataValidationError(
                 f"MinRNNStack state must have one (h,) per block: expected {self.num_layers} entries; got {got}."
             )
+        return self._blocks(inputs, state, training, lambda recurrence, x, s: recurrence(x, state=s, training=training))
+
+    def step(self, x_t, state):
+        """One step: every block on `(batch, units)`, each recurrence through its own `step`."""
+        return self._blocks(x_t, state, False, lambda recurrence, x, s: recurrence.step(x, s))
+
+    def _blocks(self, inputs, state, training, run_recurrence):
+        """The residual blocks over `inputs` (a chunk or one step); `run_recurrence(layer, x, state)`."""
         x = self.input_projection(inputs)
         new_state = []
         for index, recurrence in enumerate(self.recurrences):
             norm = self.rnn_norms[index]
-            h, layer_state = recurrence(norm(x) if norm is not None else x, state=state[index], training=training)
+            h, layer_state = run_recurrence(recurrence, norm(x) if norm is not None else x, state[index])
             x = x + self._branch(self.output_projections[index](h), training)
             new_state.append(layer_state)
             if self.mlp_ratio:

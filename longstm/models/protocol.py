@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
+from longstm.models.cells import cells_step, has_cell_step, numpy_cells
+
 State = Any  # a nested structure of tensors, batch first
 
 
@@ -44,6 +46,71 @@ class RecurrentModel(keras.Model):
 
     def initial_state(self, batch_size: int) -> State:
         raise NotImplementedError(f"{type(self).__name__} must implement initial_state(batch_size)")
+
+    # ---- one step at a time (the Keras cell idea): what serving calls -------------------------
+
+    def streamable(self) -> str | None:
+        """None when `step` tick by tick reproduces `call` on chunks; else the reason it cannot.
+
+        Returns:
+            `None`, or one sentence saying why this model cannot stream and what to change.
+        """
+        return None
+
+    def initial_step_state(self, batch_size: int) -> State:
+        """The zero state `step` carries (by default the state `call` carries)."""
+        return self.initial_state(batch_size)
+
+    def step_state_is_call_state(self) -> bool:
+        """True when `step` carries the same state as `call`, so ticks and chunk calls can be mixed."""
+        return True
+
+    def step(self, x_t, state):
+        """One step: `x_t (batch, features)` and the state -> `(y_t (batch, outputs), new_state)`.
+
+        The default calls the model on a one-step chunk; models with a one-step path of their
+        own (cells, windows) override it. Written in `keras.ops`, so it runs eagerly, inside a
+        `tf.function` and on symbolic tensors (export).
+
+        Args:
+            x_t: the inputs of one step, `(batch, features)`.
+            state: as returned by `initial_step_state` or the previous `step`.
+
+        Returns:
+            `(y_t, new_state)`: the outputs of this step, `(batch, outputs)`, and the state after it.
+
+        Example:
+
+        >>> state = model.initial_step_state(4)
+        >>> for x_t in ticks:                      # (4, features) each
+        ...     y_t, state = model.step(x_t, state)
+        """
+        outputs, new_state = self(ops.expand_dims(x_t, 1), state=state, training=False)
+        return outputs[:, 0], new_state
+
+    @property
+    def chunk_multiple(self) -> int:
+        """Chunk lengths must be a multiple of this (a hierarchy's period; else 1)."""
+        return 1
+
+    def build_for_features(self, n_features: int) -> None:
+        """Create the variables: call the model once on a zero chunk of `chunk_multiple` steps."""
+        self(ops.zeros((1, self.chunk_multiple, n_features)), state=self.initial_state(1))
+
+    def numpy_layers(self) -> list[dict[str, Any]] | str:
+        """This core as NumPy weights for a dependency-light LSTM/GRU engine, or why it has none.
+
+        Returns:
+            a list with one dict per layer, `cell` ("lstm" or "gru"), `kernel`,
+            `recurrent_kernel`, `bias` (None without), `units`, `residual` (add the layer's
+            input to its output) and `norm` (`(gamma, beta, epsilon)` of a layer norm after
+            it, or None); or a string: the reason there is no such form.
+        """
+        return f"its core {type(self).__name__} is not an LSTM/GRU stack"
+
+    def numpy_weights(self) -> dict[str, Any] | str:
+        """The whole forecaster as NumPy weights (see `Forecaster.numpy_weights`), or why not."""
+        return f"{type(self).__name__} has no Dense head (wrap it in a Forecaster)"
 
 
 def reset_lanes(state: State, reset: Any) -> State:
@@ -138,6 +205,27 @@ class KerasRNNStack(RecurrentModel):
             new_state.append(layer_new_state)
         return outputs, tuple(new_state)
 
+    def _cell_stack(self):
+        return [(layer, False, None) for layer in self.rnn_layers]
+
+    def streamable(self) -> str | None:
+        backwards = [layer.name for layer in self.rnn_layers if getattr(layer, "go_backwards", False)]
+        if backwards:
+            return (
+                f"{type(self).__name__} layers {backwards} run backwards in time (go_backwards=True): their output at "
+                f"step t depends on later steps, which a stream has not seen yet."
+            )
+        return None
+
+    def step(self, x_t, state):
+        # LSTM/GRU: the cells' arithmetic, no `while` loop for a single step.
+        if has_cell_step(self._cell_stack()):
+            return cells_step(self._cell_stack(), x_t, state)
+        return super().step(x_t, state)
+
+    def numpy_layers(self) -> list[dict[str, Any]] | str:
+        return numpy_cells(self._cell_stack(), type(self).__name__)
+
     def get_config(self):
         config = super().get_config()
         config["layers"] = [keras.saving.serialize_keras_object(layer) for layer in self.rnn_layers]
@@ -201,6 +289,55 @@ class Forecaster(RecurrentModel):
             repeats = forecast.shape[-1] // len(self.residual_inputs)
             forecast = forecast + ops.cast(ops.tile(last, (1, 1, repeats)), forecast.dtype)
         return forecast, new_state
+
+    # The one-step protocol: the core's, then the head on one step.
+
+    def streamable(self) -> str | None:
+        return self.core.streamable()
+
+    def initial_step_state(self, batch_size: int) -> State:
+        return self.core.initial_step_state(batch_size)
+
+    def step_state_is_call_state(self) -> bool:
+        return self.core.step_state_is_call_state()
+
+    @property
+    def chunk_multiple(self) -> int:
+        return self.core.chunk_multiple
+
+    def step(self, x_t, state):
+        features, new_state = self.core.step(x_t, state)
+        # Heads are written for (batch, steps, features): give them a time axis of one step.
+        forecast = self.head(ops.expand_dims(features, 1), training=False)[:, 0]
+        if self.residual_inputs:
+            repeats = forecast.shape[-1] // len(self.residual_inputs)
+            forecast = forecast + ops.cast(ops.tile(ops.take(x_t, self.residual_inputs, axis=-1), (1, repeats)), forecast.dtype)
+        return forecast, new_state
+
+    def numpy_weights(self) -> dict[str, Any] | str:
+        """The core's `numpy_layers` and the Dense head as NumPy, or the reason there is no such form.
+
+        Returns:
+            a dict `layers`, `head_kernel`, `head_bias`, `residual_inputs`; or a string.
+        """
+        layers = self.core.numpy_layers()
+        if isinstance(layers, str):
+            return layers
+        if not isinstance(self.head, keras.layers.Dense):
+            return f"its head is {type(self.head).__name__}, not a Dense layer"
+        if self.head.activation is not keras.activations.linear:
+            return "its Dense head has a non-linear activation"
+        return {
+            "layers": layers,
+            "head_kernel": ops.convert_to_numpy(self.head.kernel).astype("float32"),
+            "head_bias": ops.convert_to_numpy(self.head.bias).astype("float32") if self.head.use_bias else None,
+            "residual_inputs": list(self.residual_inputs),
+        }
+
+    @property
+    def n_outputs(self) -> int | None:
+        """Outputs per step of the head (None when the head does not say)."""
+        return getattr(self.head, "units", None)
 
     def get_config(self):
         config = super().get_config()

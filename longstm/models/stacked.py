@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from longstm.models.cells import cells_step, numpy_cells
 from longstm.models.checks import check_fraction, check_positive_int
 from longstm.models.protocol import RecurrentModel, State
 
@@ -96,6 +97,21 @@ class StackedLSTM(RecurrentModel):
                 outputs = self.norms[index](outputs)
             new_state.append((h, c))
         return outputs, tuple(new_state)
+
+    def _cell_stack(self):
+        """`(layer, residual, norm)` per layer: what one step does (dropout is off when serving)."""
+        last = self.num_layers - 1
+        return [
+            (layer, self.residual and index > 0, self.norms[index] if self.norms and index < last else None)
+            for index, layer in enumerate(self.lstm_layers)
+        ]
+
+    def step(self, x_t, state):
+        # The cells' arithmetic: no `while` loop for a single step.
+        return cells_step(self._cell_stack(), x_t, state)
+
+    def numpy_layers(self):
+        return numpy_cells(self._cell_stack(), type(self).__name__)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:2]) + (self.units,)
