@@ -31,7 +31,8 @@ def _register_commands() -> None:
     from longstm.cli import bench, data, demo, evaluate, plot, report, stream, train
 
     app.add_typer(data.app, name="data", help="Inspect and validate data files.")
-    app.add_typer(evaluate.app, name="eval", help="Standard evaluation protocols (ETT, HFT, LOBSTER).")
+    app.add_typer(evaluate.app, name="eval", help="Benchmark protocols (ETT, HFT, LOBSTER): train and score models on a data file. "
+                 "(`longstm evaluate RUN_DIR` scores a trained run directory.)")
     app.add_typer(bench.app, name="bench", help="Speed, memory and latency benchmarks.")
     app.add_typer(plot.app, name="plot", help="Plots from a run directory.")
     for module in (train, demo, report, stream):

@@ -1,6 +1,12 @@
-"""`longstm eval` commands: standard evaluation protocols.
+"""`longstm eval ett|hft|lobster`: benchmark protocols that train and score models on a data file.
 
-`eval ett` scores a model under the ETT protocol (see `longstm.evaluate.ett`).
+Not to be confused with `longstm evaluate RUN_DIR` (in `longstm.cli.train`), which scores a
+run directory that `longstm train` wrote.
+
+Each command imports its implementation at the command boundary, so `longstm --help` loads
+neither pandas, matplotlib nor TensorFlow: `eval ett` uses `longstm.evaluate.ett` and
+`longstm.evaluate.trained`, `eval hft` is `longstm.cli.eval_hft`, `eval lobster` is
+`longstm.cli.eval_lobster`.
 """
 
 from __future__ import annotations
@@ -9,36 +15,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from longstm.cli.options import SET_HELP, is_config_path, parse_int_list, require_config_models
 from longstm.errors import ConfigError
+from longstm.train.config import read_config
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def parse_int_list(text: str, what: str) -> list[int]:
-    """`"96,192"` -> `[96, 192]`, with an error naming the option for anything else."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated positive integers like 96,192,336,720, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"{what} must be comma-separated positive integers like 96,192,336,720, got {text!r}")
-    return values
-
-
-SET_HELP = (
-    "Override a value of every training config .toml in --model (repeatable): --set train.epochs=10 "
-    "--set model.options.mode=sequential. VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string."
-)
-
-
-def require_config_models(overrides: list[str] | None, model: str) -> None:
-    """`--set` changes training configs: refuse it, rather than ignore it, when `--model` names none."""
-    from longstm.evaluate.trained import is_config_path
-
-    if overrides and not any(is_config_path(name.strip()) for name in model.split(",")):
-        raise ConfigError(f"--set overrides values of training configs; --model {model!r} names no config .toml")
+ETT_HORIZONS_EXAMPLE = "96,192,336,720"
 
 
 @app.command("ett")
@@ -57,13 +42,11 @@ def ett(
     overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
-    from rich.progress import Progress
-
     from longstm.data import load_series
     from longstm.evaluate.ett import choose_split, evaluate_ett
-    from longstm.evaluate.trained import is_config_path
+    from longstm.evaluate.trained import write_ett_table
 
-    horizon_list = parse_int_list(horizons, "--horizons")
+    horizon_list = list(parse_int_list(horizons, "--horizons", ETT_HORIZONS_EXAMPLE))
     require_config_models(overrides, model)
     series = load_series(data, gap_policy="report")
     chosen = choose_split(series, lookback, split)
@@ -94,8 +77,6 @@ def ett(
         table.add_row(str(result.horizon), f"{result.mse:.3f}", f"{result.mae:.3f}", str(result.windows))
     console.print(table)
     if out is not None:
-        from longstm.evaluate.trained import write_ett_table
-
         rows = [{"model": model, "mode": "window", "horizon": r.horizon, "lookback": r.lookback, "features": r.features,
                  "mse": r.mse, "mae": r.mae, "windows": r.windows} for r in results]
         paths = write_ett_table(rows, out)
@@ -107,7 +88,6 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
     """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
     from longstm.evaluate.ett import evaluate_ett
     from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
-    from longstm.train.config import read_config
 
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):
@@ -167,16 +147,14 @@ def hft(
     overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """HFT protocol on OHLCV bars: next-k-bar returns, direction, IC, and a costed sign-strategy backtest."""
-    from longstm.evaluate.hft import run_hft_command
-    from longstm.evaluate.trained import config_overrides
+    from longstm.cli.eval_hft import run_hft_command
 
     require_config_models(overrides, model)
-    with config_overrides(overrides or ()):
-        run_hft_command(
-            data, model=model, horizons=horizons, lookback=lookback, cost_bps=cost_bps, ridge=ridge,
-            walk_forward=walk_forward, retrain_every=retrain_every, train_window=train_window,
-            periods_per_year=periods_per_year, out=out,
-        )
+    run_hft_command(
+        data, model=model, horizons=horizons, lookback=lookback, cost_bps=cost_bps, ridge=ridge,
+        walk_forward=walk_forward, retrain_every=retrain_every, train_window=train_window,
+        periods_per_year=periods_per_year, out=out, overrides=overrides or (),
+    )
 
 
 @app.command("lobster")
@@ -189,9 +167,7 @@ def lobster(
     overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """LOBSTER mid-price direction (up/flat/down over the next k events): accuracy and macro-F1."""
-    from longstm.evaluate.lobster_task import run_lobster_command
-    from longstm.evaluate.trained import config_overrides
+    from longstm.cli.eval_lobster import run_lobster_command
 
     require_config_models(overrides, model)
-    with config_overrides(overrides or ()):
-        run_lobster_command(data, k=k, alpha=alpha, model=model, out=out)
+    run_lobster_command(data, k=k, alpha=alpha, model=model, out=out, overrides=overrides or ())

@@ -69,7 +69,10 @@ def train(
 
 
 def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written by `longstm train`.")) -> None:
-    """Recompute validation and test scores of a trained run."""
+    """Score a run directory from `longstm train` on its validation and test splits.
+
+    Not `longstm eval ett|hft|lobster`: those are the benchmark protocols, which train and score models on a data file.
+    """
     from longstm.train.run import evaluate_run
 
     scores = evaluate_run(run_dir)

@@ -35,6 +35,9 @@ decision rows (the rows after the last decision step are not there to peek at). 
 in tests/evaluate/test_hft.py applies to it unchanged. `longstm.evaluate.trained.TrainedHFTPredictor`
 does this for any training config (`longstm eval hft --model zero,configs/hft_lstm.toml`);
 `inputs.segment_ids` tells it where the bars' gaps are.
+
+The command around the protocol (`--model` parsing, Rich tables, saved metrics and plots)
+is `longstm.cli.eval_hft`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
 from longstm.evaluate.backtest import BacktestResult, hold_positions, run_backtest
@@ -204,8 +209,6 @@ class HFTInputs:
     def windows(self) -> np.ndarray:
         """Shape `(n, lookback, F)`: rows `t−lookback+1 .. t` for each decision step t (a
         strided view, no copy)."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
         all_windows = sliding_window_view(self.features, self.lookback, axis=0)  # (rows-L+1, F, L)
         return np.moveaxis(all_windows, -1, 1)[self.decision_steps - self.lookback + 1]
 
@@ -267,8 +270,6 @@ def _is_positive_int(value) -> bool:
 def split_boundaries(n_rows: int, fractions: Sequence[float], lookback: int = 1) -> tuple[int, int]:
     """(end of train, end of validation) rows of `longstm.data.splits.chronological_split`
     (train `int(n · f_train)` rows, test `int(n · f_test)` rows, validation the rest)."""
-    from longstm.data.splits import chronological_split
-
     split = chronological_split(n_rows, lookback, tuple(fractions))
     return split.train[1], split.val[1]
 
@@ -488,243 +489,3 @@ def _walk_forward(factory, features, targets, bars, test_steps, default_window, 
         )
         refits += int(fitted)
     return predictions, refits
-
-
-# ---------------------------------------------------------------- tables, files and plots
-
-TABLE_COLUMNS = (
-    ("model", "model", "{}"),
-    ("mse_bp2", "MSE bp²", "{:.2f}"),
-    ("directional_accuracy", "dir.acc", "{:.4f}"),
-    ("information_coefficient", "IC", "{:+.4f}"),
-    ("sharpe", "Sharpe", "{:+.2f}"),
-    ("total_return", "return", "{:+.1%}"),
-    ("max_drawdown", "max DD", "{:.2%}"),
-    ("turnover", "turn", "{:.3f}"),
-)
-
-
-def format_cell(value, pattern: str) -> str:
-    """A table cell: '—' for missing or NaN values."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return pattern.format(value)
-
-
-def rich_tables(evaluation: HFTEvaluation, title_prefix: str = ""):
-    """One `rich.table.Table` per horizon, one row per model (buy-and-hold last)."""
-    from rich import box
-    from rich.table import Table
-
-    rows = evaluation.rows()
-    tables = []
-    for horizon in evaluation.config.horizons:
-        count = next((row["n_test"] for row in rows if row["horizon"] == horizon), 0)
-        table = Table(
-            title=f"{title_prefix}k = {horizon} bar{'s' if horizon > 1 else ''} ahead ({count:,} test steps)",
-            caption=(
-                "dir.acc: zero moves skipped, zero forecasts count ½; IC: Spearman; sign strategy "
-                f"held {horizon} bar{'s' if horizon > 1 else ''}, {evaluation.config.cost_bps:g} bp per unit traded; "
-                "Sharpe annualised; turn: mean |Δposition| per bar"
-            ),
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-        )
-        for _, header, _ in TABLE_COLUMNS:
-            table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
-        for row in rows:
-            if row["horizon"] == horizon:
-                table.add_row(*(format_cell(row.get(key), pattern) for key, _, pattern in TABLE_COLUMNS))
-        tables.append(table)
-    return tables
-
-
-def markdown_table(rows: list[dict], columns=TABLE_COLUMNS, extra_first=(("horizon", "k", "{:d}"), ("n_test", "n", "{:d}"))) -> str:
-    """A Markdown table of metric rows."""
-    columns = tuple(extra_first) + tuple(columns)
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(format_cell(row.get(key), pattern) for key, _, pattern in columns) + " |")
-    return "\n".join(lines)
-
-
-def save_hft_outputs(evaluation: HFTEvaluation, out_dir, *, tail: int = 300) -> list:
-    """Write `metrics.csv`, `metrics.json`, `metrics.md`, and per horizon `equity_h{k}.png`
-    (equity curves of every model and buy-and-hold over the test bars) and
-    `predictions_h{k}.png` (the last `tail` test predictions against the actual returns).
-
-    Returns:
-        The paths written.
-    """
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = evaluation.rows()
-    paths = [out_dir / "metrics.csv", out_dir / "metrics.json", out_dir / "metrics.md"]
-    pd.DataFrame(rows).to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps(evaluation.to_json_dict(), indent=2))
-    paths[2].write_text(markdown_table(sorted(rows, key=lambda row: row["horizon"])) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stamps = evaluation.timestamps
-    for horizon in evaluation.config.horizons:
-        results = [r for r in evaluation.results if r.horizon == horizon]
-        market = evaluation.buy_and_hold[horizon]
-        first = results[0].backtest_first_row if results else 0
-        rows_axis = np.arange(first, first + market.equity.size)
-        x = stamps[rows_axis] if stamps is not None else rows_axis
-        figure, axis = plt.subplots(figsize=(10, 4.5))
-        axis.plot(x, market.equity, color="0.5", linewidth=1.0, label="buy and hold")
-        for result in results:
-            axis.plot(x, result.backtest.equity, linewidth=1.0, label=result.model)
-        axis.set_title(
-            f"Sign strategy, k = {horizon}, costs {evaluation.config.cost_bps:g} bp per unit traded (test split)"
-        )
-        axis.set_ylabel("equity (start = 1)")
-        axis.legend(loc="best")
-        axis.grid(alpha=0.3)
-        figure.autofmt_xdate()
-        figure.tight_layout()
-        path = out_dir / f"equity_h{horizon}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
-
-        if results:
-            figure, axis = plt.subplots(figsize=(10, 4.5))
-            steps = results[0].decision_steps[-tail:]
-            x = stamps[steps] if stamps is not None else steps
-            axis.plot(x, results[0].actuals[-tail:], color="black", linewidth=1.0, label="actual")
-            for result in results:
-                axis.plot(x, result.predictions[-tail:], linewidth=1.0, label=result.model)
-            axis.set_title(f"Predicted vs actual {horizon}-bar log return (bp), last {steps.size} test steps")
-            axis.set_ylabel("basis points")
-            axis.legend(loc="best")
-            axis.grid(alpha=0.3)
-            figure.autofmt_xdate()
-            figure.tight_layout()
-            path = out_dir / f"predictions_h{horizon}.png"
-            figure.savefig(path, dpi=110)
-            plt.close(figure)
-            paths.append(path)
-    return paths
-
-
-# ---------------------------------------------------------------- the `longstm eval hft` command
-
-BASELINE_NAMES = ("zero", "momentum", "ar")
-
-
-def parse_int_list(text: str, option: str) -> tuple[int, ...]:
-    """`"1,5,15"` → `(1, 5, 15)`; anything else is a ConfigError naming the option."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        values = ()
-    if not values or any(value < 1 for value in values):
-        raise ConfigError(f"{option} must be comma-separated positive integers like 1,5,15, got {text!r}")
-    return values
-
-
-def baseline_factories(names: str, ridge: float = 0.0) -> dict[str, Callable[[], Predictor]]:
-    """Predictor factories for a comma-separated list of baseline names."""
-    from longstm.models.hft_baselines import LinearAR, Momentum, ZeroReturn
-
-    available = {"zero": ZeroReturn, "momentum": Momentum, "ar": lambda: LinearAR(ridge=ridge)}
-    LinearAR(ridge=ridge)  # validates ridge before any work
-    chosen = [name.strip() for name in names.split(",") if name.strip()]
-    if not chosen:
-        raise ConfigError(f"--model needs at least one of {', '.join(BASELINE_NAMES)}, got {names!r}")
-    for name in chosen:
-        if name not in available:
-            raise ConfigError(
-                f"unknown model {name!r} for the HFT protocol; choose from {', '.join(BASELINE_NAMES)} "
-                f"or give a training config .toml"
-            )
-    return {name: available[name] for name in chosen}
-
-
-def model_factories(names: str, ridge: float = 0.0, run_root=None) -> dict[str, Callable[[], Predictor]]:
-    """Predictor factories for `--model`: baseline names and training config `.toml` files
-    (`longstm.evaluate.trained.TrainedHFTPredictor`), in the order given."""
-    entries = [name.strip() for name in names.split(",") if name.strip()]
-    configs = [entry for entry in entries if entry.lower().endswith(".toml")]
-    if not configs:
-        return baseline_factories(names, ridge)
-    from longstm.evaluate.trained import hft_factory
-
-    baselines = [entry for entry in entries if entry not in configs]
-    chosen = baseline_factories(",".join(baselines), ridge) if baselines else {}
-    factories = {}
-    for entry in entries:
-        if entry in configs:
-            name, factory = hft_factory(entry, run_root=run_root)
-            factories[name] = factory
-        else:
-            factories[entry] = chosen[entry]
-    return factories
-
-
-def run_hft_command(
-    data,
-    *,
-    model: str = "zero,momentum,ar",
-    horizons: str = "1,5,15",
-    lookback: int = 60,
-    cost_bps: float = 1.0,
-    ridge: float = 0.0,
-    walk_forward: bool = False,
-    retrain_every: int | None = None,
-    train_window: int | None = None,
-    periods_per_year: float | None = None,
-    out=None,
-    console=None,
-) -> HFTEvaluation:
-    """What `longstm eval hft` does: load bars, run the protocol, print tables, write files."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from longstm.data.loaders import load_series
-
-    console = console or Console()
-    config = HFTConfig(
-        horizons=parse_int_list(horizons, "--horizons"),
-        lookback=lookback,
-        cost_bps=cost_bps,
-        walk_forward=walk_forward,
-        retrain_every=retrain_every,
-        train_window=train_window,
-        periods_per_year=periods_per_year,
-    )
-    from pathlib import Path
-
-    factories = model_factories(model, ridge, run_root=None if out is None else Path(out) / "runs")
-    series = load_series(data, kind="ohlcv", gap_policy="split")
-    bars = Bars.from_series(series)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("HFT protocol", total=len(factories) * len(config.horizons))
-        evaluation = evaluate_hft(
-            bars, factories, config, on_progress=lambda what: progress.update(task, advance=1, description=what)
-        )
-    summary = evaluation.data_summary
-    console.print(
-        f"[bold]{summary['source']}[/]: {summary['bars']:,} bars, test rows {summary['test_rows'][0]:,}–"
-        f"{summary['test_rows'][1]:,}" + (f" (from {summary['test_first']})" if "test_first" in summary else "")
-        + f"; lookback {config.lookback}, costs {config.cost_bps:g} bp"
-        + (", walk-forward" if config.walk_forward else "")
-    )
-    for table in rich_tables(evaluation):
-        console.print(table)
-    if out is not None:
-        paths = save_hft_outputs(evaluation, out)
-        console.print(f"wrote {len(paths)} files to {out}")
-    return evaluation

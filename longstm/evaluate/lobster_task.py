@@ -23,6 +23,9 @@ and optionally `fit(inputs, labels)`.
 A trained recurrent classifier (`longstm eval lobster --model CONFIG.toml`) is
 `longstm.evaluate.trained.TrainedLOBPredictor`: TBPTT with carried state on the training
 events, three outputs fitted with MSE to the one-hot label, argmax at prediction.
+
+The command around the task (`--model` parsing, Rich tables, saved metrics) is
+`longstm.cli.eval_lobster`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.hft_metrics import accuracy, class_f1_scores, macro_f1
 
@@ -66,8 +71,6 @@ def direction_labels(mid, horizon: int, alpha: float) -> tuple[np.ndarray, np.nd
         raise ConfigError(f"alpha must be a finite number >= 0, got {alpha}")
     labels = np.zeros(mid.size, dtype=np.int64)
     valid = np.zeros(mid.size, dtype=bool)
-    from numpy.lib.stride_tricks import sliding_window_view
-
     if mid.size > horizon:
         future = sliding_window_view(mid[1:], horizon)  # row t: mid[t+1 .. t+k], a view
         # Average the differences (not the prices) so an unchanged mid gives exactly 0, and go
@@ -113,8 +116,6 @@ class LOBInputs:
     def windows(self, lookback: int) -> np.ndarray:
         """Shape `(n, lookback, F)`: events `t−lookback+1 .. t` for each decision step t
         (a strided view; steps with fewer than `lookback` events before them are an error)."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
         steps = np.asarray(self.decision_steps)
         if steps.size and steps.min() < lookback - 1:
             raise DataValidationError(
@@ -233,8 +234,6 @@ def evaluate_lobster(
     Returns:
         A `LOBEvaluation`.
     """
-    from longstm.data.splits import chronological_split
-
     config = config or LOBConfig()
     columns = tuple(columns)
     features = np.asarray(features)
@@ -289,99 +288,3 @@ def evaluate_lobster(
 
 def _inputs(features, columns, steps, horizon, alpha) -> LOBInputs:
     return LOBInputs(features[: int(steps.max()) + 1], columns, steps, horizon, alpha)
-
-
-TABLE_COLUMNS = (
-    ("model", "model", "{}"),
-    ("n_test", "n", "{:d}"),
-    ("accuracy", "accuracy", "{:.4f}"),
-    ("macro_f1", "macro-F1", "{:.4f}"),
-    ("f1_down", "F1 down", "{:.4f}"),
-    ("f1_flat", "F1 flat", "{:.4f}"),
-    ("f1_up", "F1 up", "{:.4f}"),
-)
-
-
-def baseline_factories(names: str) -> dict:
-    from longstm.models.hft_baselines import MajorityClass, Persistence
-
-    available = {"majority": MajorityClass, "persistence": Persistence}
-    chosen = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in available]
-    if not chosen or unknown:
-        raise ConfigError(
-            f"unknown model {unknown[0] if unknown else names!r} for the LOBSTER task; choose from majority, persistence"
-        )
-    return {name: available[name] for name in chosen}
-
-
-def model_factories(names: str, run_root=None, progress: bool = False) -> dict:
-    """`--model` of `longstm eval lobster`: baseline names and training config `.toml` files
-    (each a `longstm.evaluate.trained.TrainedLOBPredictor`, trained on the task's train split).
-    Config files alone get the majority and persistence baselines added in front."""
-    from longstm.evaluate.trained import is_config_path, lobster_factory
-
-    chosen = [name.strip() for name in names.split(",") if name.strip()]
-    if chosen and all(is_config_path(name) for name in chosen):
-        chosen = ["majority", "persistence", *chosen]  # a trained model is always shown beside the baselines
-    baselines = baseline_factories(",".join(n for n in chosen if not is_config_path(n)) or names)
-    factories: dict = {}
-    for name in chosen:  # in the order given
-        if is_config_path(name):
-            stem, factory = lobster_factory(name, run_root=run_root, progress=progress)
-            factories[stem] = factory
-        else:
-            factories[name] = baselines[name]
-    return factories
-
-
-def run_lobster_command(data, *, k: str = "10", alpha: float = DEFAULT_ALPHA, model: str = "majority,persistence",
-                        out=None, console=None) -> LOBEvaluation:
-    """What `longstm eval lobster` does: load a LOBSTER sample, run the task, print, write files."""
-    import json
-    from pathlib import Path
-
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    from longstm.data.loaders import load_series
-    from longstm.evaluate.hft import format_cell, markdown_table, parse_int_list
-
-    console = console or Console()
-    config = LOBConfig(horizons=parse_int_list(k, "--k"), alpha=alpha)
-    factories = model_factories(model, None if out is None else Path(out) / "runs", progress=True)
-    series = load_series(data, kind="lobster")
-    evaluation = evaluate_lobster(series.values, series.columns, factories, config, source=str(series.source))
-    summary = evaluation.data_summary
-    console.print(
-        f"[bold]{summary['source']}[/]: {summary['events']:,} events, test events "
-        f"{summary['test_rows'][0]:,}–{summary['test_rows'][1]:,}; alpha {config.alpha:g}"
-    )
-    for horizon in config.horizons:
-        test_shares = evaluation.label_shares[str(horizon)]["test"]
-        table = Table(
-            title=f"k = {horizon} events ahead (test labels: "
-            + ", ".join(f"{name} {share:.1%}" for name, share in test_shares.items()) + ")",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-        )
-        for _, header, _ in TABLE_COLUMNS:
-            table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
-        for row in evaluation.rows():
-            if row["horizon"] == horizon:
-                table.add_row(*(format_cell(row.get(key), pattern) for key, _, pattern in TABLE_COLUMNS))
-        console.print(table)
-    if out is not None:
-        import pandas as pd
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(evaluation.rows()).to_csv(out / "metrics.csv", index=False)
-        (out / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2))
-        (out / "metrics.md").write_text(
-            markdown_table(evaluation.rows(), TABLE_COLUMNS, extra_first=(("horizon", "k", "{:d}"),)) + "\n"
-        )
-        console.print(f"wrote metrics.csv, metrics.json, metrics.md to {out}")
-    return evaluation

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 from longstm.cli import main
 
 
@@ -19,3 +23,15 @@ def test_help_lists_every_command_group(capsys):
     out = capsys.readouterr().out
     for command in ("data", "eval", "bench", "plot", "train", "evaluate", "predict", "demo", "report", "export"):
         assert command in out
+
+
+def test_help_does_not_import_tensorflow():
+    """The command boundary: TensorFlow and Keras load inside the commands that need them."""
+    code = (
+        "import sys; from longstm.cli import main; main(['--help']); main(['eval', '--help']); "
+        "print([name for name in ('tensorflow', 'keras') if name in sys.modules])"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "scores a trained run directory" in " ".join(result.stdout.split())

@@ -1,12 +1,12 @@
-"""The HFT protocol: targets, causal features, metrics, baselines, no look-ahead, end to end."""
+"""The HFT protocol: targets, causal features, metrics, baselines, no look-ahead, end to end.
+
+The `longstm eval hft` command (tables, files, plots) is tested in tests/cli/test_eval_hft.py."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -325,7 +325,7 @@ def test_a_predictor_returning_the_wrong_count_is_a_clear_error():
         evaluate_hft(synthetic_bars(1000), {"short": Short}, HFTConfig(horizons=(1,), lookback=10))
 
 
-# ---------------------------------------------------------------- real data and the CLI
+# ---------------------------------------------------------------- real data
 
 
 def test_protocol_on_a_slice_of_real_btc_bars():
@@ -344,51 +344,3 @@ def test_protocol_on_a_slice_of_real_btc_bars():
             assert 0 <= rows[model, horizon]["max_drawdown"] < 1
     # One-minute BTC returns are a few basis points.
     assert 1.0 < rows["zero", 1]["mse_bp2"] ** 0.5 < 50.0
-
-
-def write_bars_csv(path, bars: Bars) -> None:
-    pd.DataFrame(
-        {
-            "timestamp": pd.DatetimeIndex(bars.timestamps).strftime("%Y-%m-%d %H:%M:%S"),
-            "open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close, "volume": bars.volume,
-        }
-    ).to_csv(path, index=False)
-
-
-def test_cli_eval_hft_writes_tables_metrics_and_plots(tmp_path, capsys, monkeypatch):
-    from longstm.cli import main
-
-    monkeypatch.setenv("COLUMNS", "200")  # Rich would wrap the table at 80 columns
-    data = tmp_path / "bars.csv"
-    write_bars_csv(data, synthetic_bars(3000))
-    out = tmp_path / "run"
-    code = main(["eval", "hft", "--data", str(data), "--model", "zero,ar", "--horizons", "1,5",
-                 "--lookback", "20", "--cost-bps", "0.5", "--out", str(out)])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "k = 1" in printed and "k = 5" in printed and "buy_and_hold" in printed
-    table = pd.read_csv(out / "metrics.csv")
-    assert sorted(set(table["model"])) == ["ar", "buy_and_hold", "zero"]
-    assert len(table) == 6
-    saved = json.loads((out / "metrics.json").read_text())
-    assert saved["config"]["horizons"] == [1, 5] and saved["config"]["cost_bps"] == 0.5
-    assert saved["data"]["bars"] == 3000
-    assert (out / "equity_h1.png").stat().st_size > 1000
-    assert (out / "predictions_h5.png").stat().st_size > 1000
-
-
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        (["--horizons", "1,x"], "--horizons must be comma-separated positive integers"),
-        (["--model", "zero,lstm9"], "unknown model 'lstm9'"),
-        (["--cost-bps", "-1"], "cost_bps must be a finite number >= 0"),
-    ],
-)
-def test_cli_eval_hft_bad_arguments_exit_2_with_one_line(tmp_path, capsys, arguments, message):
-    from longstm.cli import main
-
-    data = tmp_path / "bars.csv"
-    write_bars_csv(data, synthetic_bars(1000))
-    assert main(["eval", "hft", "--data", str(data), *arguments]) == 2
-    assert message in " ".join(capsys.readouterr().err.split())

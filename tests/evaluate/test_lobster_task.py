@@ -1,8 +1,8 @@
-"""The LOBSTER direction task: FI-2010 labels, class metrics, baselines, no look-ahead, end to end."""
+"""The LOBSTER direction task: FI-2010 labels, class metrics, baselines, no look-ahead, end to end.
+
+The `longstm eval lobster` command is tested in tests/cli/test_eval_lobster.py."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -172,25 +172,3 @@ def write_lobster_pair(folder, mid_cents: np.ndarray):
     np.savetxt(message_path, messages, delimiter=",", fmt="%.9f")
     np.savetxt(folder / "TEST_2012-06-21_34200000_57600000_orderbook_1.csv", book, delimiter=",", fmt="%d")
     return message_path
-
-
-def test_cli_eval_lobster_end_to_end_on_a_tiny_synthetic_sample(tmp_path, capsys, monkeypatch):
-    from longstm.cli import main
-
-    monkeypatch.setenv("COLUMNS", "200")
-    mid_cents = np.round(trending_book(1200)[:, 0] * 100)
-    message_path = write_lobster_pair(tmp_path, mid_cents)
-    out = tmp_path / "run"
-    assert main(["eval", "lobster", "--data", str(message_path), "--k", "5,10", "--alpha", "1.5e-5", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "k = 10 events ahead" in printed and "persistence" in printed
-    saved = json.loads((out / "metrics.json").read_text())
-    # Changes here are whole cents over k = 10 mids near $100 (about 1e-5 apart); alpha sits between
-    # two of them, so the float32 storage of the loader cannot flip a label.
-    assert saved["config"] == {"horizons": [5, 10], "alpha": 1.5e-5, "fractions": [0.7, 0.1, 0.2]}
-    expected, _ = direction_labels(mid_cents / 100, 10, 1.5e-5)
-    row = next(r for r in saved["metrics"] if r["model"] == "persistence" and r["horizon"] == 10)
-    test_steps = np.arange(960, 1190)
-    assert row["accuracy"] == pytest.approx(np.mean(expected[test_steps - 10] == expected[test_steps]))
-    assert main(["eval", "lobster", "--data", str(message_path), "--model", "lstm"]) == 2
-    assert "unknown model 'lstm' for the LOBSTER task" in " ".join(capsys.readouterr().err.split())

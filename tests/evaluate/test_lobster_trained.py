@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from longstm.cli.eval_lobster import model_factories
 from longstm.errors import ConfigError, DataValidationError
-from longstm.evaluate.lobster_task import LOBConfig, LOBInputs, direction_labels, evaluate_lobster, model_factories
+from longstm.evaluate.lobster_task import LOBConfig, LOBInputs, direction_labels, evaluate_lobster
 from longstm.evaluate.trained import TrainedLOBPredictor, lob_model_inputs, lobster_factory
 from longstm.models.hft_baselines import MajorityClass, Persistence
 from longstm.train.config import read_config

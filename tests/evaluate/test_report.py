@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from longstm.cli.eval_hft import save_hft_outputs
 from longstm.errors import DataValidationError
-from longstm.evaluate.hft import Bars, HFTConfig, evaluate_hft, save_hft_outputs
+from longstm.evaluate.hft import Bars, HFTConfig, evaluate_hft
 from longstm.evaluate.report import build_report, collect
 from longstm.models.hft_baselines import LinearAR, ZeroReturn
 
