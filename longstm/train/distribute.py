@@ -222,10 +222,22 @@ class DistributedEngine:
         with strategy.scope():
             self.core = TBPTTEngine(model, optimizer, k1)
         self.model, self.optimizer = model, optimizer
+        self._evaluator = None
         self._step = tf.function(self._distributed_step)
         self._gather = tf.function(
             lambda state: [strategy.gather(leaf, axis=0) for leaf in tf.nest.flatten(state)]
         )
+
+    @property
+    def evaluator(self) -> TBPTTEngine:
+        """An evaluation-only engine on one device (the local copy of the mirrored weights)."""
+        if self._evaluator is None:
+            self._evaluator = TBPTTEngine(self.model)
+        return self._evaluator
+
+    def local_windows(self, windows):
+        """This worker's lanes of `windows`: it reads no other worker's rows."""
+        return lane_block(windows, self.first_lane, self.first_lane + self.local_lanes)
 
     # ---- values per replica -----------------------------------------------------------------
 

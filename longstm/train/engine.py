@@ -88,9 +88,12 @@ class TBPTTEngine:
 
     The steps:
 
-    - `train_step(x, y, mask, reset, state) -> (loss_sum, count, new_state)`
+    - `train_step(batch, state) -> (loss_sum, count, new_state)`: `batch` a dict with the
+      window's `x`, `y`, `mask` and `reset` (as `LaneWindows.dataset` yields it); the same
+      call as `DistributedEngine.train_step`. It runs `compiled_train_step(x, y, mask,
+      reset, state)`, traced once.
     - `eval_step(x, y, mask, reset, state, k1) -> (loss_sum, abs_sum, count, y_pred, new_state)`
-      (`k1` a Python int: the evaluation stream's own stride; one trace per value)
+      (`k1` a Python int: the evaluation lanes' own stride; one trace per value)
 
     `optimizer=None` gives an engine for evaluation only.
 
@@ -105,8 +108,29 @@ class TBPTTEngine:
             # Built outside tf.function: lazily created slots are fatal under a strategy.
             optimizer.build(model.trainable_variables)
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        self.train_step = tf.function(self._train_step)
+        self.compiled_train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
+
+    def train_step(self, batch, state):
+        """One update on `batch` (x, y, mask, reset of every lane); `(loss_sum, count, new_state)`."""
+        return self.compiled_train_step(batch["x"], batch["y"], batch["mask"], batch["reset"], state)
+
+    @property
+    def evaluator(self) -> "TBPTTEngine":
+        """The engine whose `eval_step` validation and prediction use: this one."""
+        return self
+
+    def local_windows(self, windows):
+        """The lanes this process trains: all of them on one device."""
+        return windows
+
+    def gather_state(self, state) -> list[np.ndarray]:
+        """The lane states as `(lanes, ...)` arrays, as a checkpoint stores them."""
+        return [np.asarray(leaf) for leaf in tf.nest.flatten(state)]
+
+    def scatter_state(self, template, leaves: list[np.ndarray]):
+        """A state shaped like `template` from the arrays `gather_state` returns."""
+        return tf.nest.pack_sequence_as(template, [tf.constant(leaf) for leaf in leaves])
 
     def _enter(self, state, reset):
         state = reset_lanes(state, reset)

@@ -39,6 +39,7 @@ CHECKPOINTS = "checkpoints"
 BEST = "best.npz"
 LATEST = "latest"
 LATEST_OLD = "latest.old"
+LATEST_TEMPORARY = "latest.tmp"
 VARIABLES = "variables.npz"
 POSITION = "position.json"
 STEP_LOG = "steps.csv"
@@ -46,6 +47,7 @@ EPOCH_LOG = "metrics.csv"
 METRICS = "metrics.json"
 LOSS_PLOT = "loss.png"
 TENSORBOARD = "tensorboard"
+PROTOCOL_SUMMARY = "protocol.json"
 WEIGHTS = ("best", "latest")
 
 
@@ -92,6 +94,21 @@ class RunDir:
     def latest(self) -> Path:
         """Where the next latest checkpoint is written (see `latest_checkpoint` for reading)."""
         return self.checkpoints / LATEST
+
+    @property
+    def latest_old(self) -> Path:
+        """Where the previous latest checkpoint waits while a new one is put in place."""
+        return self.checkpoints / LATEST_OLD
+
+    @property
+    def latest_temporary(self) -> Path:
+        """Where a new latest checkpoint is written before it is renamed into place."""
+        return self.checkpoints / LATEST_TEMPORARY
+
+    @property
+    def protocol_summary(self) -> Path:
+        """`protocol.json`: what an evaluation protocol (`longstm eval ...`) trained here and how."""
+        return self.path / PROTOCOL_SUMMARY
 
     @property
     def step_log(self) -> Path:

@@ -76,7 +76,7 @@ def test_window_gradients_equal_a_hand_written_tape_from_the_same_stopped_state(
 
     # The train step applies exactly these gradients (SGD with learning rate 1).
     before = [v.numpy() for v in model.trainable_variables]
-    engine.train_step(x, y, mask, reset, state)
+    engine.train_step({"x": x, "y": y, "mask": mask, "reset": reset}, state)
     for old, new, gradient in zip(before, model.trainable_variables, expected):
         np.testing.assert_allclose(new.numpy(), old - gradient.numpy(), atol=1e-6)
 
@@ -102,8 +102,8 @@ def test_train_step_is_traced_once_for_any_resets_and_masks():
         x, y = _window(6, lanes=2, seed=i)
         reset = tf.constant(rng.random(2) < 0.5)
         mask = tf.constant((rng.random((2, 6)) < 0.7).astype(np.float32))
-        _, _, state = engine.train_step(tf.constant(x), tf.constant(y), mask, reset, state)
-    assert engine.train_step.experimental_get_tracing_count() == 1
+        _, _, state = engine.train_step({"x": tf.constant(x), "y": tf.constant(y), "mask": mask, "reset": reset}, state)
+    assert engine.compiled_train_step.experimental_get_tracing_count() == 1
 
 
 def test_reset_lane_state_equals_a_fresh_start():
@@ -126,7 +126,8 @@ def test_state_is_kept_in_float32_under_mixed_bfloat16():
         build_model_for(model, 2, 5, 3)
         engine = TBPTTEngine(model, keras.optimizers.Adam(1e-3), 5)
         x, y = _window(5, lanes=2, outputs=1)
-        loss_sum, count, state = engine.train_step(x, y, np.ones((2, 5), np.float32), np.zeros(2, bool), engine.initial_state(2))
+        batch = {"x": x, "y": y, "mask": np.ones((2, 5), np.float32), "reset": np.zeros(2, bool)}
+        loss_sum, count, state = engine.train_step(batch, engine.initial_state(2))
         assert all(t.dtype == tf.float32 for t in tf.nest.flatten(state))
         assert loss_sum.dtype == tf.float32 and np.isfinite(float(loss_sum))
         assert model.compute_dtype == "bfloat16"

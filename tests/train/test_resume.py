@@ -16,7 +16,8 @@ from longstm.data.lanes import LaneWindows
 from longstm.errors import TrainingError
 from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.train.config import TrainConfig
-from longstm.train.trainer import Trainer, read_step_log
+from longstm.train.logs import read_step_log
+from longstm.train.trainer import Trainer
 
 SCRIPT = textwrap.dedent(
     """

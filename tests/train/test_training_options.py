@@ -10,7 +10,8 @@ import tensorflow as tf
 from longstm.data.lanes import LaneWindows
 from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.train.config import TrainConfig
-from longstm.train.trainer import Trainer, make_optimizer
+from longstm.train.optimizers import make_optimizer
+from longstm.train.trainer import Trainer
 
 
 def test_warmup_then_cosine_schedule_and_clipping():
@@ -46,7 +47,7 @@ def test_global_norm_clipping_bounds_the_applied_update():
     trainer.optimizer.build(model.trainable_variables)
     before = [v.numpy().copy() for v in model.trainable_variables]
     batch = next(iter(stream.dataset()))
-    trainer.engine.train_step(batch["x"], batch["y"], batch["mask"], batch["reset"], trainer.engine.initial_state(2))
+    trainer.engine.train_step(batch, trainer.engine.initial_state(2))
     change = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(model.trainable_variables, before)))
     assert change == pytest.approx(1e-3, rel=1e-3)
 

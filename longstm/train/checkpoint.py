@@ -1,0 +1,138 @@
+"""The checkpoint format: model, optimizer and lane-state arrays by position, and their position.
+
+A latest checkpoint (`RunDir.latest`) is a folder of two files:
+
+    variables.npz   model_0 .. model_n    the model variables in creation order (weights and
+                                          dropout seed-generator states)
+                    optimizer_0 .. _m     the optimizer variables (moments, iteration, loss scale)
+                    state_0 .. state_k    the carried lane states, global `(lanes, ...)` arrays
+    position.json   epoch, update within the epoch, global step, history, early-stopping counters
+
+`best.npz` holds the `model_*` arrays only. Variables are stored by position, so a model must
+create its variables in the same order to read an old checkpoint.
+
+A new latest checkpoint is written to `latest.tmp/`, the old one is moved to `latest.old/`,
+the new one renamed into place and the old one removed: a process killed at any point
+leaves a complete checkpoint (`RunDir.latest_checkpoint` finds `latest.old/` when the kill
+fell between the two renames).
+
+Example:
+
+>>> save_weights(run.best_weights, model)
+>>> load_weights(model, run.weights("best"))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from longstm.errors import TrainingError
+from longstm.train.rundir import POSITION, VARIABLES, RunDir
+
+
+def variable_arrays(variables, prefix: str) -> dict[str, np.ndarray]:
+    """`{prefix}_{i}` arrays of `variables`, in their order."""
+    return {f"{prefix}_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An `.npz` written through a temporary file and renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def save_weights(path: Path, model) -> None:
+    """The model's variables alone (`best.npz`)."""
+    write_arrays(path, variable_arrays(model.variables, "model"))
+
+
+def assign_checkpoint_arrays(variables, arrays, prefix: str, source, error=TrainingError) -> None:
+    """Load the `{prefix}_{i}` arrays of a checkpoint `.npz` into `variables`, checking count and shapes.
+
+    Args:
+        variables: the variables to assign, in creation order.
+        arrays: the opened `.npz`.
+        prefix: "model" or "optimizer".
+        source: the file, named in errors.
+        error: the exception type to raise on a mismatch (serving raises `ConfigError`).
+    """
+    expected = len(variables)
+    found = sum(1 for key in arrays.files if key.startswith(prefix + "_"))
+    if found != expected:
+        raise error(
+            f"{source}: the checkpoint holds {found} {prefix} variables but the {prefix} has {expected}; "
+            f"was it written with a different model configuration?"
+        )
+    for i, variable in enumerate(variables):
+        value = arrays[f"{prefix}_{i}"]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise error(
+                f"{source}: {prefix} variable {variable.path} has shape {tuple(variable.shape)}; "
+                f"the checkpoint has {tuple(value.shape)}"
+            )
+        variable.assign(value)
+
+
+def load_weights(model, path: str | Path, error=TrainingError) -> None:
+    """Assign the model variables saved in `path` (`best.npz` or a latest `variables.npz`)."""
+    path = Path(path)
+    with np.load(path) as arrays:
+        assign_checkpoint_arrays(model.variables, arrays, "model", path, error=error)
+
+
+def write_checkpoint(run: RunDir, model, optimizer, states: Sequence[np.ndarray], position: dict[str, Any]) -> Path:
+    """Write the latest checkpoint of `run` (see the module docstring); returns its folder.
+
+    Args:
+        run: the run directory.
+        model, optimizer: whose variables are saved.
+        states: the carried lane states as global `(lanes, ...)` arrays.
+        position: epoch, step_in_epoch, global_step, best (inf allowed), bad_epochs,
+            finished, history.
+    """
+    temporary, target, previous = run.latest_temporary, run.latest, run.latest_old
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    arrays = variable_arrays(model.variables, "model") | variable_arrays(optimizer.variables, "optimizer")
+    arrays |= {f"state_{i}": leaf for i, leaf in enumerate(states)}
+    write_arrays(temporary / VARIABLES, arrays)
+    best = position["best"]
+    position = {**position, "best": best if math.isfinite(best) else None}
+    (temporary / POSITION).write_text(json.dumps(position, indent=1))
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(temporary, target)
+    shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
+def read_position(run: RunDir) -> dict[str, Any] | None:
+    """`position.json` of the latest checkpoint, or None when there is none."""
+    path = run.latest_checkpoint() / POSITION
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_checkpoint(run: RunDir, model, optimizer, n_states: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Assign the latest checkpoint's model and optimizer variables; `(state arrays, position)`.
+
+    `position["best"]` is a float (inf where none was recorded).
+    """
+    folder = run.latest_checkpoint()
+    with np.load(folder / VARIABLES) as arrays:
+        assign_checkpoint_arrays(model.variables, arrays, "model", folder)
+        assign_checkpoint_arrays(optimizer.variables, arrays, "optimizer", folder)
+        states = [arrays[f"state_{i}"] for i in range(n_states)]
+    position = json.loads((folder / POSITION).read_text())
+    position["best"] = math.inf if position["best"] is None else position["best"]
+    return states, position
