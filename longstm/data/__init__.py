@@ -1,12 +1,13 @@
 """longstm.data: loading, validating, featurising, splitting and windowing long time series.
 
 The one representation is `TimeSeries` (float32 values, column names, timestamps, segment
-starts). `load_series` reads files into it; `build_features` derives causal features;
+starts). `load_series` reads files into it; `FeaturePipeline` derives causal features
+(whole series or row by row; `build_features` is its one-call form);
 `ett_split`/`chronological_split` and `StandardScaler` give train-only scaling;
 `window_dataset` serves (lookback, horizon) windows lazily through `tf.data`.
 """
 
-from longstm.data.features import build_features
+from longstm.data.features import FeaturePipeline, build_features
 from longstm.data.loaders import KINDS, load_series
 from longstm.data.samples import bundled_path
 from longstm.data.scaling import StandardScaler
@@ -27,6 +28,7 @@ __all__ = [
     "Split",
     "StandardScaler",
     "DataWarning",
+    "FeaturePipeline",
     "TimeSeries",
     "WindowIndex",
     "apply_gap_policy",

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from longstm.data import StandardScaler, TimeSeries, ett_split
-from longstm.data.features import FEATURES, build_features
+from longstm.data.features import build_features
+from longstm.data.feature_kinds import FEATURE_KINDS
 from longstm.errors import ConfigError, DataValidationError
 
 ALL_SPECS = [
@@ -21,6 +22,12 @@ ALL_SPECS = [
     {"kind": "time_of_day"},
     {"kind": "day_of_week"},
 ]
+# The kinds that read bars or LOB events, over `_ohlcv`.
+OHLCV_SPECS = [
+    {"kind": "bar"},
+    {"kind": "lob_inputs", "mid": "close"},
+    {"kind": "per_column", "columns": ["open", "close", "volume"], "transforms": ["diff", "log_return", "diff"]},
+]
 
 
 def _bars(rows=200, segments=(0,), seed=0):
@@ -31,8 +38,19 @@ def _bars(rows=200, segments=(0,), seed=0):
     return TimeSeries(np.stack([close, volume], axis=1), ["close", "volume"], stamps, np.array(segments))
 
 
+def _ohlcv(rows=200, segments=(0,), seed=0):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, rows)))
+    open_ = close * np.exp(rng.normal(0, 0.002, rows))
+    high = np.maximum(open_, close) * np.exp(rng.uniform(0, 0.003, rows))
+    low = np.minimum(open_, close) * np.exp(-rng.uniform(0, 0.003, rows))
+    values = np.stack([open_, high, low, close, rng.uniform(1, 10, rows)], axis=1)
+    stamps = pd.date_range("2024-03-01 09:00", periods=rows, freq="1min").to_numpy()
+    return TimeSeries(values, ["open", "high", "low", "close", "volume"], stamps, np.array(segments))
+
+
 def test_every_kind_is_covered_by_the_causality_specs():
-    assert {spec["kind"] for spec in ALL_SPECS} == set(FEATURES)
+    assert {spec["kind"] for spec in ALL_SPECS + OHLCV_SPECS} == set(FEATURE_KINDS)
 
 
 def test_values():
@@ -57,12 +75,13 @@ def test_values():
 
 
 @pytest.mark.parametrize("t", [0, 1, 49, 50, 123, 198])
-def test_no_feature_at_step_t_depends_on_values_after_t(t):
-    series = _bars(segments=(0, 50))
-    reference = build_features(series, ALL_SPECS)
+@pytest.mark.parametrize("make, specs", [(_bars, ALL_SPECS), (_ohlcv, OHLCV_SPECS)], ids=["bars", "ohlcv"])
+def test_no_feature_at_step_t_depends_on_values_after_t(t, make, specs):
+    series = make(segments=(0, 50))
+    reference = build_features(series, specs)
     changed = series.values.copy()
     changed[t + 1 :] *= np.random.default_rng(t).uniform(0.5, 2.0, size=changed[t + 1 :].shape).astype(np.float32)
-    perturbed = build_features(TimeSeries(changed, series.columns, series.timestamps, series.segments), ALL_SPECS)
+    perturbed = build_features(TimeSeries(changed, series.columns, series.timestamps, series.segments), specs)
     np.testing.assert_array_equal(perturbed.values[: t + 1], reference.values[: t + 1])
     assert not np.array_equal(perturbed.values[t + 1 :], reference.values[t + 1 :])
 
