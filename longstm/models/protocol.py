@@ -307,12 +307,24 @@ class Forecaster(RecurrentModel):
 
     def step(self, x_t, state):
         features, new_state = self.core.step(x_t, state)
+        return self.forecast_at_step(features, x_t, training=False), new_state
+
+    def forecast_at_step(self, features_t, x_t, training=None):
+        """The forecast of one step from the core's features and the inputs at that step.
+
+        Args:
+            features_t: `(batch, core features)`, the core's output at the step.
+            x_t: `(batch, inputs)`, the inputs at the step (for `residual_inputs`).
+
+        Returns:
+            `(batch, outputs)`: the head, plus the residual inputs' values.
+        """
         # Heads are written for (batch, steps, features): give them a time axis of one step.
-        forecast = self.head(ops.expand_dims(features, 1), training=False)[:, 0]
+        forecast = self.head(ops.expand_dims(features_t, 1), training=training)[:, 0]
         if self.residual_inputs:
             repeats = forecast.shape[-1] // len(self.residual_inputs)
             forecast = forecast + ops.cast(ops.tile(ops.take(x_t, self.residual_inputs, axis=-1), (1, repeats)), forecast.dtype)
-        return forecast, new_state
+        return forecast
 
     def numpy_weights(self) -> dict[str, Any] | str:
         """The core's `numpy_layers` and the Dense head as NumPy, or the reason there is no such form.
