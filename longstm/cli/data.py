@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from longstm.data.inspect import inspect_file
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -16,8 +19,6 @@ def format_duration(delta: np.timedelta64 | None) -> str:
     """`np.timedelta64` as '1h', '15min', '2 days 03:00:00', '0.62 ms'."""
     if delta is None:
         return "-"
-    import pandas as pd
-
     value = pd.Timedelta(int(delta.astype("timedelta64[ns]").astype(np.int64)), "ns")
     if value < pd.Timedelta(1, "s"):
         return f"{value.value / 1e6:.3g} ms"
@@ -32,8 +33,6 @@ def format_duration(delta: np.timedelta64 | None) -> str:
 
 
 def _stamp(value: np.datetime64) -> str:
-    import pandas as pd
-
     return str(pd.Timestamp(value))
 
 
@@ -45,8 +44,6 @@ def inspect(
     bar: str = typer.Option(None, "--bar", help="LOBSTER: aggregate events to bars of this length (e.g. 1s)."),
 ) -> None:
     """Print rows, columns, time span, resolution, gaps and NaNs of a data file."""
-    from longstm.data.inspect import inspect_file
-
     summary = inspect_file(path, kind, timestamp_column=timestamp_column, bar=bar)
     console = Console()
     overview = Table(title=f"{path.name} ({summary.kind})", show_header=False)

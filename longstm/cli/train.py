@@ -12,12 +12,17 @@ TensorFlow is imported inside the commands, so `longstm --help` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from longstm.cli.stream import follow as follow_command
+from longstm.errors import ConfigError
+from longstm.train.config import STRATEGIES, load_config
 
 console = Console()
 
@@ -50,11 +55,6 @@ def train(
     ),
 ) -> None:
     """Train a recurrent model with truncated BPTT and carried state."""
-    import dataclasses
-
-    from longstm.errors import ConfigError
-    from longstm.train.config import STRATEGIES, load_config
-
     settings = load_config(config, overrides or ())
     if strategy is not None:
         if strategy not in STRATEGIES:
@@ -91,8 +91,6 @@ def predict(
 ) -> None:
     """Per-row forecasts of a trained run on a series, in the data's units."""
     if follow:
-        from longstm.cli.stream import follow as follow_command
-
         follow_command(
             run_dir, str(data), out=out, max_rows=None, idle_timeout=idle_timeout, poll=0.05, state_in=None, state_out=None
         )

@@ -30,7 +30,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.figure
+import pandas as pd
+
 from longstm.errors import DataValidationError
+from longstm.train import rundir
 
 FIGURE_GROUPS = (
     ("learning", "Learning curves", ("loss", "learning", "curve")),
@@ -43,7 +47,8 @@ CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 REPORT_NAMES = ("report.html", "report.md")
 LEARNING_CURVE_PREFIX = "report_learning_curves"
 MAX_TABLE_ROWS = 60
-SKIP_DIRS = {"checkpoints", "checkpoint", "ckpt", "tensorboard", "logs", "__pycache__"}
+# A run directory's checkpoints and TensorBoard logs are binary; other tools' names for the same.
+SKIP_DIRS = {rundir.CHECKPOINTS, "checkpoint", "ckpt", rundir.TENSORBOARD, "logs", "__pycache__"}
 
 
 @dataclass
@@ -133,8 +138,6 @@ def _scalar_dict(value) -> bool:
 
 def collect(run_dir) -> RunContents:
     """Find configuration, data summaries, metric tables and figures in `run_dir`."""
-    import pandas as pd
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataValidationError(f"{run_dir}: no such run directory")
@@ -223,14 +226,10 @@ def _figure_group(name: str) -> str:
 
 
 def _draw_learning_curves(frame, loss_columns, run_dir: Path, source: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     axis_column = next((c for c in frame.columns if str(c).lower() in STEP_COLUMNS), None)
     x = frame[axis_column] if axis_column is not None else range(len(frame))
-    figure, axis = plt.subplots(figsize=(8, 4))
+    figure = matplotlib.figure.Figure(figsize=(8, 4))
+    axis = figure.subplots()
     for column in loss_columns:
         axis.plot(x, frame[column], label=str(column))
     axis.set_xlabel(str(axis_column or "row"))
@@ -244,7 +243,6 @@ def _draw_learning_curves(frame, loss_columns, run_dir: Path, source: Path) -> P
     figure.tight_layout()
     path = run_dir / f"{LEARNING_CURVE_PREFIX}_{source.stem}.png"
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 

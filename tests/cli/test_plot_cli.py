@@ -52,7 +52,7 @@ def test_a_run_directory_gets_its_attention_computed_saved_and_drawn(attention_r
 
 
 def test_warm_up_in_windows_equals_one_pass_and_a_cold_start_has_no_memory(attention_run):
-    from longstm.cli.plot import chunk_attention
+    from longstm.cli.attention_plot import chunk_attention
     from longstm.train import load_run
 
     config, data, trainer = load_run(attention_run)
