@@ -63,8 +63,8 @@ def train(model, config, data, out: Path):
     from longstm.train import Trainer
 
     trainer = Trainer(model, config, run_dir=out)
-    trainer.fit(data.stream(config, "train"), data.stream(config, "val"))
-    trainer.load_weights(out / "checkpoints" / "best.npz", data.stream(config, "train"))
+    trainer.fit(data.lanes(config, "train"), data.lanes(config, "val"))
+    trainer.load_weights(out / "checkpoints" / "best.npz", data.lanes(config, "train"))
     return trainer
 
 
@@ -75,7 +75,7 @@ def compare_with_repeat_last(config, data, trainer) -> tuple[dict, tuple]:
     over all of them, as the ETT papers do. Returns `(scores, series)`, `series` for
     `plot_forecast`: rows, truth, forecasts and repeat-last, `(rows, H)`, in degrees Celsius.
     """
-    rows, predictions = trainer.predict(data.stream(config, "test"))
+    rows, predictions = trainer.predict(data.lanes(config, "test"))
     target = data.target_columns[0]
     scaled = (np.asarray(data.series.values[:, target], np.float64) - data.mean[target]) / data.std[target]
     ahead = config.data.offset + np.arange(config.data.horizon)
@@ -89,7 +89,7 @@ def compare_with_repeat_last(config, data, trainer) -> tuple[dict, tuple]:
         "model_mae": float(np.mean(np.abs(forecast - truth))),
         "repeat_last_mse": float(np.mean((last - truth) ** 2)),
         "repeat_last_mae": float(np.mean(np.abs(last - truth))),
-        "val_mse": float(trainer.evaluate(data.stream(config, "val"))["mse"]),
+        "val_mse": float(trainer.evaluate(data.lanes(config, "val"))["mse"]),
     }
     unscale = lambda values: values * data.std[target] + data.mean[target]  # noqa: E731
     return scores, (rows, unscale(truth), unscale(forecast), unscale(last))

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from longstm.data import bundled_path
+from longstm.train.config import config_from_dict
+from longstm.train.run import load_run, train_from_config
 
 
 @dataclass
@@ -34,8 +36,6 @@ class DemoScore:
 
 def demo_config(epochs: int = 10, horizon: int = 24):
     """The demo's training configuration (a `longstm.train.config.Config`)."""
-    from longstm.train.config import config_from_dict
-
     return config_from_dict(
         {
             "seed": 0,
@@ -81,13 +81,11 @@ def score(name: str, truth: np.ndarray, forecast: np.ndarray) -> DemoScore:
 
 def run_demo(out_dir: str | Path, *, epochs: int = 10, horizon: int = 24, progress: bool = True):
     """Train, evaluate against baselines, plot. Returns `(scores, plot_path)`."""
-    from longstm.train.run import load_run, train_from_config
-
     out_dir = Path(out_dir)
     train_from_config(demo_config(epochs=epochs, horizon=horizon), out_dir, progress=progress)
     # The run directory is the source of truth: reload it as a user would (best weights).
     config, data, trainer = load_run(out_dir, progress=progress)
-    rows, predictions = trainer.predict(data.stream(config, "test"))
+    rows, predictions = trainer.predict(data.lanes(config, "test"))
     target = data.target_columns[0]
     mean, std = float(data.mean[target]), float(data.std[target])
     scaled = (np.asarray(data.series.values[:, target], dtype=np.float64) - mean) / std
@@ -106,7 +104,7 @@ def run_demo(out_dir: str | Path, *, epochs: int = 10, horizon: int = 24, progre
 
 def plot_forecasts(path: Path, data, rows, truth, predictions, repeat_last, mean: float, std: float, offset: int) -> Path:
     """Actual vs forecast OT (data units) over two test weeks, at the first and last horizon."""
-    import matplotlib
+    import matplotlib  # the backend must be chosen before pyplot is imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

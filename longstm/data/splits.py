@@ -78,6 +78,23 @@ def ett_split(n_rows: int, lookback: int, freq: str = "h") -> Split:
     return Split((0, train), (train - lookback, train + val), (train + val - lookback, train + val + test), lookback, f"ETT{freq}")
 
 
+def chronological_counts(n_rows: int, fractions) -> tuple[int, int, int]:
+    """Rows of the train, validation and test parts with Informer's rounding.
+
+    `num_train = int(n * train)`, `num_test = int(n * test)` and validation the rest; a part
+    may be empty (callers decide whether that is allowed). The one rounding rule behind
+    `chronological_split` and the run splits of `longstm.train.run.split_rows`.
+
+    Example:
+
+    >>> chronological_counts(1000, (0.7, 0.1, 0.2))
+    (700, 100, 200)
+    """
+    num_train = int(n_rows * fractions[0])
+    num_test = int(n_rows * fractions[2])
+    return num_train, n_rows - num_train - num_test, num_test
+
+
 def chronological_split(n_rows: int, lookback: int, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> Split:
     """A chronological train/val/test split with the ETT-style lookback overlap.
 
@@ -95,9 +112,7 @@ def chronological_split(n_rows: int, lookback: int, fractions: tuple[float, floa
     lookback = _check_lookback(lookback)
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
         raise DataValidationError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    num_train = int(n_rows * fractions[0])
-    num_test = int(n_rows * fractions[2])
-    num_val = n_rows - num_train - num_test
+    num_train, num_val, num_test = chronological_counts(n_rows, fractions)
     if min(num_train, num_val, num_test) < 1 or lookback > num_train:
         raise DataValidationError(
             f"cannot split {n_rows} rows {fractions} with lookback {lookback}: parts of {num_train}/"

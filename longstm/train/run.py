@@ -18,25 +18,57 @@ A run directory holds:
 Splits are chronological (`data.split`, Informer's rounding). Validation and test lanes
 start with `eval.warmup` rows of the past (the end of the preceding split for the first
 lane) with their loss masked, so their state is warmed up on the past, never on the future.
+
+The pieces, also used by the evaluation protocols (`longstm.evaluate`) so that every
+training there is set up the same way:
+
+- `set_seed_and_precision(config)`: the one seeding (seed, determinism, precision policy);
+- `build_trainer(config, data)`: a seeded model for the data's columns and its `Trainer`;
+- `training_lanes`, `evaluation_lanes` (and `PreparedData.lanes`): the `LaneWindows` for
+  training, and for validation/evaluation with warm-up;
+- `fit_and_keep_best(trainer, train_lanes, val_lanes)`: fit, then reload the best epoch;
+- `longstm.train.carried.carried_outputs`: one pass over a series with carried state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 
+from longstm.data import FeaturePipeline, StandardScaler, load_series
+from longstm.data.lanes import LaneWindows
+from longstm.data.splits import chronological_counts
 from longstm.errors import ConfigError, DataValidationError
+from longstm.models.registry import build_model
 from longstm.train.config import Config, load_config
+from longstm.train.distribute import get_strategy, is_chief
+from longstm.train.rundir import RunDir
+from longstm.train.trainer import Trainer
+
+
+@dataclass
+class ModelColumns:
+    """Which columns a model reads and forecasts, and the names of all columns.
+
+    What `build_trainer` needs of the data; `PreparedData` offers the same three attributes.
+    """
+
+    feature_columns: list[int]
+    target_columns: list[int]
+    column_names: list[str]
 
 
 @dataclass
 class PreparedData:
-    """A loaded series and everything needed to stream it: columns, split rows, scaler."""
+    """A loaded series and everything needed to cut it into lanes: columns, split rows, scaler."""
 
     series: Any
     feature_columns: list[int]
@@ -44,35 +76,67 @@ class PreparedData:
     splits: dict[str, tuple[int, int]]
     mean: np.ndarray | None
     std: np.ndarray | None
+    pipeline: FeaturePipeline | None = None  # the config's [[pipeline]], already applied to `series`
 
-    def stream(self, config: Config, part: str, rows: tuple[int, int] | None = None):
-        """The `LaneWindows` of split `part` ("train", "val", "test") or of `rows`."""
-        from longstm.data.lanes import LaneWindows
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.series.columns)
 
-        rows = self.splits[part] if rows is None else rows
-        common = dict(
+    def lanes(self, config: Config, part: str, rows: tuple[int, int] | None = None) -> LaneWindows:
+        """The `LaneWindows` of split `part` ("train", "val", "test") or of `rows`: training
+        lanes for "train", evaluation lanes (warm-up on the past) otherwise."""
+        columns = dict(
             feature_columns=self.feature_columns,
             target_columns=self.target_columns,
-            offset=config.data.offset,
-            horizon=config.data.horizon,
             segments=self.series.segments,
-            rows=rows,
+            rows=self.splits[part] if rows is None else rows,
             mean=self.mean,
             std=self.std,
         )
         if part == "train":
-            train = config.train
-            return LaneWindows(
-                self.series.values, lanes=train.lanes, k1=train.k1, k2=train.k2, burn_in=train.burn_in, **common
-            )
-        return LaneWindows(
-            self.series.values,
-            lanes=config.eval.lanes,
-            k1=config.train.k2,
-            k2=config.train.k2,
-            burn_in=config.eval.warmup,
-            **common,
-        )
+            return training_lanes(config, self.series.values, **columns)
+        return evaluation_lanes(config, self.series.values, **columns)
+
+
+def training_lanes(config: Config, values, *, burn_in: int | None = None, offset: int | None = None,
+                   horizon: int | None = None, **columns) -> LaneWindows:
+    """`train.lanes` lanes of TBPTT(`train.k1`, `train.k2`) windows over `values`.
+
+    Args:
+        config: the run's config.
+        values: the `(rows, columns)` array (or memmap) to read.
+        burn_in: rows after each segment start without a loss (default `train.burn_in`).
+        offset, horizon: of the targets (default `data.offset`, `data.horizon`).
+        **columns: the other `LaneWindows` arguments (feature_columns, target_columns,
+            segments, rows, mean, std).
+
+    Returns:
+        The `LaneWindows`.
+    """
+    train = config.train
+    return LaneWindows(
+        values, lanes=train.lanes, k1=train.k1, k2=train.k2,
+        burn_in=train.burn_in if burn_in is None else burn_in,
+        offset=config.data.offset if offset is None else offset,
+        horizon=config.data.horizon if horizon is None else horizon,
+        **columns,
+    )
+
+
+def evaluation_lanes(config: Config, values, *, burn_in: int | None = None, offset: int | None = None,
+                     horizon: int | None = None, **columns) -> LaneWindows:
+    """`eval.lanes` lanes of `train.k2`-row windows, each lane warmed up on the rows before it.
+
+    Args as for `training_lanes`, except that `burn_in` defaults to `eval.warmup`: the rows
+    of the past each lane runs before its first loss.
+    """
+    return LaneWindows(
+        values, lanes=config.eval.lanes, k1=config.train.k2, k2=config.train.k2,
+        burn_in=config.eval.warmup if burn_in is None else burn_in,
+        offset=config.data.offset if offset is None else offset,
+        horizon=config.data.horizon if horizon is None else horizon,
+        **columns,
+    )
 
 
 def resolve_data_path(config: Config) -> Path:
@@ -91,10 +155,12 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
 
     With `scaler` (a saved `StandardScaler.to_dict()`) the statistics are reused instead of fit.
     """
-    from longstm.data import StandardScaler, load_series
-
     path = resolve_data_path(config) if path is None else Path(path)
     series = load_series(path, kind=config.data.kind, gap_policy=config.data.gap_policy)
+    pipeline = None
+    if config.pipeline:  # before picking columns: data.features/targets may name its outputs
+        pipeline = FeaturePipeline(config.pipeline, series.columns, source=str(path))
+        series = pipeline.transform(series)
     names = list(series.columns)
 
     def indices(key: str, wanted: list[str]) -> list[int]:
@@ -120,39 +186,30 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
         start, stop = splits["train"]
         fitted = StandardScaler(names).fit(series.values[start:stop])
         mean, std = fitted.mean.astype(np.float32), fitted.scale.astype(np.float32)
-    return PreparedData(series, features, targets, splits, mean, std)
+    return PreparedData(series, features, targets, splits, mean, std, pipeline)
 
 
 def split_rows(n_rows: int, fractions) -> dict[str, tuple[int, int]]:
-    """Chronological row ranges with Informer's rounding (as `chronological_split`):
+    """Chronological row ranges with Informer's rounding (`chronological_counts`):
     `int(n * train)` and `int(n * test)` rows, validation the rest; empty parts allowed."""
-    train = int(n_rows * fractions[0])
-    test = int(n_rows * fractions[2])
+    train, _, test = chronological_counts(n_rows, fractions)
     if train < 1:
         raise DataValidationError(f"data.split {list(fractions)} leaves no training rows out of {n_rows}")
     return {"train": (0, train), "val": (train, n_rows - test), "test": (n_rows - test, n_rows)}
 
 
-def _seed_everything(config: Config) -> None:
-    import keras
-    import tensorflow as tf
-
+def set_seed_and_precision(config: Config) -> None:
+    """Seed Python, NumPy and TensorFlow with `seed`, make ops deterministic when
+    `deterministic = true`, and set the `train.mixed_precision` policy (before a model is built)."""
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def _set_precision(config: Config) -> None:
-    import keras
-
     policy = "float32" if config.train.mixed_precision == "off" else config.train.mixed_precision
     keras.mixed_precision.set_global_policy(policy)
 
 
 def model_for(config: Config, feature_columns: list[int], target_columns: list[int], names: list[str]):
     """The untrained forecaster a run's config describes, for these feature/target columns."""
-    from longstm.models.registry import build_model
-
     residual_inputs = []
     if config.model.residual:
         missing = [names[i] for i in target_columns if i not in feature_columns]
@@ -167,26 +224,57 @@ def model_for(config: Config, feature_columns: list[int], target_columns: list[i
 
 
 def build_trainer(
-    config: Config, data: PreparedData, run_dir=None, progress: bool = True, callbacks=(), strategy="default"
-):
-    """Seeded model (by `model.name`) and a `Trainer` for it.
+    config: Config, data: PreparedData | ModelColumns, run_dir=None, progress: bool = True, callbacks=(),
+    strategy="default",
+) -> Trainer:
+    """Seeded model (by `model.name`) for the data's columns and a `Trainer` for it.
 
-    `strategy`: "default" (one device, whatever the config says), "mirrored", "multiworker"
-    or a `tf.distribute.Strategy`; the model is created under its scope.
+    Args:
+        config: the run's config.
+        data: a `PreparedData` or `ModelColumns` (feature and target columns, column names).
+        run_dir: where the trainer writes (None: nothing is kept).
+        progress: show progress bars.
+        callbacks: as `Trainer`.
+        strategy: "default" (one device, whatever the config says), "mirrored",
+            "multiworker" or a `tf.distribute.Strategy` (resolved already by a caller that
+            must create it first); the model is created under its scope.
+
+    Returns:
+        The `Trainer`; its model is `trainer.model`.
+
+    Example:
+
+    >>> trainer = build_trainer(config, load_data(config), run_dir="runs/x")
     """
-    import contextlib
-
-    from longstm.train.distribute import get_strategy
-    from longstm.train.trainer import Trainer
-
     strategy = get_strategy(strategy)
-    _seed_everything(config)
-    _set_precision(config)
+    set_seed_and_precision(config)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = model_for(config, data.feature_columns, data.target_columns, list(data.series.columns))
+        model = model_for(config, data.feature_columns, data.target_columns, list(data.column_names))
     return Trainer(
         model, config, run_dir=run_dir, progress=progress, callbacks=callbacks, strategy=strategy or "default"
     )
+
+
+def fit_and_keep_best(trainer: Trainer, train_lanes: LaneWindows, val_lanes: LaneWindows | None,
+                      resume: bool = False) -> list[dict[str, Any]]:
+    """Fit, then reload the weights of the best validation epoch.
+
+    The trainer saves them (`best.npz` in its run directory) whenever the validation MSE
+    improves; without validation lanes or a run directory the last epoch's weights stay.
+
+    Args:
+        trainer: a `Trainer` (from `build_trainer`).
+        train_lanes: training `LaneWindows`.
+        val_lanes: validation `LaneWindows`, or None.
+        resume: continue from the run directory's latest checkpoint.
+
+    Returns:
+        The per-epoch history.
+    """
+    history = trainer.fit(train_lanes, val_lanes, resume=resume)
+    if val_lanes is not None and trainer.run is not None and trainer.run.best_weights.is_file():
+        trainer.load_weights(trainer.run.best_weights, train_lanes)
+    return history
 
 
 def _data_record(config: Config, data: PreparedData) -> dict[str, Any]:
@@ -201,6 +289,8 @@ def _data_record(config: Config, data: PreparedData) -> dict[str, Any]:
         "scaler": None
         if data.mean is None
         else {"kind": "standard", "columns": names, "mean": data.mean.tolist(), "scale": data.std.tolist()},
+        # What serving rebuilds the features from (FeaturePipeline.from_dict); None: the columns as loaded.
+        "feature_pipeline": None if data.pipeline is None else data.pipeline.to_dict(),
     }
 
 
@@ -220,48 +310,41 @@ def train_from_config(
     under another strategy than the one that wrote its checkpoint. Under "multiworker" only
     the chief (worker 0) writes the run directory.
     """
-    from longstm.train.distribute import get_strategy, is_chief
-
     if not isinstance(config, Config):
         config = load_config(config)
     # First: a multi-worker strategy must exist before any other TensorFlow operation runs.
     strategy = get_strategy(config.train.strategy if strategy is None else strategy)
     chief = is_chief(strategy)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
     # The saved config.toml must find the data from anywhere: store an absolute path.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(resolve_data_path(config).resolve())))
-    if resume and (run_dir / "config.toml").exists():
-        saved = load_config(run_dir / "config.toml")
-        if _without_strategy(saved) != _without_strategy(config):
-            raise ConfigError(f"{run_dir}: cannot resume with a different config than the one saved in config.toml")
+    if resume and run.config_path.exists():
+        if _without_strategy(run.read_config()) != _without_strategy(config):
+            raise ConfigError(f"{run.path}: cannot resume with a different config than the one saved in config.toml")
     data = load_data(config)
     if chief:
-        (run_dir / "config.toml").write_text(config.to_toml())
-        (run_dir / "data.json").write_text(json.dumps(_data_record(config, data), indent=1))
+        run.write_config(config)
+        run.write_data_record(_data_record(config, data))
     trainer = build_trainer(
-        config, data, run_dir=run_dir, progress=progress, callbacks=callbacks, strategy=strategy or "default"
+        config, data, run_dir=run.path, progress=progress, callbacks=callbacks, strategy=strategy or "default"
     )
-    validation = data.stream(config, "val") if data.splits["val"][1] > data.splits["val"][0] else None
-    trainer.fit(data.stream(config, "train"), validation, resume=resume)
-    best = run_dir / "checkpoints" / "best.npz"
-    if best.exists():
-        trainer.load_weights(best, data.stream(config, "train"))
-    return _final_scores(trainer, config, data, run_dir)
+    validation = data.lanes(config, "val") if data.splits["val"][1] > data.splits["val"][0] else None
+    fit_and_keep_best(trainer, data.lanes(config, "train"), validation, resume=resume)
+    return _final_scores(trainer, config, data, run)
 
 
-def _final_scores(trainer, config, data, run_dir: Path) -> dict[str, Any]:
+def _final_scores(trainer, config, data, run: RunDir) -> dict[str, Any]:
     scores = {}
     for part in ("val", "test"):
         start, stop = data.splits[part]
         if stop > start:
-            scores[part] = trainer.evaluate(data.stream(config, part))
+            scores[part] = trainer.evaluate(data.lanes(config, part))
     if not getattr(trainer, "chief", True):
         return scores
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"epochs": trainer.history}
+    metrics = run.read_metrics() or {"epochs": trainer.history}
     metrics.update(scores)
-    metrics_path.write_text(json.dumps(metrics, indent=1))
+    run.write_metrics(metrics)
     return scores
 
 
@@ -273,26 +356,19 @@ def _without_strategy(config: Config) -> dict[str, Any]:
 
 def load_run(run_dir: str | Path, progress: bool = False):
     """`(config, data, trainer)` of a finished run, with its best (else latest) weights loaded."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").exists():
-        raise ConfigError(f"{run_dir}: not a run directory (no config.toml); train one with `longstm train`")
-    config = load_config(run_dir / "config.toml")
-    record = json.loads((run_dir / "data.json").read_text())
+    run = RunDir(run_dir)
+    config = run.read_config()
+    record = run.read_data_record()
     data = load_data(config, scaler=record["scaler"])
     trainer = build_trainer(config, data, progress=progress)
-    weights = run_dir / "checkpoints" / "best.npz"
-    if not weights.exists():
-        weights = run_dir / "checkpoints" / "latest" / "variables.npz"
-    if not weights.exists():
-        raise ConfigError(f"{run_dir}: has no checkpoint yet (checkpoints/best.npz or checkpoints/latest)")
-    trainer.load_weights(weights, data.stream(config, "train"))
+    trainer.load_weights(run.weights("best"), data.lanes(config, "train"))
     return config, data, trainer
 
 
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Validation and test scores of a saved run, recomputed from its checkpoint."""
     config, data, trainer = load_run(run_dir)
-    return _final_scores(trainer, config, data, Path(run_dir))
+    return _final_scores(trainer, config, data, RunDir(run_dir))
 
 
 def predict_run(run_dir: str | Path, data_path: str | Path, out: str | Path | None = None):
@@ -305,14 +381,12 @@ def predict_run(run_dir: str | Path, data_path: str | Path, out: str | Path | No
     and one column per target and horizon (`OT+1`, ...) in the data's units; written as CSV
     to `out` when given.
     """
-    import pandas as pd
-
     config, _, trainer = load_run(run_dir)
-    record = json.loads((Path(run_dir) / "data.json").read_text())
+    record = RunDir(run_dir).read_data_record()
     data = load_data(config, path=data_path, scaler=record["scaler"])
     if list(data.series.columns) != record["columns"]:
         raise DataValidationError(f"{data_path}: has columns {list(data.series.columns)}; the run was trained on {record['columns']}")
-    rows, predictions = trainer.predict(data.stream(config, "test", rows=(0, len(data.series))))
+    rows, predictions = trainer.predict(data.lanes(config, "test", rows=(0, len(data.series))))
     targets = [record["columns"][i] for i in data.target_columns]
     if data.mean is not None:
         mean = np.tile(data.mean[data.target_columns], config.data.horizon)

@@ -93,3 +93,18 @@ def test_no_validation_or_test_value_influences_the_scaler_or_earlier_rows():
     np.testing.assert_array_equal(scaler.mean, other.mean)
     np.testing.assert_array_equal(scaler.scale, other.scale)
     np.testing.assert_array_equal(scaler.transform(values)[:train_stop], other.transform(perturbed)[:train_stop])
+
+
+@pytest.mark.parametrize("n_rows", [7, 100, 1000, 17420])
+@pytest.mark.parametrize("fractions", [(0.7, 0.1, 0.2), (0.6, 0.2, 0.2), (0.8, 0.0, 0.2), (1.0, 0.0, 0.0)])
+def test_run_splits_and_the_protocol_split_share_one_rounding(n_rows, fractions):
+    from longstm.data.splits import chronological_counts
+    from longstm.train.run import split_rows
+
+    train, val, test = chronological_counts(n_rows, fractions)
+    assert (train, test) == (int(n_rows * fractions[0]), int(n_rows * fractions[2])) and train + val + test == n_rows
+    rows = split_rows(n_rows, fractions)
+    assert rows == {"train": (0, train), "val": (train, train + val), "test": (train + val, n_rows)}
+    if min(train, val, test) >= 1:  # the protocol split, with no lookback overlap, cuts at the same rows
+        split = chronological_split(n_rows, 1, fractions)
+        assert (split.train[1], split.val[1], split.test[1]) == (train, train + val, n_rows)
