@@ -50,6 +50,10 @@ strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONF
 [eval]
 lanes = 4
 warmup = 512                   # rows of the past each evaluation lane runs before its loss
+
+[[pipeline]]                   # causal features computed from the loaded columns (default none);
+kind = "log_return"            # data.features/targets may then name their outputs
+columns = ["close"]            # (kinds and keys: longstm.data.features.FeaturePipeline)
 ```
 
 Any value can be overridden without editing the file, so one config serves several datasets:
@@ -70,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longstm.data.features import check_pipeline_specs
 from longstm.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
@@ -145,6 +150,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # The `[[pipeline]]` tables: a FeaturePipeline's specs, applied when the data is loaded.
+    pipeline: list = field(default_factory=list)
     source: str = "<config>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +166,9 @@ class Config:
         for table in ("data", "model", "train", "eval"):
             lines.append(f"\n[{table}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in raw[table].items()]
+        for spec in raw["pipeline"]:
+            lines.append("\n[[pipeline]]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in spec.items()]
         return "\n".join(lines) + "\n"
 
 
@@ -278,9 +288,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
             setattr(config, key, _table(_TABLES[key], value, key, source))
         elif key in ("seed", "deterministic"):
             setattr(config, key, _typed(key, value, type(getattr(config, key)), source))
+        elif key == "pipeline":
+            if value != []:  # to_dict() of a config without a pipeline gives []
+                check_pipeline_specs(value, name=f"{source}: pipeline")  # its columns are checked on loading
+            config.pipeline = copy.deepcopy(list(value))
         else:
             raise ConfigError(
-                f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES]}"
+                f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES, 'pipeline']}"
             )
     validate(config)
     return config
