@@ -6,8 +6,9 @@ Protocol (every number `longstm eval hft` prints follows it):
 2. At each *decision step* t (a bar close) a predictor forecasts the target
    `y_t = 10_000 · (log close[t+k] − log close[t])`, the next-k-bar log return in basis
    points, for each horizon k (default 1, 5, 15). Its direction is `sign(y_t)`.
-3. A predictor sees causal features only (`bar_features`: row t uses bars ≤ t), through an
-   `HFTInputs` view cut off after the last decision step it must answer for.
+3. A predictor sees causal features only (`Bars.features`, the `FEATURE_PIPELINE` of
+   `longstm.data.features`: row t uses bars ≤ t), through an `HFTInputs` view cut off after
+   the last decision step it must answer for.
 4. Training decision steps are those whose whole target lies in the training rows
    (`t + k` below the end of train), so no training target peeks into validation or test.
    Test decision steps are the test rows t with `t + k` inside the series; their lookback
@@ -49,6 +50,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from longstm.data.features import FeaturePipeline
 from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
@@ -56,7 +58,10 @@ from longstm.evaluate.backtest import BacktestResult, hold_positions, run_backte
 
 DEFAULT_HORIZONS = (1, 5, 15)
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
-FEATURE_COLUMNS = ("log_return_bp", "range_bp", "body_bp", "log_volume")
+# The protocol's features, declared as a `longstm.data.features.FeaturePipeline` over the
+# OHLCV columns: the `bar` kind gives log_return_bp, range_bp, body_bp, log_volume.
+FEATURE_PIPELINE = ({"kind": "bar"},)
+FEATURE_COLUMNS = tuple(FeaturePipeline(FEATURE_PIPELINE, OHLCV_COLUMNS).output_columns)
 BASIS_POINTS = 10_000.0
 MINUTES_PER_YEAR = 365 * 24 * 60
 
@@ -145,28 +150,17 @@ class Bars:
         step_seconds = values[np.argmax(counts)] / 1e9
         return 365 * 24 * 3600 / step_seconds
 
+    def segment_starts(self) -> np.ndarray:
+        """The first row of each segment (row 0 included)."""
+        return np.flatnonzero(np.diff(self.segment_ids, prepend=-1) != 0)
 
-def bar_features(bars: Bars) -> np.ndarray:
-    """Causal per-bar features, shape `(bars, 4)`, columns `FEATURE_COLUMNS`.
-
-    Row t uses bar t and bar t−1 only:
-    `log_return_bp` = 10⁴·log(close[t]/close[t−1]) (0 at the first bar of each segment),
-    `range_bp` = 10⁴·log(high/low), `body_bp` = 10⁴·log(close/open), `log_volume` = log(1+volume).
-    """
-    log_close = np.log(bars.close)
-    log_return = np.zeros(len(bars))
-    log_return[1:] = np.diff(log_close)
-    segment_starts = np.flatnonzero(np.diff(bars.segment_ids, prepend=-1) != 0)
-    log_return[segment_starts] = 0.0
-    return np.stack(
-        [
-            BASIS_POINTS * log_return,
-            BASIS_POINTS * np.log(bars.high / bars.low),
-            BASIS_POINTS * np.log(bars.close / bars.open),
-            np.log1p(bars.volume),
-        ],
-        axis=1,
-    )
+    def features(self) -> np.ndarray:
+        """The protocol's causal features, shape `(bars, 4)`, columns `FEATURE_COLUMNS`:
+        `FEATURE_PIPELINE` computed segment by segment (row t uses bars t−1 and t of its
+        own segment; the first return of a segment is 0)."""
+        pipeline = FeaturePipeline(FEATURE_PIPELINE, OHLCV_COLUMNS, name="HFT features", source=self.source)
+        values = np.stack([getattr(self, name) for name in OHLCV_COLUMNS], axis=1)
+        return pipeline.compute(values, segments=self.segment_starts())
 
 
 def forward_return_bp(close: np.ndarray, horizon: int) -> np.ndarray:
@@ -183,7 +177,7 @@ class HFTInputs:
     """What a predictor may look at: causal features up to the last decision step.
 
     Attributes:
-        features: shape `(rows, F)`, rows `0 .. decision_steps.max()` of `bar_features` —
+        features: shape `(rows, F)`, rows `0 .. decision_steps.max()` of `Bars.features` —
             nothing after the last decision step is in it.
         columns: the feature names.
         decision_steps: int array, the rows (bar closes) to predict at.
@@ -421,7 +415,7 @@ def evaluate_hft(
             f"{list(config.horizons)} with fractions {list(config.fractions)} (the training split needs "
             f">= {needed} bars and the test split more than {max(config.horizons)})"
         )
-    features = bar_features(bars)
+    features = bars.features()
     periods_per_year = config.periods_per_year or bars.bars_per_year()
     results: list[ModelHorizonResult] = []
     buy_and_hold: dict[int, BacktestResult] = {}

@@ -17,7 +17,6 @@ from longstm.evaluate.hft import (
     Bars,
     HFTConfig,
     HFTInputs,
-    bar_features,
     decision_steps,
     evaluate_hft,
     forward_return_bp,
@@ -111,13 +110,13 @@ def test_forward_return_is_the_next_k_bar_log_return_in_basis_points():
 
 def test_features_are_causal_and_as_documented():
     bars = synthetic_bars(400)
-    features = bar_features(bars)
+    features = bars.features()
     assert features.shape == (400, len(FEATURE_COLUMNS))
     np.testing.assert_allclose(features[1:, 0], 1e4 * np.diff(np.log(bars.close)))
     assert features[0, 0] == 0.0
     np.testing.assert_allclose(features[:, 1], 1e4 * np.log(bars.high / bars.low))
     for row in (0, 150, 398):
-        np.testing.assert_array_equal(bar_features(perturbed_after(bars, row))[: row + 1], features[: row + 1])
+        np.testing.assert_array_equal(perturbed_after(bars, row).features()[: row + 1], features[: row + 1])
 
 
 def test_first_return_of_each_segment_is_zero_and_no_step_straddles_a_gap():
@@ -125,7 +124,7 @@ def test_first_return_of_each_segment_is_zero_and_no_step_straddles_a_gap():
     segment_ids = np.zeros(300, np.int64)
     segment_ids[120:] = 1
     split = Bars(bars.open, bars.high, bars.low, bars.close, bars.volume, segment_ids=segment_ids)
-    assert bar_features(split)[120, 0] == 0.0
+    assert split.features()[120, 0] == 0.0
     steps = decision_steps(split, 0, 300, lookback=10, horizon=5)
     # Window t-10..t and target t..t+5 inside one segment.
     assert not np.any((steps - 10 < 120) & (steps + 5 >= 120))
@@ -166,7 +165,7 @@ def test_inputs_windows_are_the_lookback_rows_ending_at_each_step():
 
 def test_momentum_predicts_the_last_k_bar_log_return():
     bars = synthetic_bars(200)
-    features = bar_features(bars)
+    features = bars.features()
     steps = np.array([20, 50, 199])
     for horizon in (1, 5, 15):
         inputs = HFTInputs(features, FEATURE_COLUMNS, steps, lookback=20, horizon=horizon)
