@@ -55,4 +55,4 @@ def test_missing_and_malformed_files_are_config_errors(tmp_path):
 
 def test_config_is_a_plain_dataclass_with_tables():
     config = Config()
-    assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval"}
+    assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval", "pipeline"}
