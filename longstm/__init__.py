@@ -13,7 +13,7 @@ __all__ = ["ConfigError", "DataValidationError", "LongstmError", "TrainingError"
 def __getattr__(name):
     # Lazy: `longstm.StreamingPredictor` imports Keras/TensorFlow only when first used.
     if name == "StreamingPredictor":
-        from longstm.stream import StreamingPredictor
+        from longstm.serve.predictor import StreamingPredictor
 
         return StreamingPredictor
     raise AttributeError(f"module 'longstm' has no attribute {name!r}")

@@ -19,15 +19,20 @@ Every method carries its state, and the first ticks' predictions are checked to 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import typer
 
 from longstm.errors import ConfigError
-from longstm.stream import percentile_us
+
+
+def percentile_us(seconds: Sequence[float], q: float) -> float:
+    """The q-th percentile of durations in seconds, in microseconds (NaN when there are none)."""
+    return float(np.percentile(np.asarray(seconds) * 1e6, q)) if len(seconds) else math.nan
 
 
 def _time_ticks(tick, inputs: np.ndarray, warmup: int) -> list[float]:
@@ -75,9 +80,9 @@ def bench_stream(
     import keras
     import tensorflow as tf
 
-    from longstm.export import StreamingStep
     from longstm.models.protocol import Forecaster, KerasRNNStack
-    from longstm.stream import StreamingPredictor
+    from longstm.serve import StreamingPredictor
+    from longstm.serve.step_model import StreamingStep
 
     keras.utils.set_random_seed(seed)
     model = Forecaster(KerasRNNStack([keras.layers.LSTM(units) for _ in range(layers)]), outputs=1)

@@ -4,32 +4,20 @@
     longstm follow runs/etth1 live.csv --out forecasts.csv          # as live.csv grows
     tail -f live.csv | longstm follow runs/etth1 -                  # or from stdin
 
-`follow` is the `predict --follow` of issue 9: it streams a CSV (or Parquet) file as rows are
-appended to it, one `StreamingPredictor.update` per row, and writes one forecast row per input
-row as soon as it arrives (flushed). A malformed row (wrong number of fields, a value that is
-not a finite number) is reported on stderr with its line number and skipped; the state is
-not touched, so later forecasts are the same as if the row had never been written.
-
-It stops at the end of stdin, after `--max-rows` data rows, or when the file has not grown for
-`--idle-timeout` seconds (default: never).
+`follow` is the `predict --follow` of issue 9; its reading loop is `longstm.serve.follow`.
+The commands import the serving package (and with it TensorFlow) when they run.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import sys
-import time
 from pathlib import Path
-from typing import Iterator, TextIO
 
 import typer
 from rich.console import Console
 
-from longstm.errors import ConfigError, DataValidationError
-
-error_console = Console(stderr=True)
+from longstm.errors import ConfigError
+from longstm.serve.follow import error_console
 
 
 def export(
@@ -39,7 +27,7 @@ def export(
     instruments: int = typer.Option(1, "--instruments", help="Fixed batch (instruments) of a tflite model."),
 ) -> None:
     """Export a run's model as a single-step function: (x_t, state) -> (prediction, new state)."""
-    from longstm.export import FORMATS, export_run
+    from longstm.serve.export import FORMATS, export_run
 
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
@@ -48,183 +36,6 @@ def export(
     path = export_run(run_dir, format, out, n_instruments=instruments)
     where = "in its config" if format == "keras" else ("in longstm_stream.json" if format == "savedmodel" else f"in {path.name}.json")
     Console().print(f"exported {run_dir} as {format} to {path} (inputs and outputs in scaled units; scaler and columns {where})")
-
-
-# ---- follow ------------------------------------------------------------------------------------
-
-
-def _growing_lines(handle: TextIO, poll: float, idle_timeout: float | None, is_stdin: bool) -> Iterator[str]:
-    """Complete lines of a file as it grows; a partial last line waits for its newline."""
-    pending = ""
-    last_growth = time.monotonic()
-    while True:
-        piece = handle.readline()
-        if piece:
-            last_growth = time.monotonic()
-            pending += piece
-            if pending.endswith("\n"):
-                yield pending
-                pending = ""
-            continue
-        if is_stdin:  # readline blocks on a pipe; an empty string is the end of input
-            if pending:
-                yield pending
-            return
-        if idle_timeout is not None and time.monotonic() - last_growth >= idle_timeout:
-            if pending:
-                yield pending
-            return
-        time.sleep(poll)
-
-
-def _parquet_rows(path: Path, poll: float, idle_timeout: float | None) -> Iterator[tuple[list[str], list]]:
-    """`(header, row)` of a Parquet file rewritten with more rows; re-read when it changes."""
-    import pyarrow.parquet as pq
-
-    seen, signature, last_growth = 0, None, time.monotonic()
-    while True:
-        stat = path.stat() if path.exists() else None
-        current = None if stat is None else (stat.st_size, stat.st_mtime_ns)
-        if current is not None and current != signature:
-            try:
-                table = pq.read_table(path)
-            except Exception:  # noqa: BLE001 - a file caught mid-write; read it at the next poll
-                table = None
-            if table is not None:
-                signature = current
-                if table.num_rows > seen:
-                    columns = table.column_names
-                    for row in table.slice(seen).to_pylist():
-                        yield columns, [row[name] for name in columns]
-                    seen = table.num_rows
-                    last_growth = time.monotonic()
-        if idle_timeout is not None and time.monotonic() - last_growth >= idle_timeout:
-            return
-        time.sleep(poll)
-
-
-class FollowReport:
-    """Counts of a follow run: rows read, forecasts written, rows skipped (with reasons)."""
-
-    def __init__(self):
-        self.rows = 0
-        self.forecasts = 0
-        self.skipped: list[str] = []
-
-
-def _plan_columns(header: list[str], columns: list[str], source: str) -> tuple[list[int], int | None]:
-    """Where each run column sits in `header`, and the timestamp column (first other one) if any."""
-    missing = [name for name in columns if name not in header]
-    if missing:
-        raise DataValidationError(f"{source}: header {header} lacks the run's columns {missing}; the run was trained on {columns}")
-    others = [i for i, name in enumerate(header) if name not in columns]
-    return [header.index(name) for name in columns], (others[0] if others else None)
-
-
-def follow_stream(
-    predictor,
-    source: str | Path,
-    out: TextIO,
-    *,
-    target_names: list[str],
-    max_rows: int | None = None,
-    idle_timeout: float | None = None,
-    poll: float = 0.05,
-    report_skip=None,
-) -> FollowReport:
-    """Forecast every row of `source` (a growing CSV/Parquet file, or "-" for stdin) into `out`.
-
-    Args:
-        predictor: a one-instrument `StreamingPredictor` with `column_names` set.
-        source: file path, or "-" for standard input (CSV).
-        out: text stream for the forecast CSV: `row` (the 0-based data row, as in `longstm
-            predict`; malformed rows count), the timestamp column if the input has one, then
-            `target_names`; flushed after every row.
-        max_rows: stop after this many data rows (good and malformed).
-        idle_timeout: stop when the file has not grown for this many seconds (None: never).
-        poll: seconds between looks at a file that has not grown.
-        report_skip: called with a message for each malformed row (default: stderr).
-    """
-    if predictor.n_instruments != 1:
-        raise ConfigError(f"follow streams one instrument; the predictor has {predictor.n_instruments}")
-    columns = predictor.column_names
-    if columns is None:
-        raise ConfigError("follow needs a predictor that knows its column names (StreamingPredictor.from_run)")
-    report_skip = report_skip or (lambda message: error_console.print(f"[yellow]skipped:[/] {message}", highlight=False))
-    report = FollowReport()
-    writer = csv.writer(out)
-    is_stdin = str(source) == "-"
-    path = None if is_stdin else Path(source)
-    if path is not None and not path.exists():
-        raise DataValidationError(f"{path}: no such file to follow")
-
-    def records() -> Iterator[tuple[int, list[str] | None, list]]:
-        """`(line_number, header_or_None, fields)`; the header comes first with fields=[]."""
-        if path is not None and path.suffix == ".parquet":
-            first = True
-            for number, (header, row) in enumerate(_parquet_rows(path, poll, idle_timeout), start=1):
-                if first:
-                    yield 0, header, []
-                    first = False
-                yield number, None, row
-            return
-        handle = sys.stdin if is_stdin else open(path, newline="")
-        try:
-            header = None
-            for number, line in enumerate(_growing_lines(handle, poll, idle_timeout, is_stdin), start=1):
-                if not line.strip():
-                    continue
-                fields = next(csv.reader(io.StringIO(line)))
-                if header is None:
-                    header = [name.strip() for name in fields]
-                    yield number, header, []
-                    continue
-                yield number, None, fields
-        finally:
-            if not is_stdin:
-                handle.close()
-
-    plan, stamp = None, None
-    for number, header, fields in records():
-        if header is not None:
-            plan, stamp = _plan_columns(header, columns, str(source))
-            writer.writerow(["row"] + ([header[stamp]] if stamp is not None else []) + list(target_names))
-            out.flush()
-            width = len(header)
-            continue
-        report.rows += 1
-        problem, values = None, []
-        if len(fields) != width:
-            problem = f"has {len(fields)} fields, the header has {width}"
-        else:
-            for name, index in zip(columns, plan):
-                value = fields[index]
-                try:
-                    number_value = float(value)
-                except (TypeError, ValueError):
-                    problem = f"column {name!r}: expected a number, got {value!r}"
-                    break
-                if not math.isfinite(number_value):
-                    problem = f"column {name!r}: expected a finite number, got {value!r}"
-                    break
-                values.append(number_value)
-        where = f"line {number}" if not (path is not None and path.suffix == ".parquet") else f"row {number - 1}"
-        if problem is None:
-            try:
-                forecast = predictor.update(values)
-            except DataValidationError as error:
-                problem = str(error)
-        if problem is not None:
-            name = "stdin" if is_stdin else str(source)
-            report.skipped.append(f"{name} {where}: {problem}")
-            report_skip(f"{name} {where}: {problem}")
-        else:
-            writer.writerow([report.rows - 1] + ([fields[stamp]] if stamp is not None else []) + [repr(float(v)) for v in forecast])
-            out.flush()
-            report.forecasts += 1
-        if max_rows is not None and report.rows >= max_rows:
-            break
-    return report
 
 
 def follow(
@@ -238,15 +49,13 @@ def follow(
     state_out: Path = typer.Option(None, "--state-out", help="Save the streaming state here at the end."),
 ) -> None:
     """Forecast each new row of a growing file as it arrives (the `predict --follow` mode)."""
-    from longstm.stream import StreamingPredictor
-
     if max_rows is not None and max_rows < 1:
         raise ConfigError(f"--max-rows must be an integer >= 1; got {max_rows}")
     if idle_timeout is not None and idle_timeout < 0:
         raise ConfigError(f"--idle-timeout must be >= 0 seconds; got {idle_timeout}")
     if poll <= 0:
         raise ConfigError(f"--poll must be > 0 seconds; got {poll}")
-    from longstm.stream import load_run_model
+    from longstm.serve import StreamingPredictor, follow_stream, load_run_model
 
     model, meta = load_run_model(run_dir)
     predictor = StreamingPredictor.from_metadata(model, meta)

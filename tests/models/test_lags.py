@@ -234,7 +234,7 @@ def test_trains_with_tbptt_and_streams_from_the_run_as_predicted(tmp_path):
     """The trainer runs TBPTT updates (windows of k2 = 24 run as 16 + 8 steps: one chunk longer and
     one shorter than lags - 1 = 11) with the buffer carried; the run then streams tick by tick and
     equals the trainer's own predictions."""
-    from longstm.stream import StreamingPredictor
+    from longstm.serve import StreamingPredictor
     from longstm.train.config import config_from_dict
     from longstm.train.run import predict_run, train_from_config
 
@@ -264,7 +264,7 @@ def test_trains_with_tbptt_and_streams_from_the_run_as_predicted(tmp_path):
 
 def test_streaming_refuses_a_lag_skip_around_a_hierarchical_core():
     from longstm.models.hierarchical import HierarchicalLSTM
-    from longstm.stream import StreamingPredictor
+    from longstm.serve import StreamingPredictor
 
     model = Forecaster(LinearLagSkip(HierarchicalLSTM([(4, 2), (3, 1)], mode="sequential"), lags=3), outputs=1)
     model(np.zeros((1, 4, 2), np.float32))
@@ -277,8 +277,8 @@ def test_streaming_refuses_a_lag_skip_around_a_hierarchical_core():
 
 
 def test_streams_tick_by_tick_and_exports_as_the_chunked_model(tmp_path):
-    from longstm.export import export_predictor
-    from longstm.stream import StreamingPredictor
+    from longstm.serve.export import export_predictor
+    from longstm.serve import StreamingPredictor
 
     x = _series(batch=1, steps=20)
     model = Forecaster(_model(lags=6, width=3), outputs=2, residual_inputs=[0, 1])

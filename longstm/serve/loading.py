@@ -1,0 +1,69 @@
+"""A run directory -> the float32 model with its weights, and what serving needs to know about its data.
+
+The one loader of serving: the layout comes from `RunDir`, the model from the run's config
+through `longstm.train.run.model_for` (as training and `load_run` build it), the weights from the
+same checkpoint files with the same fallback (best, else latest, else latest.old). Unlike
+`load_run` it reads no data and builds no trainer, and the model runs in float32 whatever
+precision training used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from longstm.errors import ConfigError
+from longstm.train.rundir import RunDir
+from longstm.train.run import model_for
+from longstm.train.trainer import assign_checkpoint_arrays
+
+
+def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dict[str, Any]]:
+    """`(model, metadata)` of a run directory written by `longstm train`.
+
+    Args:
+        run_dir: the run directory.
+        weights: `"best"` (best.npz, else the latest checkpoint) or `"latest"`.
+
+    Returns:
+        the built float32 model with its weights, and a dict: `columns`, `scaler`,
+        `feature_pipeline`, `feature_columns`, `target_columns`, `horizon`, `offset`, `targets`
+        (the forecast column names, e.g. `OT+1`).
+
+    Example:
+
+    >>> model, meta = load_run_model("runs/etth1")
+    >>> predictor = StreamingPredictor.from_metadata(model, meta)
+    """
+    if weights not in ("best", "latest"):
+        raise ConfigError(f"weights must be 'best' or 'latest'; got {weights!r}")
+    run = RunDir(run_dir).require()
+    config = run.read_config()
+    record = run.read_data_record()
+    weights_path = run.weights(weights)
+    names = list(record["columns"])
+    features = [names.index(name) for name in record["features"]]
+    targets = [names.index(name) for name in record["targets"]]
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # serving runs in float32 whatever training used
+    try:
+        model = model_for(config, features, targets, names)
+        model.build_for_features(len(features))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    with np.load(weights_path) as arrays:
+        assign_checkpoint_arrays(model.variables, arrays, "model", weights_path, error=ConfigError)
+    meta = {
+        "columns": names,
+        "scaler": record.get("scaler"),
+        "feature_pipeline": record.get("feature_pipeline"),
+        "feature_columns": features,
+        "target_columns": targets,
+        "horizon": config.data.horizon,
+        "offset": config.data.offset,
+        "targets": [f"{names[t]}+{config.data.offset + h}" for h in range(config.data.horizon) for t in targets],
+    }
+    return model, meta

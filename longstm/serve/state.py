@@ -1,0 +1,71 @@
+"""The model part of a streaming state as NumPy: copy, zero rows, flatten, check against a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from longstm.errors import DataValidationError
+
+
+def zero_step_state(model, batch_size: int):
+    """The zero state `model.step` carries for `batch_size` instruments, NumPy leaves."""
+    state = model.initial_step_state(batch_size)
+    return keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t), np.float32), state)
+
+
+def as_numpy(state):
+    """A copy of a nested state with NumPy float32 leaves."""
+    return keras.tree.map_structure(lambda t: np.asarray(t, np.float32), state)
+
+
+def zero_rows(state, keep: np.ndarray):
+    """`state` with the rows where `keep` is 0 set to zeros."""
+    return keras.tree.map_structure(lambda t: np.asarray(t) * keep.reshape((-1,) + (1,) * (np.ndim(t) - 1)), state)
+
+
+def flatten(state) -> list[np.ndarray]:
+    return keras.tree.flatten(state)
+
+
+def fitted_state(model, n_instruments: int, got):
+    """`got` packed as `model`'s step state for `n_instruments`; DataValidationError when it does not fit."""
+    reference = zero_step_state(model, n_instruments)
+    try:
+        leaves = keras.tree.flatten(got)
+        reference_leaves = keras.tree.flatten(reference)
+    except Exception:  # noqa: BLE001 - any malformed structure is a user error here
+        leaves, reference_leaves = [], [None]
+    if got is None or len(leaves) != len(reference_leaves) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(leaves, reference_leaves)
+    ):
+        expected = [np.shape(t) for t in keras.tree.flatten(reference)]
+        raise DataValidationError(
+            f"streaming state does not fit this model and {n_instruments} instruments: expected model state "
+            f"leaves of shapes {expected}; got {[np.shape(t) for t in leaves] if got is not None else got!r}"
+        )
+    return keras.tree.pack_sequence_as(reference, [np.asarray(t, np.float32) for t in leaves])
+
+
+def read_state_file(path: Path, model, n_instruments: int) -> dict:
+    """The arrays of a `save_state` file, the model state packed as `model`'s structure."""
+    if not path.is_file():
+        raise DataValidationError(f"{path}: no such state file")
+    reference = zero_step_state(model, n_instruments)
+    count = len(keras.tree.flatten(reference))
+    with np.load(path) as arrays:
+        found = sum(1 for key in arrays.files if key.startswith("model_"))
+        if found != count:
+            raise DataValidationError(
+                f"{path}: holds {found} model state arrays; this model's state has {count}. Was it saved from a "
+                f"different model?"
+            )
+        leaves = [arrays[f"model_{i}"] for i in range(count)]
+        return {
+            "model": keras.tree.pack_sequence_as(reference, leaves),
+            "previous": arrays["previous"] if "previous" in arrays.files else None,
+            "has_previous": arrays["has_previous"],
+            "ticks": arrays["ticks"],
+        }

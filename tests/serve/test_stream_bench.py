@@ -1,0 +1,28 @@
+"""`longstm bench stream`: a tiny run writes the JSON the docs and the lead read."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from longstm.cli import main
+
+
+def test_bench_stream_writes_p50_p99_per_method(tmp_path, capsys):
+    path = tmp_path / "stream.json"
+    code = main(["bench", "stream", "--units", "8", "--ticks", "30", "--slow-ticks", "3", "--features", "2", "--json", str(path)])
+    assert code == 0
+    results = json.loads(path.read_text())
+    assert [r["method"] for r in results] == ["numpy", "tf_function", "eager", "predict"]
+    for record in results:
+        assert 0 < record["p50_us"] <= record["p99_us"] and math.isfinite(record["p99_us"])
+        assert record["ticks"] == (30 if record["method"] in ("numpy", "tf_function") else 3)
+        assert record["units"] == 8
+    predict = next(r for r in results if r["method"] == "predict")
+    assert predict["speedup_vs_predict_p50"] == 1.0
+    assert "per-tick latency" in capsys.readouterr().out
+
+
+def test_bench_stream_rejects_bad_options(capsys):
+    assert main(["bench", "stream", "--ticks", "0"]) == 2
+    assert "--ticks must be an integer >= 1; got 0" in capsys.readouterr().err
