@@ -246,34 +246,33 @@ class TimeOfDay(FeatureKind):
 
     kind = "time_of_day"
     needs_timestamps = True
+    names = ("tod_sin", "tod_cos")
 
     def configure(self):
-        self.outputs = ["tod_sin", "tod_cos"]
+        self.outputs = list(self.names)
+
+    @staticmethod
+    def angle(nanoseconds: np.ndarray) -> np.ndarray:
+        return 2 * np.pi * (nanoseconds % NANOSECONDS_PER_DAY) / NANOSECONDS_PER_DAY
 
     def segment(self, values, timestamps):
-        angle = 2 * np.pi * (timestamps % NANOSECONDS_PER_DAY) / NANOSECONDS_PER_DAY
+        angle = self.angle(timestamps)
         return np.stack([np.sin(angle), np.cos(angle)], axis=1)
 
     def latest(self, window, seen, timestamps):
         return self.segment(None, timestamps)
 
 
-class DayOfWeek(FeatureKind):
+class DayOfWeek(TimeOfDay):
     """`day_of_week`: `dow_sin`, `dow_cos`: the weekday (Monday 0) on the unit circle."""
 
     kind = "day_of_week"
-    needs_timestamps = True
+    names = ("dow_sin", "dow_cos")
 
-    def configure(self):
-        self.outputs = ["dow_sin", "dow_cos"]
-
-    def segment(self, values, timestamps):
-        weekday = (timestamps // NANOSECONDS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
-        angle = 2 * np.pi * weekday / 7
-        return np.stack([np.sin(angle), np.cos(angle)], axis=1)
-
-    def latest(self, window, seen, timestamps):
-        return self.segment(None, timestamps)
+    @staticmethod
+    def angle(nanoseconds):
+        weekday = (nanoseconds // NANOSECONDS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
+        return 2 * np.pi * weekday / 7
 
 
 class Bar(FeatureKind):

@@ -20,25 +20,17 @@ PIPELINE = [
     {"kind": "raw", "columns": ["volume"]},
     {"kind": "time_of_day"},
 ]
-CONFIG = """
-seed = 1
-[data]
-path = "{path}"
-features = ["close_log_return", "close_vol_8", "volume", "tod_sin", "tod_cos"]
-targets = ["close_log_return"]
-split = [0.6, 0.2, 0.2]
-[model]
-units = 4
-[train]
-lanes = 2
-k1 = 16
-k2 = 16
-epochs = 1
-[eval]
-lanes = 1
-warmup = 8
-{pipeline}
-"""
+RUN = {
+    "seed": 1,
+    "data": {
+        "features": ["close_log_return", "close_vol_8", "volume", "tod_sin", "tod_cos"],
+        "targets": ["close_log_return"],
+        "split": [0.6, 0.2, 0.2],
+    },
+    "model": {"units": 4},
+    "train": {"lanes": 2, "k1": 16, "k2": 16, "epochs": 1},
+    "eval": {"lanes": 1, "warmup": 8},
+}
 
 
 def _pipeline_toml(specs) -> str:
@@ -62,10 +54,10 @@ def _write_bars(path, rows=240, seed=0):
     return path
 
 
-def _config(tmp_path, specs=PIPELINE, **replace):
-    text = CONFIG.format(path=_write_bars(tmp_path / "bars.csv"), pipeline=_pipeline_toml(specs))
-    for old, new in replace.items():
-        text = text.replace(old, new)
+def _config(tmp_path, specs=PIPELINE, **data):
+    """A config file: the tables from a dict, the `[[pipeline]]` tables written by hand."""
+    raw = {**RUN, "data": {**RUN["data"], "path": str(_write_bars(tmp_path / "bars.csv")), **data}}
+    text = config_from_dict(raw).to_toml() + "\n" + _pipeline_toml(specs)
     (tmp_path / "c.toml").write_text(text)
     return load_config(tmp_path / "c.toml")
 
@@ -93,7 +85,7 @@ def test_a_run_with_a_pipeline_saves_it_and_predicts(tmp_path):
 
 
 def test_without_a_pipeline_the_data_is_loaded_as_before(tmp_path):
-    config = _config(tmp_path, specs=[], **{'features = ["close_log_return", "close_vol_8", "volume", "tod_sin", "tod_cos"]': "", 'targets = ["close_log_return"]': 'targets = ["close"]'})
+    config = _config(tmp_path, specs=[], features=[], targets=["close"])
     assert config.pipeline == [] and "[[pipeline]]" not in config.to_toml()
     data = load_data(config)
     assert data.pipeline is None and list(data.series.columns) == ["close", "volume"]
