@@ -9,60 +9,45 @@ one run.
 
 Models are built by `MODEL_BUILDERS[name](units)`: a function returning a Keras layer whose
 call on `(lanes, T, features)` returns per-step outputs, or `(outputs, state)` for longstm's
-recurrent models. Builders import TensorFlow inside, so importing this module stays cheap.
+recurrent models. This module imports TensorFlow and the models; `longstm bench speed`
+(`longstm.cli.bench`) imports it when the command runs.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from pathlib import Path
 from typing import Callable
 
-import typer
+import keras
+import numpy as np
+import tensorflow as tf
 
 from longstm.errors import ConfigError
+from longstm.models.attention import AttentionLSTM
+from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.minrnn import MinGRU, MinLSTM
+from longstm.models.stacked import StackedLSTM
 
 BASELINE = "keras_lstm"
 
 
 def _keras_lstm(units: int):
-    import keras
-
     return keras.layers.LSTM(units, return_sequences=True)
 
 
 def _stacked(units: int):
-    from longstm.models.stacked import StackedLSTM
-
     return StackedLSTM(units, layers=2, residual=True, layer_norm=True)
 
 
 def _hierarchical(units: int):
-    from longstm.models.hierarchical import HierarchicalLSTM
-
     # A small level 0 over sub-chunks of 64 steps (run as parallel lanes), the full-width level
     # over the summaries: about 64 + T/64 sequential steps instead of T.
     return HierarchicalLSTM([(16, 64), (units, 1)], mode="parallel")
 
 
 def _attention(units: int):
-    from longstm.models.attention import AttentionLSTM
-
     return AttentionLSTM(units, heads=4, memory=64, window=65)
-
-
-def _minlstm(units: int):
-    from longstm.models.minrnn import MinLSTM
-
-    return MinLSTM(units)
-
-
-def _mingru(units: int):
-    from longstm.models.minrnn import MinGRU
-
-    return MinGRU(units)
 
 
 MODEL_BUILDERS: dict[str, Callable[[int], object]] = {
@@ -70,8 +55,8 @@ MODEL_BUILDERS: dict[str, Callable[[int], object]] = {
     "stacked": _stacked,
     "hierarchical": _hierarchical,
     "attention": _attention,
-    "minlstm": _minlstm,
-    "mingru": _mingru,
+    "minlstm": MinLSTM,
+    "mingru": MinGRU,
 }
 
 MODEL_DESCRIPTIONS: dict[str, str] = {
@@ -85,6 +70,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
 
 
 def parse_names(text: str) -> list[str]:
+    """`--models`: comma-separated names of `MODEL_BUILDERS`."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODEL_BUILDERS]
     if not names or unknown:
@@ -93,6 +79,7 @@ def parse_names(text: str) -> list[str]:
 
 
 def parse_chunks(text: str) -> list[int]:
+    """`--chunks`: comma-separated positive chunk lengths T."""
     try:
         chunks = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -107,10 +94,6 @@ def prepare_train_step(model, lanes: int, steps: int, features: int, seed: int =
 
     The step is traced and run twice here (warm-up: tracing, first allocations).
     """
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
     rng = np.random.default_rng(seed)
     inputs = tf.constant(rng.normal(size=(lanes, steps, features)).astype("float32"))
     targets = tf.constant(rng.normal(size=(lanes, steps, 1)).astype("float32"))
@@ -187,43 +170,3 @@ def run_speed(
             if on_result is not None:
                 on_result(result)
     return results
-
-
-def speed_command(
-    models: str = typer.Option("keras_lstm,stacked,hierarchical,attention", help="Comma-separated model names."),
-    chunks: str = typer.Option("256,1024,4096", help="Comma-separated chunk lengths T."),
-    units: int = typer.Option(64, help="Units of every model (the baseline LSTM included)."),
-    lanes: int = typer.Option(16, help="Lanes (batch size)."),
-    features: int = typer.Option(8, help="Input features."),
-    repeats: int = typer.Option(5, help="Timed steps per model and chunk length (after 2 warm-up steps)."),
-    json_path: Path = typer.Option(None, "--json", help="Write the results as a JSON list here."),
-) -> None:
-    """Train-step time of longstm models vs keras.layers.LSTM, as ratios from one process."""
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-
-    names, lengths = parse_names(models), parse_chunks(chunks)
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")  # one tf.function per model is intended, not "retracing"
-    console = Console()
-    total = len(lengths) * len(set(names) | {BASELINE})
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("timing train steps", total=total)
-        results = run_speed(
-            names, lengths, units, lanes, features, repeats, on_result=lambda _: progress.advance(task)
-        )
-    table = Table(title=f"train step, {lanes} lanes, {units} units, {features} features (median of {repeats})")
-    for column in ("model", "T", "ms/step", "steps/s", "time vs keras_lstm", "speed-up"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in results:
-        table.add_row(
-            row["model"], str(row["T"]), f"{row['ms_per_step']:.1f}", f"{row['steps_per_s']:.2f}",
-            f"{row['ratio_vs_keras_lstm']:.3f}", f"{row['speedup_vs_keras_lstm']:.2f}x",
-        )
-    console.print(table)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
-        console.print(f"wrote {json_path}")

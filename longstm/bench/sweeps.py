@@ -3,6 +3,7 @@
 Each sweep is the same command a user would run (`longstm bench speed|memory|stream --json
 ...`), started as a fresh subprocess so one sweep's allocations and threads do not colour the
 next. The plots are drawn from the JSON files, so `plot_sweep` also redraws an old run.
+The command itself is in `longstm.cli.bench`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import typer
+from matplotlib.figure import Figure
 
 from longstm.errors import ConfigError
 
@@ -39,13 +40,9 @@ def run_sweep(name: str, out_dir: Path) -> Path:
 
 def plot_sweep(json_path: Path) -> Path:
     """Draw a sweep's JSON rows: time or memory against T per model/method, or latency per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = json.loads(Path(json_path).read_text())
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    figure = Figure(figsize=(7.5, 4.5))
+    axis = figure.subplots()
     if rows and "ms_per_step" in rows[0]:
         _lines(axis, rows, "model", "ms_per_step", "train-step time (ms)")
         axis.set_title("train step (forward + backward + update) vs chunk length")
@@ -66,7 +63,6 @@ def plot_sweep(json_path: Path) -> Path:
     figure.tight_layout()
     png = Path(json_path).with_suffix(".png")
     figure.savefig(png, dpi=110)
-    plt.close(figure)
     return png
 
 
@@ -81,17 +77,12 @@ def _lines(axis, rows, key: str, value: str, label: str) -> None:
     axis.legend()
 
 
-def all_command(
-    out: Path = typer.Option(Path("runs/bench"), "--out", help="Folder for the JSON and PNG of every sweep."),
-    only: str = typer.Option(",".join(SWEEPS), "--only", help="Comma-separated sweeps to run."),
-) -> None:
-    """Run the speed, long-chunk speed, memory and streaming sweeps; save JSON + PNG for each."""
-    names = [name.strip() for name in only.split(",") if name.strip()]
+def parse_sweeps(text: str | None) -> list[str]:
+    """`--only`: comma-separated names of `SWEEPS`; None: all of them, in order."""
+    if text is None:
+        return list(SWEEPS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in SWEEPS]
     if unknown:
         raise ConfigError(f"--only: unknown sweeps {unknown}; expected some of {sorted(SWEEPS)}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        typer.echo(f"== bench {name}")
-        png = plot_sweep(run_sweep(name, out))
-        typer.echo(f"   wrote {png.with_suffix('.json')} and {png}")
+    return names

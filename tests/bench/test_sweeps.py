@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from longstm.bench.sweeps import SWEEPS, plot_sweep
+from longstm.bench.sweeps import SWEEPS, parse_sweeps, plot_sweep
 from longstm.cli import main
 from longstm.errors import ConfigError
 
@@ -34,3 +34,8 @@ def test_unknown_sweep_names_are_a_user_error(tmp_path, capsys):
     assert main(["bench", "all", "--out", str(tmp_path), "--only", "speed,warp"]) == 2
     assert "unknown sweeps ['warp']" in capsys.readouterr().err
     assert set(SWEEPS) >= {"speed", "memory", "stream"}
+
+
+def test_every_sweep_runs_when_only_is_not_given():
+    assert parse_sweeps(None) == list(SWEEPS)
+    assert parse_sweeps("memory, speed") == ["memory", "speed"]
