@@ -147,8 +147,10 @@ class FeaturePipeline:
     """
 
     def __init__(self, specs: Sequence[dict[str, Any]], input_columns: Sequence[str], *, name: str = "pipeline", source: str = "<data>"):
+        if isinstance(input_columns, str) or not all(isinstance(column, str) for column in input_columns):
+            raise ConfigError(f"{name}: input_columns must be a list of column names, got {input_columns!r}")
         self.specs = copy.deepcopy(list(specs)) if isinstance(specs, (list, tuple)) else specs
-        self.input_columns = [str(column) for column in input_columns]
+        self.input_columns = list(input_columns)
         self.name = name
         self.source = str(source)
         self.kinds = _kinds(self.specs, name, self.input_columns, self.source)

@@ -219,6 +219,8 @@ def test_spec_errors_of_the_new_kinds():
         FeaturePipeline([{"kind": "bar"}], COLUMNS).compute(np.array([[1.0, 1, 1, 1, 1], [1, 1, 0, 1, 1]]))
     with pytest.raises(DataValidationError, match=r"reads rows of 5 columns .* got shape \(2, 4\)"):
         FeaturePipeline([{"kind": "bar"}], COLUMNS).compute(np.ones((2, 4)))
+    with pytest.raises(ConfigError, match="pipeline: input_columns must be a list of column names, got 'close'"):
+        FeaturePipeline([{"kind": "raw"}], "close")
     with pytest.raises(ConfigError, match=r"a saved feature pipeline must be \{'input_columns'"):
         FeaturePipeline.from_dict({"kind": "other"})
 
