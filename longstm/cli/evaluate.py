@@ -44,7 +44,7 @@ def ett(
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from longstm.data import load_series
     from longstm.evaluate.ett import choose_split, evaluate_ett
-    from longstm.evaluate.trained import write_ett_table
+    from longstm.evaluate.ett_trained import write_ett_table
 
     horizon_list = list(parse_int_list(horizons, "--horizons", ETT_HORIZONS_EXAMPLE))
     require_config_models(overrides, model)
@@ -87,7 +87,7 @@ def _ett_trained(console, series, data, config_path, lookback, horizons, drop_la
                  chosen, channel_independent=False, overrides=()) -> None:
     """`eval ett --model CONFIG.toml`: train per horizon, score in window and/or stream mode."""
     from longstm.evaluate.ett import evaluate_ett
-    from longstm.evaluate.trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
+    from longstm.evaluate.ett_trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
 
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):

@@ -17,7 +17,7 @@ before the test windows are scored.
 A model may implement `predict_at_rows(rows) -> y` instead of (or beside) `predict_windows`:
 it gets the row of each window's last input step (`start + lookback - 1`) and forecasts the
 next H rows from whatever it keeps of the past up to that row (a trained model streaming the
-series with carried state, `longstm.evaluate.trained`). The windows, targets and scores are
+series with carried state, `longstm.evaluate.ett_trained`). The windows, targets and scores are
 the same either way. `prepare_ett` gives the series, split and train-only scaler the
 protocol uses, so a model can be trained on exactly its training rows.
 """

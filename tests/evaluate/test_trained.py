@@ -12,7 +12,8 @@ from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
 from longstm.evaluate.hft import Bars, HFTConfig, HFTInputs, evaluate_hft
-from longstm.evaluate.trained import TrainedEtt, TrainedHFTPredictor, hft_factory, loss_rows
+from longstm.evaluate.ett_trained import TrainedEtt
+from longstm.evaluate.trained import TrainedHFTPredictor, hft_factory, loss_rows
 from longstm.models.hft_baselines import LinearAR
 from longstm.train.config import read_config
 
@@ -206,37 +207,17 @@ def test_config_errors(folder, make, error, message):
         make(folder)
 
 
-def test_streaming_several_series_as_lanes_equals_streaming_each_alone():
-    # How a channel-independent model is scored in stream mode: the channels as lanes of one pass.
-    from longstm.evaluate.trained import _CompiledModel, stream_outputs
-    from longstm.models.protocol import Forecaster
-    from longstm.models.stacked import StackedLSTM
-
-    model = Forecaster(StackedLSTM(6, layers=2), outputs=3)
-    compiled = _CompiledModel(model)
-    series = np.random.default_rng(0).normal(size=(3, 50, 1)).astype("float32")
-    rows = np.array([45, 3, 20, 21, 33])  # any order; a segment starts at 17
-    together = stream_outputs(compiled, series, [0, 17], rows, 8)
-    assert together.shape == (3, 5, 3)
-    for lane in range(3):
-        alone = stream_outputs(compiled, series[lane], [0, 17], rows, 8)
-        np.testing.assert_allclose(together[lane], alone, rtol=1e-5, atol=1e-6)
-    # The segment start resets the state: row 20 does not depend on rows before 17.
-    changed = series.copy()
-    changed[:, :17] += 1.0
-    np.testing.assert_allclose(stream_outputs(compiled, changed, [0, 17], rows, 8)[:, 2], together[:, 2], atol=1e-6)
-
-
 def test_bad_calls_without_training(folder, capsys):
     from longstm.cli import main
-    from longstm.evaluate.trained import StreamForecaster, stream_outputs
+    from longstm.evaluate.ett_trained import StreamForecaster
+    from longstm.train.carried import carried_outputs
 
     with pytest.raises(ConfigError, match="predict called before fit"):
         TrainedHFTPredictor(write_config(folder, residual="false")).predict(None)
     with pytest.raises(DataValidationError, match="no rows to forecast"):
-        stream_outputs(None, np.zeros((10, 1)), [0], np.zeros(0, np.int64), 4)
+        carried_outputs(None, np.zeros((10, 1)), [0], np.zeros(0, np.int64), 4)
     with pytest.raises(DataValidationError, match=r"must lie in \[0, 10\)"):
-        stream_outputs(None, np.zeros((10, 1)), [0], np.array([3, 10]), 4)
+        carried_outputs(None, np.zeros((10, 1)), [0], np.array([3, 10]), 4)
     forecaster = StreamForecaster(None, np.zeros((10, 1)), [0], 1, np.array([5, 6]), 4)
     forecaster._outputs = np.zeros((2, 1), np.float32)
     with pytest.raises(DataValidationError, match="rows outside the test windows"):

@@ -1,0 +1,346 @@
+"""A training config's model inside the ETT protocol: trained per horizon, scored in two modes.
+
+A training config (`longstm.train.config`) names the model (`[model]`), the TBPTT schedule
+(`[train]`) and the evaluation lanes (`[eval]`). Under a protocol, the protocol decides the
+data: `[data]` is replaced by the protocol's file, columns, splits and scaler (its `path`,
+`features`, `targets`, `offset`, `horizon` and `split` are ignored).
+
+ETT (`TrainedEtt`, `longstm eval ett --model CONFIG.toml`)
+---------------------------------------------------------
+For each horizon H a fresh model is trained:
+
+- Data: the protocol's own series, split and scaler (`longstm.evaluate.ett.prepare_ett`):
+  features `M` puts all columns in and out, `S` the target alone, `MS` all in, target out; the
+  `StandardScaler` is fitted on the training rows only, exactly as the protocol's.
+- Head: direct multi-horizon. At every step t the model outputs the next H values of every
+  target column (`data.horizon = H`, horizon-major), so one step's output is one whole
+  forecast. `model.residual = true` adds each target's current value to its H forecasts: the
+  network learns the change from the last observation (the repeat baseline is its zero),
+  which pays on ETT's level shifts.
+- Training: TBPTT with carried state (`longstm.train.Trainer`) over lanes of the training rows
+  whose H targets all lie in the training part (rows t < train_stop - H).
+- Channel independence (`channel_independent=True`, features `M` only; `--channel-independent`):
+  one univariate model (1 in, H out) shared by all channels, as PatchTST, DLinear and SegRNN
+  do. Each channel's rows are a segment of their own (the state resets between channels); a
+  test window's C channels are forecast as C univariate windows.
+- Selection: after each epoch the model is scored on the validation windows' forecast rows
+  (t = s + L - 1 for every validation window start s), each evaluation lane warmed up on
+  `eval.warmup` rows of the past; the epoch with the lowest validation MSE is kept
+  (`train.early_stopping_patience` stops early).
+- Test: exactly the protocol's test windows (`evaluate_ett` with its own window index, so the
+  scored target rows are the repeat baseline's). Two modes, reported separately:
+
+  `window` — each test window's L lookback rows are run from a zero state and the forecast
+  is the output at the window's last step: the literature's information set (lookback L).
+  The model was trained with carried state, so this is a shorter memory than it was trained
+  with; the numbers say what that costs.
+
+  `stream` — one pass over the series from its first row with carried state (reset only at
+  segment starts), chunks of `train.k2` rows; the forecast for a window is the output at its
+  last input row, from a state that has seen the whole past (the preceding splits and the
+  test rows before it), never anything after that row. This is more history than L; it is
+  what longstm is for, and it is labelled as such.
+
+The training is set up as `longstm train` sets it up (`longstm.train.run`: `build_trainer`,
+`training_lanes`/`evaluation_lanes`, `fit_and_keep_best`); the forecasts come from
+`longstm.train.carried`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from longstm.data.loaders import load_series
+from longstm.data.series import TimeSeries
+from longstm.data.windows import WindowIndex
+from longstm.errors import ConfigError, DataValidationError
+from longstm.evaluate.ett import evaluate_ett, prepare_ett
+from longstm.evaluate.trained import fit_and_summarise
+from longstm.train.carried import CompiledModel, carried_outputs
+from longstm.train.config import read_config
+from longstm.train.run import ModelColumns, build_trainer, evaluation_lanes, training_lanes
+from longstm.train.rundir import RunDir, write_atomic
+
+MODES = ("window", "stream")
+DEFAULT_WINDOW_BATCH = 256
+
+
+@dataclass
+class TrainedHorizon:
+    """One trained model of the ETT protocol: its horizon, trainer and training summary."""
+
+    horizon: int
+    trainer: Any
+    compiled: Any
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class WindowForecaster:
+    """`predict_windows(x)`: each window run from a zero state, the forecast at its last step."""
+
+    def __init__(self, trained: TrainedHorizon, n_targets: int, batch_size: int = DEFAULT_WINDOW_BATCH,
+                 channel_independent: bool = False):
+        self.trained, self.n_targets, self.batch_size = trained, n_targets, batch_size
+        self.channel_independent = channel_independent
+
+    def predict_windows(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if not self.channel_independent:
+            return self._predict(x, self.n_targets)
+        batch, steps, channels = x.shape
+        univariate = x.transpose(0, 2, 1).reshape(batch * channels, steps, 1)
+        forecast = self._predict(univariate, 1)  # (batch * channels, H, 1)
+        return forecast.reshape(batch, channels, self.trained.horizon).transpose(0, 2, 1)
+
+    def _predict(self, x: np.ndarray, n_targets: int) -> np.ndarray:
+        outputs = []
+        for first in range(0, len(x), self.batch_size):
+            batch = x[first : first + self.batch_size]
+            padded = np.zeros((self.batch_size,) + batch.shape[1:], np.float32)  # one trace for all batches
+            padded[: len(batch)] = batch
+            outputs.append(self.trained.compiled.window(tf.constant(padded)).numpy()[: len(batch)])
+        forecast = np.concatenate(outputs) if outputs else np.zeros((0, self.trained.horizon * n_targets), np.float32)
+        return forecast.reshape(len(x), self.trained.horizon, n_targets)
+
+
+class StreamForecaster:
+    """`predict_at_rows(rows)`: the forecast read at each window's last input row from a state
+    carried through the whole past (one streaming pass, computed on first use)."""
+
+    def __init__(self, trained: TrainedHorizon, inputs: np.ndarray, segments, n_targets: int, rows: np.ndarray, chunk: int,
+                 channel_independent: bool = False):
+        self.trained, self.inputs, self.segments = trained, inputs, segments
+        self.n_targets, self.chunk = n_targets, chunk
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.channel_independent = channel_independent
+        self._outputs = None
+
+    def _carried_pass(self) -> np.ndarray:
+        if not self.channel_independent:
+            return carried_outputs(self.trained.compiled, self.inputs, self.segments, self.rows, self.chunk)
+        # The channels share the timeline and its segments: one pass with a lane per channel.
+        channels = np.asarray(self.inputs, np.float32).T[:, :, None]  # (channels, n, 1)
+        per_channel = carried_outputs(self.trained.compiled, channels, self.segments, self.rows, self.chunk)
+        return per_channel.transpose(1, 2, 0).reshape(len(self.rows), -1)  # horizon-major, like a multivariate head
+
+    def predict_at_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self._outputs is None:
+            self._outputs = self._carried_pass()
+        position = np.searchsorted(self.rows, rows)
+        if np.any(position >= len(self.rows)) or np.any(self.rows[np.minimum(position, len(self.rows) - 1)] != rows):
+            raise DataValidationError("stream forecasts were asked for rows outside the test windows they were computed for")
+        return self._outputs[position].reshape(len(rows), self.trained.horizon, self.n_targets)
+
+
+class TrainedEtt:
+    """Train a config's model on an ETT-format series under the protocol, and score it.
+
+    Args:
+        config: a training config (path or `longstm.train.Config`); its `[model]`, `[train]`,
+            `[eval]` and `seed` are used, `[data]` is replaced by the protocol's.
+        data: the ETT-format CSV (or a loaded `TimeSeries`).
+        lookback: L, the window length of the protocol.
+        features, target, split: as in `evaluate_ett`.
+        run_dir: where each horizon's run goes (`h{H}/`: checkpoints, metrics, loss plot);
+            None: a temporary folder, removed when this object is.
+        progress: show the trainer's progress bars and per-epoch lines.
+        channel_independent: one univariate model shared by all channels (features `M`).
+
+    Example:
+
+    >>> trained = TrainedEtt("configs/ett_lstm.toml", "ETTh1.csv", lookback=336)
+    >>> results = trained.evaluate([96, 336], drop_last_batch=32)   # {"window": [...], "stream": [...]}
+    """
+
+    def __init__(self, config, data, lookback: int, features: str = "M", target: str = "OT", split: str = "auto",
+                 run_dir: str | Path | None = None, progress: bool = False, channel_independent: bool = False):
+        self.config = read_config(config)
+        if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 1:
+            raise ConfigError(f"lookback must be a positive integer, got {lookback!r}")
+        series = data if isinstance(data, TimeSeries) else load_series(data, gap_policy="report")
+        self.series, target_indices, self.split, self.scaler = prepare_ett(series, int(lookback), features, target, split)
+        self.lookback, self.features, self.target, self.split_name = int(lookback), features, target, split
+        if channel_independent and features != "M":
+            raise ConfigError(
+                f"channel independence applies to features M (all channels in and out); got features {features!r} "
+                f"(S is univariate already)"
+            )
+        self.channel_independent = bool(channel_independent)
+        self.feature_columns = list(range(self.series.num_features))
+        self.target_columns = self.feature_columns if target_indices is None else list(target_indices)
+        self.scaled = self.scaler.transform(self.series.values).astype(np.float32)
+        self.progress = progress
+        self._temporary = None
+        if run_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="longstm-ett-")
+            run_dir = self._temporary.name
+        self.run_dir = Path(run_dir)
+        self.models: dict[int, TrainedHorizon] = {}
+
+    def protocol_config(self, horizon: int):
+        """The config with `[data]` set to what the protocol trains on for `horizon`."""
+        names = list(self.series.columns)
+        data = dataclasses.replace(
+            self.config.data,
+            path=str(self.series.source),
+            features=names,
+            targets=[names[i] for i in self.target_columns],
+            offset=1,
+            horizon=int(horizon),
+            scale=True,
+        )
+        return dataclasses.replace(self.config, data=data)
+
+    def _series_columns(self, rows) -> dict[str, Any]:
+        """The `LaneWindows` arguments that read `rows` of the series, scaled as the protocol scales."""
+        return dict(
+            feature_columns=self.feature_columns, target_columns=self.target_columns, segments=self.series.segments,
+            rows=rows, mean=self.scaler.mean.astype(np.float32), std=self.scaler.scale.astype(np.float32),
+        )
+
+    def _stacked_channels(self, start: int, stop: int) -> tuple[np.ndarray, list[int]]:
+        """Rows `[start, stop)` of every scaled channel one after another, `(C * rows, 1)`, and the
+        segment starts (one per channel, plus the series' own segments inside the range)."""
+        inner = [int(s) - start for s in self.series.segments if start < s < stop]
+        rows = stop - start
+        values = self.scaled[start:stop].T.reshape(-1, 1)
+        segments = [c * rows + s for c in range(self.scaled.shape[1]) for s in [0, *inner]]
+        return values, segments
+
+    def _channel_lanes(self, config, val_rows):
+        """Training and validation lanes of the channels, each channel a segment of its own."""
+        values, segments = self._stacked_channels(*self.split.train)
+        # Each channel's segment ends with the training part: its last H rows carry no loss.
+        train_lanes = training_lanes(config, values, feature_columns=[0], target_columns=[0], segments=segments)
+        if val_rows[1] <= val_rows[0]:
+            return train_lanes, None
+        warm_start = max(val_rows[0] - config.eval.warmup, 0)
+        values, segments = self._stacked_channels(warm_start, val_rows[1] + config.data.horizon)
+        # burn_in = the warm-up: each channel's loss starts at the first validation forecast row.
+        val_lanes = evaluation_lanes(config, values, burn_in=val_rows[0] - warm_start, feature_columns=[0],
+                                     target_columns=[0], segments=segments)
+        return train_lanes, val_lanes
+
+    def train(self, horizon: int) -> TrainedHorizon:
+        """Train (once) the model for `horizon` and return it with its training summary."""
+        horizon = int(horizon)
+        if horizon in self.models:
+            return self.models[horizon]
+        config = self.protocol_config(horizon)
+        (train_start, train_stop), (val_start, val_stop) = self.split.train, self.split.val
+        if train_stop - horizon <= train_start:
+            raise DataValidationError(
+                f"{self.series.source}: the training part [{train_start}, {train_stop}) is too short for horizon {horizon}"
+            )
+        val_rows = (val_start + self.lookback - 1, val_stop - horizon)
+        if self.channel_independent:
+            train_lanes, val_lanes = self._channel_lanes(config, val_rows)
+            columns = ModelColumns([0], [0], ["value"])
+        else:
+            train_lanes = training_lanes(config, self.series.values, **self._series_columns((train_start, train_stop - horizon)))
+            val_lanes = None
+            if val_rows[1] > val_rows[0]:
+                val_lanes = evaluation_lanes(config, self.series.values, **self._series_columns(val_rows))
+            columns = ModelColumns(self.feature_columns, self.target_columns, list(self.series.columns))
+        run = RunDir(self.run_dir / f"h{horizon}")
+        run.write_config(config)
+        trainer = build_trainer(config, columns, run_dir=run.path, progress=self.progress)
+        summary = fit_and_summarise(trainer, train_lanes, val_lanes)
+        summary.update(
+            horizon=horizon, lookback=self.lookback, features=self.features, protocol=self.split.protocol,
+            train_rows=[train_start, train_stop - horizon], validation_rows=list(val_rows),
+            model=config.model.name, units=config.model.units, layers=config.model.layers, residual=config.model.residual,
+            channel_independent=self.channel_independent,
+        )
+        write_atomic(run.protocol_summary, json.dumps(summary, indent=1))
+        trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)
+        self.models[horizon] = trained
+        return trained
+
+    def forecaster(self, horizon: int, mode: str):
+        """The trained model for `horizon` as an `evaluate_ett` model in `mode`."""
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        trained = self.train(horizon)
+        if mode == "window":
+            return WindowForecaster(trained, len(self.target_columns), channel_independent=self.channel_independent)
+        test_start, test_stop = self.split.test
+        index = WindowIndex(len(self.series), self.lookback, int(horizon), start=test_start, stop=test_stop,
+                            segments=self.series.segments)
+        rows = index.starts() + self.lookback - 1
+        return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
+                                self.config.train.k2, channel_independent=self.channel_independent)
+
+    def evaluate(self, horizons: Sequence[int], modes: Sequence[str] = MODES, drop_last_batch: int | None = None,
+                 on_horizon=None) -> dict[str, list]:
+        """`evaluate_ett` of the trained models: `{mode: [EttResult per horizon]}`.
+
+        Each horizon's model is trained once and scored in every mode. `on_horizon(horizon,
+        summary)` is called after each horizon is trained.
+        """
+        for mode in modes:
+            if mode not in MODES:
+                raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        results: dict[str, list] = {mode: [] for mode in modes}
+        for horizon in horizons:
+            trained = self.train(int(horizon))
+            if on_horizon is not None:
+                on_horizon(int(horizon), trained.summary)
+            for mode in modes:
+                (result,) = evaluate_ett(
+                    self.series, lambda h, mode=mode: self.forecaster(h, mode), self.lookback, [int(horizon)],
+                    drop_last_batch=drop_last_batch, features=self.features, target=self.target, split=self.split_name,
+                )
+                results[mode].append(result)
+        return results
+
+
+def ett_table_rows(results: dict[str, list], baseline: list, summaries: dict[int, dict], model_name: str) -> list[dict]:
+    """Rows for the Markdown/CSV table: one per (horizon, mode), with the repeat baseline."""
+    repeat = {result.horizon: result for result in baseline}
+    rows = []
+    for mode, mode_results in results.items():
+        for result in mode_results:
+            summary = summaries.get(result.horizon, {})
+            base = repeat.get(result.horizon)
+            rows.append({
+                "model": model_name, "mode": mode, "horizon": result.horizon, "lookback": result.lookback,
+                "features": result.features, "mse": result.mse, "mae": result.mae, "windows": result.windows,
+                "repeat_mse": None if base is None else base.mse, "repeat_mae": None if base is None else base.mae,
+                "epochs_run": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+                "val_mse": summary.get("val_mse"), "train_seconds": summary.get("train_seconds"),
+            })
+    return sorted(rows, key=lambda row: (row["horizon"], row["mode"]))
+
+
+def ett_markdown(rows: list[dict]) -> str:
+    """A Markdown table of `ett_table_rows`."""
+    def cell(value, pattern):
+        return "—" if value is None or (isinstance(value, float) and not math.isfinite(value)) else pattern.format(value)
+
+    columns = (("model", "{}"), ("mode", "{}"), ("horizon", "{}"), ("lookback", "{}"), ("features", "{}"),
+               ("mse", "{:.3f}"), ("mae", "{:.3f}"), ("windows", "{}"), ("repeat_mse", "{:.3f}"),
+               ("repeat_mae", "{:.3f}"), ("epochs_run", "{}"), ("best_epoch", "{}"), ("train_seconds", "{:.0f}"))
+    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(name), pattern) for name, pattern in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_ett_table(rows: list[dict], out_dir: str | Path) -> list[Path]:
+    """`ett_results.csv` and `ett_results.md` in `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "ett_results.csv", out_dir / "ett_results.md"]
+    pd.DataFrame(rows).to_csv(paths[0], index=False)
+    paths[1].write_text(ett_markdown(rows))
+    return paths
