@@ -26,16 +26,25 @@ Pieces:
 - `longstm.data.lanes.LaneWindows`: B lanes of TBPTT(k1, k2) windows, resets at segments,
   burn-in, from an in-memory array, an `np.memmap` or an on-disk `.npy` (`open_npy`).
 - `TBPTTEngine` (`longstm.train.engine`): the `tf.function` train/eval steps, state in and out.
-- `Trainer` (`longstm.train.trainer`): the loop, checkpoints/resume, NaN stop, early
-  stopping, TensorBoard, progress bar, metrics and loss plot.
-- `Config`/`load_config` (`longstm.train.config`): the TOML schema and its validation.
+- `Trainer` (`longstm.train.trainer`): the loop, resume, NaN stop, early stopping; around it
+  the checkpoint format (`longstm.train.checkpoint`), the step/epoch logs, loss plot,
+  TensorBoard and progress bar (`longstm.train.logs`) and the optimizer
+  (`longstm.train.optimizers`).
+- `Config`/`load_config`/`read_config` (`longstm.train.config`): the TOML schema, its
+  validation and `--set` overrides.
+- `RunDir` (`longstm.train.rundir`): the run directory's layout, the one module that knows it.
 - `MODELS`/`register_model`/`build_model` (`longstm.models.registry`, re-exported here): models by name.
-- `train_from_config`, `load_run`, `evaluate_run`, `predict_run` (`longstm.train.run`).
+- `train_from_config`, `load_run`, `evaluate_run`, `predict_run` (`longstm.train.run`), and
+  the pieces the evaluation protocols use too: `build_trainer`, `training_lanes`,
+  `evaluation_lanes`, `fit_and_keep_best`; `longstm.train.carried.carried_outputs` runs a
+  series with carried state.
 - `longstm.train.distribute`: `tf.distribute` strategies (`[train] strategy = "mirrored"` or
   `"multiworker"`, `longstm train --strategy`); see docs/distributed.md.
 """
 
-from longstm.train.config import Config, TrainConfig, config_from_dict, load_config
+import importlib
+
+from longstm.train.config import Config, TrainConfig, config_from_dict, load_config, read_config
 
 _LAZY = {
     "Trainer": "longstm.train.trainer",
@@ -45,6 +54,8 @@ _LAZY = {
     "predict_run": "longstm.train.run",
     "load_run": "longstm.train.run",
     "load_data": "longstm.train.run",
+    "build_trainer": "longstm.train.run",
+    "fit_and_keep_best": "longstm.train.run",
     "MODELS": "longstm.models.registry",
     "build_model": "longstm.models.registry",
     "register_model": "longstm.models.registry",
@@ -53,8 +64,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'longstm.train' has no attribute {name!r}")
 
@@ -66,12 +75,15 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "build_model",
+    "build_trainer",
     "config_from_dict",
     "evaluate_run",
+    "fit_and_keep_best",
     "load_config",
     "load_data",
     "load_run",
     "predict_run",
+    "read_config",
     "register_model",
     "train_from_config",
 ]
