@@ -5,7 +5,8 @@ makes, and two ways to compute them that give the same numbers:
 
 - `segment(values, timestamps)`: all rows of one segment at once (training, evaluation);
 - `latest(window, seen, timestamps)`: the newest row of every lane from that lane's last
-  `history` input rows (serving, one tick at a time). `seen` counts the rows of the lane's
+  `history` input rows and, for the time kinds, their timestamps `(lanes, history)` (serving,
+  one tick at a time). `seen` counts the rows of the lane's
   current segment up to and including the newest; rows of the window older than that are
   stale (a previous segment, or the zeros a lane starts with) and must not be read.
 
@@ -260,7 +261,7 @@ class TimeOfDay(FeatureKind):
         return np.stack([np.sin(angle), np.cos(angle)], axis=1)
 
     def latest(self, window, seen, timestamps):
-        return self.segment(None, timestamps)
+        return self.segment(None, timestamps[:, -1])
 
 
 class DayOfWeek(TimeOfDay):
@@ -399,7 +400,62 @@ class PerColumn(FeatureKind):
         return self._apply(window[:, -1], window[:, 0], seen > 1)
 
 
+class Quote(FeatureKind):
+    """`quote`: `[bid="bid", ask="ask", window=100, times=true]` tick features of a quote stream:
+    `mid_return_bp` (log return of the mid since the previous tick, in basis points),
+    `spread_bp` (the quoted spread over the mid), and with `times`: `log_dt` (log(1 + seconds
+    since the previous tick)) and `log_tick_rate` (log(1 + ticks per second over the last
+    `window` ticks)). A crossed quote (ask < bid) gives a negative spread, kept as it is."""
+
+    kind = "quote"
+    optional = ("bid", "ask", "window", "times")
+    positive_reason = "the mid's log return needs positive bid and ask"
+    positive_advice = "check the bid/ask columns"
+
+    def configure(self):
+        self.columns = [self._check_column(self.spec.get("bid", "bid")), self._check_column(self.spec.get("ask", "ask"))]
+        self.positive = list(self.columns)
+        self.window = self._positive_int("window", 100)
+        self.times = self.spec.get("times", True)
+        if not isinstance(self.times, bool):
+            self._fail(f"times must be true or false, got {self.times!r}")
+        self.needs_timestamps = self.times
+        self.history = self.window + 1 if self.times else 2
+        self.outputs = ["mid_return_bp", "spread_bp"] + (["log_dt", "log_tick_rate"] if self.times else [])
+
+    @staticmethod
+    def _mid_spread(bid, ask):
+        mid = (bid + ask) / 2
+        return mid, BASIS_POINTS * (ask - bid) / mid
+
+    def segment(self, values, timestamps):
+        mid, spread = self._mid_spread(values[:, 0], values[:, 1])
+        ret = np.zeros(len(mid))
+        ret[1:] = BASIS_POINTS * np.diff(np.log(mid))
+        columns = [ret, spread]
+        if self.times:
+            seconds = (timestamps - timestamps[0]) / 1e9
+            dt = np.zeros(len(mid))
+            dt[1:] = np.diff(seconds)
+            count = np.minimum(np.arange(len(mid)), self.window)
+            elapsed = seconds - seconds[np.arange(len(mid)) - count]
+            columns += [np.log1p(dt), np.log1p(count / np.maximum(elapsed, 1e-3))]
+        return np.stack(columns, axis=1)
+
+    def latest(self, window, seen, timestamps):
+        mid, spread = self._mid_spread(window[:, :, 0], window[:, :, 1])
+        has_previous = seen > 1
+        columns = [np.where(has_previous, BASIS_POINTS * (np.log(mid[:, -1]) - np.log(mid[:, -2])), 0.0), spread[:, -1]]
+        if self.times:
+            seconds = (timestamps - timestamps[:, -1:]) / 1e9  # <= 0: relative to the newest tick
+            dt = np.where(has_previous, -seconds[:, -2], 0.0)
+            count = np.minimum(seen - 1, self.window)
+            elapsed = -seconds[np.arange(len(seen)), self.history - 1 - count]
+            columns += [np.log1p(dt), np.log1p(count / np.maximum(elapsed, 1e-3))]
+        return np.stack(columns, axis=1)
+
+
 FEATURE_KINDS: dict[str, type[FeatureKind]] = {
     kind.kind: kind
-    for kind in (Raw, LogReturn, Diff, RollingVolatility, RollingMean, TimeOfDay, DayOfWeek, Bar, LobInputs, PerColumn)
+    for kind in (Raw, LogReturn, Diff, RollingVolatility, RollingMean, TimeOfDay, DayOfWeek, Bar, LobInputs, PerColumn, Quote)
 }

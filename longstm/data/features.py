@@ -250,16 +250,20 @@ class FeaturePipeline:
         """
         if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
             raise ConfigError(f"{self.name}: lanes must be a positive integer, got {lanes!r}")
-        return {
+        state = {
             "history": np.zeros((int(lanes), self.memory, len(self.required_columns)), np.float64),
             "seen": np.zeros(int(lanes), np.int64),
         }
+        if self.needs_timestamps:  # the time kinds read the timestamps of the same window of rows
+            state["stamps"] = np.zeros((int(lanes), self.memory), np.int64)
+        return state
 
     def _check_state(self, state: dict[str, np.ndarray]) -> int:
         history, seen = (state.get(key) if isinstance(state, dict) else None for key in ("history", "seen"))
         lanes = None if seen is None else np.shape(seen)[0] if np.ndim(seen) == 1 else None
         expected = (lanes, self.memory, len(self.required_columns))
-        if lanes is None or np.shape(history) != expected:
+        stamps_ok = not self.needs_timestamps or np.shape(state.get("stamps")) == (lanes, self.memory)
+        if lanes is None or np.shape(history) != expected or not stamps_ok:
             got = {key: np.shape(value) for key, value in state.items()} if isinstance(state, dict) else state
             raise DataValidationError(
                 f"{self.source}: feature pipeline state must be {{'history': (lanes, {self.memory}, "
@@ -295,14 +299,22 @@ class FeaturePipeline:
         stamps = self._timestamps(timestamps, lanes, "this step")
         history = np.concatenate([np.asarray(state["history"], np.float64)[:, 1:], needed[:, None]], axis=1)
         seen = np.asarray(state["seen"], np.int64) + 1
+        new_state = {"history": history, "seen": seen}
+        if stamps is not None:
+            stamps = np.concatenate([np.asarray(state["stamps"], np.int64)[:, 1:], stamps[:, None]], axis=1)
+            new_state["stamps"] = stamps
         # Window rows older than a lane's segment are stale (or the zeros it started with): the
         # kinds mask them out, but computing on them first may divide by zero or log a zero.
         with np.errstate(divide="ignore", invalid="ignore"):
             outputs = [
-                kind.latest(history[:, self.memory - kind.history :][..., columns], seen, stamps)
+                kind.latest(
+                    history[:, self.memory - kind.history :][..., columns],
+                    seen,
+                    None if stamps is None else stamps[:, self.memory - kind.history :],
+                )
                 for kind, columns in zip(self.kinds, self._kind_columns)
             ]
-        return np.concatenate(outputs, axis=1), {"history": history, "seen": seen}
+        return np.concatenate(outputs, axis=1), new_state
 
     def step_many(self, rows, state: dict[str, np.ndarray], timestamps=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """`step` over `rows (ticks, lanes, n_inputs)` (timestamps `(ticks, lanes)`).
@@ -329,7 +341,7 @@ class FeaturePipeline:
         if chosen.dtype.kind not in "iu" or (chosen.size and (chosen.min() < 0 or chosen.max() >= count)):
             raise DataValidationError(f"{self.source}: reset expects lane indices in [0, {count}); got {lanes!r}")
         seen[chosen] = 0
-        return {"history": np.array(state["history"], np.float64), "seen": seen}
+        return {**{key: np.array(value) for key, value in state.items()}, "seen": seen}
 
     # ---- saving ---------------------------------------------------------------------------
 

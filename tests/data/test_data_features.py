@@ -27,6 +27,7 @@ OHLCV_SPECS = [
     {"kind": "bar"},
     {"kind": "lob_inputs", "mid": "close"},
     {"kind": "per_column", "columns": ["open", "close", "volume"], "transforms": ["diff", "log_return", "diff"]},
+    {"kind": "quote", "bid": "low", "ask": "high", "window": 4},
 ]
 
 

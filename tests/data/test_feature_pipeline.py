@@ -35,6 +35,8 @@ SPECS = {
     "day_of_week": st.just({"kind": "day_of_week"}),
     "bar": st.just({"kind": "bar"}),
     "lob_inputs": st.just({"kind": "lob_inputs", "mid": "close"}),
+    "quote": st.builds(lambda w, times: {"kind": "quote", "bid": "low", "ask": "high", "window": w, "times": times},
+                       st.integers(1, 6), st.booleans()),
     "per_column": st.builds(
         lambda t: {"kind": "per_column", "transforms": t}, st.lists(st.sampled_from(["value", "diff", "log_return"]), min_size=5, max_size=5)
     ),
@@ -233,3 +235,20 @@ def test_config_specs_are_checked_before_the_data_is_read():
         check_pipeline_specs([{"kind": "log_return", "periods": 0}])
     with pytest.raises(ConfigError, match=r"pipeline\[0\]: unknown kind 'ema'; expected one of raw, log_return, .*per_column"):
         check_pipeline_specs([{"kind": "ema"}])
+
+
+def test_quote_features_by_hand():
+    stamps = np.array([0, 500, 500, 2_500], dtype=np.int64) * 1_000_000  # ms: a tie at 0.5 s
+    bid = np.array([1.0, 1.1, 1.2, 1.3])
+    ask = bid + 0.02
+    pipeline = FeaturePipeline([{"kind": "quote", "window": 2}], ["bid", "ask"])
+    out = pipeline.compute(np.stack([bid, ask], axis=1), stamps)
+    mid = bid + 0.01
+    np.testing.assert_allclose(out[:, 0], [0, *(1e4 * np.diff(np.log(mid)))])
+    np.testing.assert_allclose(out[:, 1], 1e4 * 0.02 / mid)
+    np.testing.assert_allclose(out[:, 2], np.log1p([0, 0.5, 0.0, 2.0]))
+    # ticks per second over the last min(t, 2) ticks: 1/0.5, 2/0.5, 2/2.0
+    np.testing.assert_allclose(out[:, 3], np.log1p([0, 2.0, 4.0, 1.0]))
+    assert pipeline.output_columns == ["mid_return_bp", "spread_bp", "log_dt", "log_tick_rate"]
+    with pytest.raises(DataValidationError, match="needs timestamps"):
+        pipeline.compute(np.stack([bid, ask], axis=1))
