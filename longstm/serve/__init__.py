@@ -7,8 +7,8 @@
 One file per job: `predictor` (`StreamingPredictor`), `numpy_engine` and `compiled` (the two
 engines that run a model's own `step`), `state` (the model state as NumPy), `loading` (a run
 directory -> model + metadata), `step_model` (`StreamingStep`, one tick as a Keras model),
-`export` (SavedModel/.keras/TFLite), `follow` (forecasting a growing file), `features`
-(incremental causal features of saved runs).
+`export` (SavedModel/.keras/TFLite), `follow` (forecasting a growing file). Features come
+from the training pipeline, `longstm.data.features.FeaturePipeline`, in its incremental mode.
 
 The names below that need TensorFlow at import (`export`, `loading`, `step_model`) are loaded
 on first use, so `from longstm.serve import StreamingPredictor` (and `longstm.StreamingPredictor`)
@@ -18,7 +18,6 @@ stays free of TensorFlow until a predictor runs.
 from __future__ import annotations
 
 from longstm.serve.checks import check_streamable
-from longstm.serve.features import CausalFeatures
 from longstm.serve.follow import FollowReport, follow_stream
 from longstm.serve.numpy_engine import NumpyRNNStack
 from longstm.serve.predictor import ENGINES, StreamingPredictor
@@ -34,7 +33,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "CausalFeatures",
     "ENGINES",
     "FollowReport",
     "NumpyRNNStack",

@@ -10,7 +10,7 @@ and gives a prediction at once, without re-running any history.
 
 What a tick does, for `n_instruments` lanes at once (one state row per instrument):
 
-    features = pipeline(raw_row, previous raw row)   # optional, causal (e.g. log returns)
+    features = pipeline.step(raw_row, its state)     # optional, causal (e.g. log returns)
     scaled   = (features - mean) / std               # the run's train-only scaler
     y, state = model.step(scaled[feature_columns], state)   # the model's own one-step update
     forecast = y * std[targets] + mean[targets]      # back to data units
@@ -24,6 +24,10 @@ Two engines run the model step (`engine=`):
   (`longstm.serve.compiled`); many ticks (`update_many`, `warm_up`) run as compiled chunks.
 
 `engine="auto"` takes NumPy where the model has a NumPy form, else TensorFlow.
+
+The feature pipeline is the training one (`longstm.data.features.FeaturePipeline`, saved in
+data.json as "feature_pipeline"), run in its incremental mode; its state (each instrument's
+recent raw rows) is part of the streaming state.
 
 Which models stream: the model answers itself (`model.streamable()`: None, or the reason,
 raised as `ConfigError`). Bad input (wrong shape, NaN/inf values) raises
@@ -42,10 +46,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from longstm.data.features import FeaturePipeline
 from longstm.data.scaling import StandardScaler
 from longstm.errors import ConfigError, DataValidationError
 from longstm.serve.checks import check_streamable, model_input_width
-from longstm.serve.features import CausalFeatures
 from longstm.serve.numpy_engine import NumpyRNNStack
 
 ENGINES = ("auto", "numpy", "tf")
@@ -71,12 +75,11 @@ class StreamingPredictor:
     Args:
         model: a built longstm `RecurrentModel` (usually a `Forecaster`).
         n_instruments: how many series are updated together (one state row each).
-        scaler: a fitted `StandardScaler` over the raw columns (after `feature_pipeline`);
+        scaler: a fitted `StandardScaler` over the feature columns (the pipeline's outputs);
             inputs are standardised with it and outputs brought back to data units with its
             `target_columns` statistics. `None`: values go in and out unchanged.
-        feature_pipeline: a `CausalFeatures` (or any object with `transform(values)`,
-            `step(row, previous, has_previous)` and `n_columns`) applied to raw rows first;
-            the previous raw row of each instrument is part of the streaming state.
+        feature_pipeline: a `FeaturePipeline` applied to raw rows first (rows then have its
+            `input_columns`), in its incremental mode; its state is part of the streaming state.
         feature_columns: which columns (after pipeline) the model reads; default all.
         target_columns: which columns the outputs forecast (for un-scaling), repeated
             `horizon` times (horizon-major, as the trainer lays them out); default: outputs
@@ -117,9 +120,9 @@ class StreamingPredictor:
             raise ConfigError(f"StreamingPredictor horizon must be an integer >= 1; got {horizon!r}.")
         if scaler is not None and getattr(scaler, "mean", None) is None:
             raise ConfigError("StreamingPredictor scaler is not fitted: fit it on the training rows first.")
-        if scaler is not None and feature_pipeline is not None and len(scaler.mean) != feature_pipeline.n_columns:
+        if scaler is not None and feature_pipeline is not None and len(scaler.mean) != feature_pipeline.n_outputs:
             raise ConfigError(
-                f"the scaler has {len(scaler.mean)} columns but the feature pipeline gives {feature_pipeline.n_columns}; "
+                f"the scaler has {len(scaler.mean)} columns but the feature pipeline gives {feature_pipeline.n_outputs}; "
                 f"fit the scaler on the pipeline's output."
             )
         self.model = model
@@ -127,12 +130,14 @@ class StreamingPredictor:
         self.scaler = scaler
         self.feature_pipeline = feature_pipeline
         self.column_names = None if column_names is None else list(column_names)
-        self.n_columns = self._infer_columns(scaler, feature_pipeline, feature_columns)
+        feature_width = self._infer_columns(scaler, feature_pipeline)  # columns after the pipeline
+        # Raw columns per row: the pipeline's inputs, else the feature columns themselves.
+        self.n_columns = feature_pipeline.n_inputs if feature_pipeline is not None else feature_width
         model_features = model_input_width(model)
         self.feature_columns = None if feature_columns is None else np.asarray(list(feature_columns), np.intp)
-        self.n_features = self.n_columns if self.feature_columns is None else len(self.feature_columns)
+        self.n_features = feature_width if self.feature_columns is None else len(self.feature_columns)
         if self.n_features is None:
-            self.n_features = self.n_columns = model_features
+            self.n_features = self.n_columns = feature_width = model_features
         if model_features is not None and self.n_features != model_features:
             raise ConfigError(
                 f"the model reads {model_features} features per step but the scaler/pipeline/feature_columns give "
@@ -141,8 +146,8 @@ class StreamingPredictor:
         if self.n_features is None:
             raise ConfigError("cannot tell how many features the model reads; pass feature_columns or a scaler")
         for name, columns in (("feature_columns", feature_columns), ("target_columns", target_columns)):
-            if columns is not None and self.n_columns is not None and any(not 0 <= c < self.n_columns for c in columns):
-                raise ConfigError(f"StreamingPredictor {name} must be column indices in [0, {self.n_columns}); got {list(columns)}.")
+            if columns is not None and feature_width is not None and any(not 0 <= c < feature_width for c in columns):
+                raise ConfigError(f"StreamingPredictor {name} must be column indices in [0, {feature_width}); got {list(columns)}.")
         self.horizon = horizon
         self.target_columns = None if target_columns is None else list(target_columns)
         outputs = getattr(model, "n_outputs", None)
@@ -165,9 +170,9 @@ class StreamingPredictor:
         self.reset()
 
     @staticmethod
-    def _infer_columns(scaler, pipeline, feature_columns) -> int | None:
+    def _infer_columns(scaler, pipeline) -> int | None:
         if pipeline is not None:
-            return pipeline.n_columns
+            return pipeline.n_outputs
         if scaler is not None:
             return int(np.asarray(scaler.mean).shape[0])
         return None
@@ -190,7 +195,13 @@ class StreamingPredictor:
     def from_metadata(cls, model, meta: dict[str, Any], *, n_instruments: int = 1, engine: str = "auto"):
         """A predictor from a model and the metadata saved beside it (`load_run_model`, `metadata()`)."""
         scaler = None if meta.get("scaler") is None else StandardScaler.from_dict(meta["scaler"])
-        pipeline = None if meta.get("feature_pipeline") is None else CausalFeatures.from_dict(meta["feature_pipeline"])
+        saved = meta.get("feature_pipeline")
+        column_names = meta.get("columns")
+        pipeline = None
+        if saved is not None:
+            # The former {"kind": "causal", ...} form saved no names: its inputs are the columns.
+            pipeline = FeaturePipeline.from_dict(saved, input_columns=column_names)
+            column_names = pipeline.input_columns  # raw rows carry the pipeline's inputs
         return cls(
             model,
             n_instruments=n_instruments,
@@ -200,7 +211,7 @@ class StreamingPredictor:
             target_columns=meta.get("target_columns"),
             horizon=meta.get("horizon", 1),
             engine=engine,
-            column_names=meta.get("columns"),
+            column_names=column_names,
         )
 
     @classmethod
@@ -236,8 +247,7 @@ class StreamingPredictor:
         """Zero the state of one instrument, a list of them, or (None) all of them."""
         if instrument is None:
             self._model_state = _states().zero_step_state(self.model, self.n_instruments)
-            self._previous = None if self.feature_pipeline is None else np.zeros((self.n_instruments, self.n_columns))
-            self._has_previous = np.zeros(self.n_instruments, bool)
+            self._pipeline_state = None if self.feature_pipeline is None else self.feature_pipeline.start(self.n_instruments)
             self.ticks = np.zeros(self.n_instruments, np.int64)
             self._to_engine()
             return
@@ -249,7 +259,8 @@ class StreamingPredictor:
         keep = np.ones(self.n_instruments, np.float32)
         keep[lanes] = 0.0
         self._model_state = _states().zero_rows(self._numpy_state(), keep)
-        self._has_previous[lanes] = False
+        if self.feature_pipeline is not None:
+            self._pipeline_state = self.feature_pipeline.reset(self._pipeline_state, lanes)
         self.ticks[lanes] = 0
         self._to_engine()
 
@@ -262,32 +273,49 @@ class StreamingPredictor:
 
     @property
     def state(self) -> dict[str, Any]:
-        """The whole streaming state (NumPy copies): model state, previous raw rows, tick counts."""
+        """The whole streaming state (NumPy copies): model state, feature pipeline state, tick counts."""
         return {
             "model": self._numpy_state(),
-            "previous": None if self._previous is None else self._previous.copy(),
-            "has_previous": self._has_previous.copy(),
+            "pipeline": None if self._pipeline_state is None else {k: v.copy() for k, v in self._pipeline_state.items()},
             "ticks": self.ticks.copy(),
         }
 
     @state.setter
     def state(self, value: dict[str, Any]) -> None:
         got = value.get("model") if isinstance(value, dict) else None
-        self._model_state = _states().fitted_state(self.model, self.n_instruments, got)
+        model_state = _states().fitted_state(self.model, self.n_instruments, got)
         if self.feature_pipeline is not None:
-            self._previous = np.asarray(value["previous"], np.float64).copy()
-        self._has_previous = np.asarray(value.get("has_previous", np.zeros(self.n_instruments, bool)), bool).copy()
+            self._pipeline_state = self._fitted_pipeline_state(value)
+        self._model_state = model_state
         self.ticks = np.asarray(value.get("ticks", np.zeros(self.n_instruments)), np.int64).copy()
         self._to_engine()
+
+    def _fitted_pipeline_state(self, value: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The pipeline part of a state dict, also from files of the former layout (the previous raw row)."""
+        pipeline = self.feature_pipeline
+        state = value.get("pipeline")
+        if state is None and "pipeline_history" in value:
+            state = {"history": value["pipeline_history"], "seen": value["pipeline_seen"]}
+        if state is None and value.get("previous") is not None:  # saved before the FeaturePipeline
+            state = pipeline.start(self.n_instruments)
+            read = [pipeline.input_columns.index(column) for column in pipeline.required_columns]
+            state["history"][:, -1] = np.asarray(value["previous"], np.float64)[:, read]
+            state["seen"] = np.asarray(value["has_previous"], bool).astype(np.int64)
+        reference = pipeline.start(self.n_instruments)
+        if state is None or any(np.shape(state.get(key)) != np.shape(reference[key]) for key in reference):
+            raise DataValidationError(
+                f"streaming state does not fit this feature pipeline and {self.n_instruments} instruments: expected "
+                f"{ {key: np.shape(array) for key, array in reference.items()} }"
+            )
+        return {key: np.array(state[key], reference[key].dtype) for key in reference}
 
     def save_state(self, path: str | Path) -> Path:
         """Write the streaming state to an `.npz` file (restore with `restore_state`)."""
         state = self.state
         arrays = {f"model_{i}": leaf for i, leaf in enumerate(_states().flatten(state["model"]))}
-        arrays["has_previous"] = state["has_previous"]
         arrays["ticks"] = state["ticks"]
-        if state["previous"] is not None:
-            arrays["previous"] = state["previous"]
+        if state["pipeline"] is not None:
+            arrays.update({f"pipeline_{key}": array for key, array in state["pipeline"].items()})
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
@@ -325,11 +353,12 @@ class StreamingPredictor:
             raise DataValidationError(f"{what} has a non-finite value {rows[tuple(bad)]} at {where}; the state was not changed")
         return rows
 
-    def _features(self, rows: np.ndarray, previous, has_previous) -> np.ndarray:
-        """Pipeline, scaler and column choice for rows `(..., n_instruments, columns)`."""
-        values = rows
+    def _features(self, rows: np.ndarray, timestamps) -> tuple[np.ndarray, dict | None]:
+        """Pipeline, scaler and column choice for rows `(ticks, n_instruments, columns)`; the
+        pipeline's state after them (not yet kept: the caller keeps it once the model ran)."""
+        values, pipeline_state = rows, None
         if self.feature_pipeline is not None:
-            values = self.feature_pipeline.step(rows, previous, has_previous)
+            values, pipeline_state = self.feature_pipeline.step_many(rows, self._pipeline_state, timestamps)
             if not np.isfinite(values).all():
                 raise DataValidationError(
                     "the feature pipeline gave a non-finite value (a log return of a zero or negative price?); "
@@ -339,7 +368,7 @@ class StreamingPredictor:
             values = (values - self._input_mean) / self._input_scale
         if self.feature_columns is not None:
             values = values[..., self.feature_columns]
-        return values.astype(np.float32)
+        return values.astype(np.float32), pipeline_state
 
     def _outputs(self, y: np.ndarray) -> np.ndarray:
         if self._output_mean is None:
@@ -364,42 +393,37 @@ class StreamingPredictor:
         units = getattr(self.model, "n_outputs", None)
         return int(units) if units is not None else 0
 
-    def update(self, x_t) -> np.ndarray:
+    def update(self, x_t, timestamps=None) -> np.ndarray:
         """One tick for all instruments: raw `(n_instruments, columns)` in, `(n_instruments, outputs)` out.
 
         With `n_instruments=1` a `(columns,)` row is accepted and a `(outputs,)` row returned.
+        `timestamps` (`(n_instruments,)`) is needed only by a pipeline with time features.
         """
         raw = np.asarray(x_t)
         rows = self._check_rows(raw, "x_t")
-        x_scaled = self._features(rows, self._previous, self._has_previous)
-        y = self._outputs(self._advance(x_scaled))
-        if self.feature_pipeline is not None:
-            self._previous = rows.copy()
-        self._has_previous[:] = True
+        stamps = None if timestamps is None else np.atleast_1d(np.asarray(timestamps))[None]
+        x_scaled, pipeline_state = self._features(rows[None], stamps)
+        y = self._outputs(self._advance(x_scaled[0]))
+        self._pipeline_state = pipeline_state
         self.ticks += 1
         return y[0] if self.n_instruments == 1 and raw.ndim == 1 else y
 
-    def update_many(self, xs) -> np.ndarray:
+    def update_many(self, xs, timestamps=None) -> np.ndarray:
         """Many ticks: `(ticks, n_instruments, columns)` -> `(ticks, n_instruments, outputs)`.
 
         The rows are validated before any of them is applied, so a bad row leaves the state
         as it was. With `n_instruments=1`, `(ticks, columns)` gives `(ticks, outputs)`.
+        `timestamps` (`(ticks, n_instruments)`) is needed only by a pipeline with time features.
         """
         raw = np.asarray(xs)
         rows = self._check_rows(raw, "xs")
         if len(rows) == 0:
             outputs = np.zeros((0, self.n_instruments, self._n_outputs()), np.float32)
             return outputs[:, 0] if self.n_instruments == 1 and raw.ndim == 2 else outputs
-        if self.feature_pipeline is not None:
-            previous = np.concatenate([self._previous[None], rows[:-1]], axis=0)
-            has_previous = np.concatenate([self._has_previous[None], np.ones((len(rows) - 1, self.n_instruments), bool)])
-            scaled = self._features(rows, previous, has_previous)
-        else:
-            scaled = self._features(rows, None, None)
+        stamps = None if timestamps is None else np.asarray(timestamps).reshape(len(rows), self.n_instruments)
+        scaled, pipeline_state = self._features(rows, stamps)
         y = self._outputs(self._advance_many(scaled))
-        if self.feature_pipeline is not None:
-            self._previous = rows[-1].copy()
-        self._has_previous[:] = True
+        self._pipeline_state = pipeline_state
         self.ticks += len(rows)
         return y[:, 0] if self.n_instruments == 1 and raw.ndim == 2 else y
 

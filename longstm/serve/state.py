@@ -50,7 +50,7 @@ def fitted_state(model, n_instruments: int, got):
 
 
 def read_state_file(path: Path, model, n_instruments: int) -> dict:
-    """The arrays of a `save_state` file, the model state packed as `model`'s structure."""
+    """The arrays of a `save_state` file by name, the model state (`model`) packed as `model`'s structure."""
     if not path.is_file():
         raise DataValidationError(f"{path}: no such state file")
     reference = zero_step_state(model, n_instruments)
@@ -63,9 +63,5 @@ def read_state_file(path: Path, model, n_instruments: int) -> dict:
                 f"different model?"
             )
         leaves = [arrays[f"model_{i}"] for i in range(count)]
-        return {
-            "model": keras.tree.pack_sequence_as(reference, leaves),
-            "previous": arrays["previous"] if "previous" in arrays.files else None,
-            "has_previous": arrays["has_previous"],
-            "ticks": arrays["ticks"],
-        }
+        others = {key: arrays[key] for key in arrays.files if not key.startswith("model_")}
+        return {"model": keras.tree.pack_sequence_as(reference, leaves), **others}

@@ -12,7 +12,8 @@ from longstm.models.attention import AttentionLSTM
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.models.stacked import StackedLSTM
-from longstm.serve import CausalFeatures, NumpyRNNStack, StreamingPredictor
+from longstm.data.features import FeaturePipeline
+from longstm.serve import NumpyRNNStack, StreamingPredictor
 from tests.serve.run_fixture import make_run
 
 TOLERANCE = 1e-5
@@ -40,6 +41,11 @@ FAMILIES = {
     "mingru": lambda: _minrnn("mingru"),
     "minrnn_stack": lambda: _minrnn("stack"),
 }
+
+
+def _per_column(transforms):
+    """The pipeline of one transform per column (the saved runs' former "causal" features)."""
+    return FeaturePipeline([{"kind": "per_column", "transforms": transforms}], [f"x{i}" for i in range(len(transforms))])
 
 
 def _batch(model, x):
@@ -135,7 +141,7 @@ def test_bad_arguments_are_refused():
         StreamingPredictor(model, scaler=StandardScaler())
     scaler = StandardScaler().fit(np.random.default_rng(0).normal(size=(10, 3)))
     with pytest.raises(ConfigError, match="scaler has 3 columns but the feature pipeline gives 2"):
-        StreamingPredictor(model, scaler=scaler, feature_pipeline=CausalFeatures(["value", "diff"]))
+        StreamingPredictor(model, scaler=scaler, feature_pipeline=_per_column(["value", "diff"]))
     with pytest.raises(ConfigError, match=r"feature_columns must be column indices in \[0, 3\); got \[0, 3\]"):
         StreamingPredictor(model, scaler=scaler, feature_columns=[0, 3])
     with pytest.raises(ConfigError, match="gives 1 outputs per step but target_columns x horizon = 1 x 2 = 2"):
@@ -244,19 +250,19 @@ def test_hierarchical_reset_restarts_the_phase():
     np.testing.assert_allclose(got[:, 0], _batch(model, x[:1, :12])[0, 4:10], atol=TOLERANCE)
 
 
-def test_causal_features_step_equals_transform():
+def test_per_column_features_step_equals_transform():
     prices = np.array([[100.0, 5.0, 1.0], [101.0, 7.0, 2.0], [99.5, 6.0, 3.0], [102.0, 6.5, 4.0]])
-    features = CausalFeatures(["log_return", "diff", "value"])
-    batch = features.transform(prices)
+    features = _per_column(["log_return", "diff", "value"])
+    batch = features.compute(prices)
     np.testing.assert_allclose(batch[1], [np.log(101 / 100), 2.0, 2.0])
     np.testing.assert_allclose(batch[0], [0.0, 0.0, 1.0])
-    previous, has_previous, rows = np.zeros((1, 3)), np.zeros(1, bool), []
+    state, rows = features.start(1), []
     for row in prices:
-        rows.append(features.step(row[None], previous, has_previous)[0])
-        previous, has_previous = row[None], np.ones(1, bool)
+        outputs, state = features.step(row[None], state)
+        rows.append(outputs[0])
     np.testing.assert_allclose(np.stack(rows), batch)
     with pytest.raises(ConfigError, match="transform 1 must be one of .*got 'pct'"):
-        CausalFeatures(["value", "pct"])
+        _per_column(["value", "pct"])
 
 
 def test_scaler_and_pipeline_give_original_units(lstm_model):
@@ -264,8 +270,8 @@ def test_scaler_and_pipeline_give_original_units(lstm_model):
 
     rng = np.random.default_rng(4)
     raw = np.exp(np.cumsum(rng.normal(scale=0.01, size=(40, F)), axis=0)) * 100  # positive prices
-    pipeline = CausalFeatures(["log_return", "value", "diff", "log_return"])
-    derived = pipeline.transform(raw)
+    pipeline = _per_column(["log_return", "value", "diff", "log_return"])
+    derived = pipeline.compute(raw)
     scaler = StandardScaler().fit(derived)
     predictor = StreamingPredictor(lstm_model, scaler=scaler, feature_pipeline=pipeline, target_columns=[1], horizon=2)
     got = predictor.update_many(raw[:15])
@@ -346,3 +352,29 @@ def test_long_warm_up_in_chunks_equals_ticks_and_empty_history_is_a_no_op(lstm_m
         np.stack([ticked.update(x[:, t]) for t in range(x.shape[1] - 5, x.shape[1])]),
         atol=TOLERANCE,
     )
+
+
+def test_pipeline_state_is_saved_restored_and_reset(lstm_model, tmp_path):
+    from longstm.data import StandardScaler
+
+    raw = np.exp(np.cumsum(np.random.default_rng(7).normal(scale=0.01, size=(30, F)), axis=0)) * 100
+    pipeline = _per_column(["log_return", "value", "diff", "log_return"])
+    scaler = StandardScaler().fit(pipeline.compute(raw))
+    predictor = StreamingPredictor(lstm_model, scaler=scaler, feature_pipeline=pipeline, target_columns=[1], horizon=2)
+    predictor.update_many(raw[:10])
+    path = predictor.save_state(tmp_path / "state.npz")
+    continued = predictor.update_many(raw[10:])
+    rebuilt = StreamingPredictor.from_metadata(lstm_model, predictor.metadata())
+    assert rebuilt.column_names == ["x0", "x1", "x2", "x3"]  # raw rows carry the pipeline's inputs
+    rebuilt.restore_state(path)
+    np.testing.assert_allclose(rebuilt.update_many(raw[10:]), continued, atol=TOLERANCE)
+    # A state file of the former layout (the previous raw row) continues the same way.
+    with np.load(path) as arrays:
+        former = {key: arrays[key] for key in arrays.files if not key.startswith("pipeline_")}
+    np.savez(tmp_path / "former.npz", **former, previous=raw[9][None], has_previous=np.ones(1, bool))
+    rebuilt.restore_state(tmp_path / "former.npz")
+    np.testing.assert_allclose(rebuilt.update_many(raw[10:]), continued, atol=TOLERANCE)
+    # After a reset the features restart too: as a fresh predictor from that row on.
+    rebuilt.reset(0)
+    fresh = StreamingPredictor(lstm_model, scaler=scaler, feature_pipeline=pipeline, target_columns=[1], horizon=2)
+    np.testing.assert_allclose(rebuilt.update_many(raw[12:]), fresh.update_many(raw[12:]), atol=TOLERANCE)
