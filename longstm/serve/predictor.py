@@ -294,8 +294,8 @@ class StreamingPredictor:
         """The pipeline part of a state dict, also from files of the former layout (the previous raw row)."""
         pipeline = self.feature_pipeline
         state = value.get("pipeline")
-        if state is None and "pipeline_history" in value:
-            state = {"history": value["pipeline_history"], "seen": value["pipeline_seen"]}
+        if state is None:  # a `save_state` file: one `pipeline_<key>` array per key of the state
+            state = {key[len("pipeline_") :]: array for key, array in value.items() if key.startswith("pipeline_")} or None
         if state is None and value.get("previous") is not None:  # saved before the FeaturePipeline
             state = pipeline.start(self.n_instruments)
             read = [pipeline.input_columns.index(column) for column in pipeline.required_columns]

@@ -10,9 +10,13 @@ import numpy as np
 import pandas as pd
 
 
+def make_run(
+    folder: Path, rows: int = 160, model_name: str = "lstm", horizon: int = 2, pipeline=None, features=("HUFL", "MUFL", "OT")
+) -> Path:
+    """A run directory with config.toml, data.json and checkpoints/best.npz (random weights).
 
-def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: int = 2) -> Path:
-    """A run directory with config.toml, data.json and checkpoints/best.npz (random weights)."""
+    `pipeline`: `[[pipeline]]` tables (FeaturePipeline specs); `features` may name their outputs.
+    """
     from longstm.data import StandardScaler, bundled_path
     from longstm.models.registry import build_model
     from longstm.train.config import config_from_dict
@@ -23,7 +27,8 @@ def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: i
     frame.to_csv(data_path, index=False)
     config = config_from_dict(
         {
-            "data": {"path": str(data_path), "kind": "ett", "features": ["HUFL", "MUFL", "OT"], "targets": ["OT", "HUFL"], "horizon": horizon},
+            "data": {"path": str(data_path), "kind": "ett", "features": list(features), "targets": ["OT", "HUFL"], "horizon": horizon},
+            "pipeline": list(pipeline or []),
             "model": {"name": model_name, "units": 6, "layers": 2},
             "train": {"lanes": 2, "k1": 8, "k2": 8, "epochs": 1},
             "eval": {"lanes": 1, "warmup": 0},
@@ -40,6 +45,7 @@ def make_run(folder: Path, rows: int = 160, model_name: str = "lstm", horizon: i
         "features": [names[i] for i in data.feature_columns],
         "targets": [names[i] for i in data.target_columns],
         "scaler": StandardScaler.from_dict({"columns": names, "mean": data.mean.tolist(), "scale": data.std.tolist()}).to_dict(),
+        "feature_pipeline": None if data.pipeline is None else data.pipeline.to_dict(),
     }
     (run / "data.json").write_text(json.dumps(record))
     keras.utils.set_random_seed(5)

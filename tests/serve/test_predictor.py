@@ -313,6 +313,21 @@ def test_from_run_equals_the_trainers_predict(model_name, run_dir, tmp_path):
     np.testing.assert_allclose(got[expected["row"].to_numpy()], expected[names].to_numpy(), rtol=1e-5, atol=1e-4)
 
 
+def test_from_run_with_a_feature_pipeline_equals_the_trainers_predict(tmp_path):
+    from longstm.train.run import predict_run
+
+    pipeline = [{"kind": "raw"}, {"kind": "diff", "columns": ["OT"]}]
+    run_dir = make_run(tmp_path, rows=64, pipeline=pipeline, features=("HUFL", "MUFL", "OT", "OT_diff"))
+    data_path = run_dir.parent / "etth1.csv"
+    expected = predict_run(run_dir, data_path)
+    raw = pd.read_csv(data_path)
+    predictor = StreamingPredictor.from_run(run_dir)
+    assert predictor.column_names == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]  # the pipeline's inputs
+    got = predictor.update_many(raw[predictor.column_names].to_numpy())
+    names = ["OT+1", "HUFL+1", "OT+2", "HUFL+2"]
+    np.testing.assert_allclose(got[expected["row"].to_numpy()], expected[names].to_numpy(), rtol=1e-5, atol=1e-4)
+
+
 def test_from_run_refuses_a_hierarchical_parallel_run(tmp_path):
     with pytest.raises(ConfigError, match="HierarchicalLSTM\\(mode='parallel'\\) cannot stream"):
         StreamingPredictor.from_run(make_run(tmp_path, rows=64, model_name="hierarchical_lstm"))
