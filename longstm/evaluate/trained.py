@@ -359,14 +359,6 @@ class TrainedLOBPredictor(_ConfigPredictor):
 
 
 def lobster_factory(config: Config, run_root: str | Path | None = None, progress: bool = False):
-    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k.
-
-    Args:
-        config: a validated training `Config` (`read_config(path, overrides)`).
-        run_root: where each fit's run goes (`<name>_fit<i>/`); None: temporary folders.
-        progress: show the trainer's progress bars.
-
-    Returns:
-        `(name, factory)`: the config file's stem and a function returning a new predictor.
-    """
+    """`(name, factory)` for `evaluate_lobster`: a fresh `TrainedLOBPredictor` per k; the
+    arguments and result are those of `hft_factory`."""
     return _config_factory(TrainedLOBPredictor, config, run_root, progress)

@@ -181,7 +181,7 @@ def lane_block(windows, first: int, stop: int):
     """The same `LaneWindows` schedule restricted to lanes `first .. stop-1`.
 
     The block reads only its own lanes' rows (same windows, resets and masks as those lanes
-    have in the full stream, same number of updates), so a worker never touches the rows
+    have in the full schedule, same number of updates), so a worker never touches the rows
     of other workers' lanes. Returns `windows` itself for the full range.
     """
     if (first, stop) == (0, windows.lanes):

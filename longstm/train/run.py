@@ -374,7 +374,7 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
 def predict_run(run_dir: str | Path, data_path: str | Path, out: str | Path | None = None):
     """Forecasts for the rows of `data_path`, each from a state that saw only the past.
 
-    The file is streamed from its first row with the run's eval lanes and scaled with the
+    The file is run from its first row through the run's eval lanes and scaled with the
     run's train-only scaler. The first `eval.warmup` rows of each segment only warm the
     state up and get no forecast (nor do the last rows, whose targets lie past the file's
     end); later lanes warm up on the `eval.warmup` rows before them. Returns a `pandas.DataFrame` with `row`, the timestamp when the file has them,

@@ -51,7 +51,7 @@ class RecordingRows:
         return self.values[index]
 
 
-def _stream(values, segments, lanes=LANES, k1=K1, k2=K2):
+def _lanes(values, segments, lanes=LANES, k1=K1, k2=K2):
     from longstm.data.lanes import LaneWindows
 
     return LaneWindows(values, lanes=lanes, k1=k1, k2=k2, target_columns=[0], segments=segments, burn_in=3)
@@ -91,8 +91,8 @@ class _Record:
             raise KeyboardInterrupt("stopped by the test")
 
 
-def _run(strategy_name, config, weights, stream, run_dir=None, resume=False, fail_at=None):
-    """Train on `stream`; returns the recorder, the trainer and the final weights."""
+def _run(strategy_name, config, weights, train_lanes, run_dir=None, resume=False, fail_at=None):
+    """Train on `train_lanes`; returns the recorder, the trainer and the final weights."""
     from longstm.train.distribute import get_strategy
     from longstm.train.engine import build_model_for
     from longstm.train.trainer import Trainer
@@ -106,7 +106,7 @@ def _run(strategy_name, config, weights, stream, run_dir=None, resume=False, fai
     record = _Record(fail_at)
     trainer = Trainer(model, config, run_dir=run_dir, callbacks=[record], progress=False, strategy=strategy_name)
     try:
-        trainer.fit(stream, resume=resume)
+        trainer.fit(train_lanes, resume=resume)
     except KeyboardInterrupt:
         pass
     return record, trainer, [w.tolist() for w in model.get_weights()]
@@ -161,8 +161,8 @@ def mirrored_main(out: str, work: str) -> None:
     configs = _configs()
     for name in ("adam_clip", "adamw_mixed_float16"):
         keras.mixed_precision.set_global_policy(configs[name].mixed_precision.replace("off", "float32"))
-        single, _, single_weights = _run("default", configs[name], weights, _stream(values, segments))
-        mirrored, _, mirrored_weights = _run("mirrored", configs[name], weights, _stream(values, segments))
+        single, _, single_weights = _run("default", configs[name], weights, _lanes(values, segments))
+        mirrored, _, mirrored_weights = _run("mirrored", configs[name], weights, _lanes(values, segments))
         results[name] = {"single": _summary(single, single_weights), "mirrored": _summary(mirrored, mirrored_weights)}
     keras.mixed_precision.set_global_policy("float32")
 
@@ -172,10 +172,10 @@ def mirrored_main(out: str, work: str) -> None:
     results["resume"] = {"reference": results["adam_clip"]["single"]["losses"]}
     for writer, reader in (("mirrored", "default"), ("default", "mirrored")):
         run_dir = Path(work) / f"{writer}_to_{reader}"
-        first, _, _ = _run(writer, config, weights, _stream(values, segments), run_dir=run_dir, fail_at=6)
+        first, _, _ = _run(writer, config, weights, _lanes(values, segments), run_dir=run_dir, fail_at=6)
         with np.load(run_dir / "checkpoints" / "latest" / "variables.npz") as arrays:
             saved = [arrays[f"state_{i}"].tolist() for i in range(4)]
-        second, _, _ = _run(reader, config, weights, _stream(values, segments), run_dir=run_dir, resume=True)
+        second, _, _ = _run(reader, config, weights, _lanes(values, segments), run_dir=run_dir, resume=True)
         results["resume"][f"{writer}_to_{reader}"] = {
             "first": first.losses, "saved_states": saved, "states_at_4": first.states[3], "second": second.losses,
         }
@@ -184,7 +184,7 @@ def mirrored_main(out: str, work: str) -> None:
     from longstm.errors import ConfigError
 
     try:
-        _run("mirrored", configs["adam_clip"], weights, _stream(values, segments, lanes=3))
+        _run("mirrored", configs["adam_clip"], weights, _lanes(values, segments, lanes=3))
     except ConfigError as error:
         results["lanes_error"] = str(error)
 
@@ -254,7 +254,7 @@ def worker_main(index: int, out: str, work: str) -> None:
     weights = _reference_weights()
     config = _configs()["adam_clip"]
     run_dir = Path(work) / "multiworker_run"
-    record, trainer, final = _run("multiworker", config, weights, _stream(source, segments), run_dir=run_dir)
+    record, trainer, final = _run("multiworker", config, weights, _lanes(source, segments), run_dir=run_dir)
     result = {
         "replicas": replicas(strategy), "chief": is_chief(strategy), "first_lane": trainer.engine.first_lane,
         "rows_read": source.read, "distributed": _summary(record, final),
@@ -297,7 +297,7 @@ def models_main(out: str) -> None:
             model.set_weights(reference.get_weights())
             record = _Record()
             Trainer(model, config, callbacks=[record], progress=False, strategy=strategy_name).fit(
-                _stream(values, segments, k1=16, k2=16)
+                _lanes(values, segments, k1=16, k2=16)
             )
             runs[strategy_name] = record
         single, mirrored = runs["default"], runs["mirrored"]
@@ -500,9 +500,9 @@ def test_lane_block_reads_only_its_lanes_and_matches_the_full_batch():
     from longstm.train.distribute import lane_block
 
     values, segments = _series()
-    full = _stream(values, segments)
+    full = _lanes(values, segments)
     source = RecordingRows(values)
-    block = lane_block(_stream(source, segments), 2, 4)
+    block = lane_block(_lanes(source, segments), 2, 4)
     assert len(block) == len(full) and block.lanes == 2
     for step in range(len(full)):
         whole, part = full.batch(step), block.batch(step)

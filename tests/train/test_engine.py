@@ -22,12 +22,12 @@ def _series(rows, features=3, seed=0):
 
 
 @pytest.mark.parametrize("k1, k2", [(25, 25), (30, 30), (20, 32)])  # 25 divides T-1=200, 30 does not
-def test_streamed_predictions_with_carried_state_equal_one_full_sequence_forward(k1, k2):
+def test_lane_predictions_with_carried_state_equal_one_full_sequence_forward(k1, k2):
     values = _series(201)
     model = _model()
-    stream = LaneWindows(values, lanes=1, k1=k1, k2=k2, feature_columns=[0, 1, 2], target_columns=[0, 1])
+    lanes = LaneWindows(values, lanes=1, k1=k1, k2=k2, feature_columns=[0, 1, 2], target_columns=[0, 1])
     trainer = Trainer(model, TrainConfig(k1=k1, k2=k2), progress=False)
-    rows, predictions = trainer.predict(stream)
+    rows, predictions = trainer.predict(lanes)
     full, _ = model(values[None, :200])
     full = np.asarray(full)[0]
     assert rows.tolist() == list(range(k2 - k1, 200))
@@ -136,12 +136,12 @@ def test_state_is_kept_in_float32_under_mixed_bfloat16():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_streamed_predictions_restart_from_zero_state_at_each_segment():
+def test_lane_predictions_restart_from_zero_state_at_each_segment():
     values = _series(120)
     model = _model()
     segments = [37, 80]
-    stream = LaneWindows(values, lanes=1, k1=10, k2=10, target_columns=[0, 1], segments=segments, burn_in=3)
-    rows, predictions = Trainer(model, TrainConfig(k1=10, k2=10), progress=False).predict(stream)
+    lanes = LaneWindows(values, lanes=1, k1=10, k2=10, target_columns=[0, 1], segments=segments, burn_in=3)
+    rows, predictions = Trainer(model, TrainConfig(k1=10, k2=10), progress=False).predict(lanes)
     expected_rows = []
     for start, stop in zip([0, *segments], [*segments, 120]):
         alone, _ = model(values[None, start : stop - 1])  # the segment run on its own from zeros

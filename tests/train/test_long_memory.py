@@ -21,7 +21,7 @@ def latch_series(rows: int, mean_gap: int, seed: int) -> np.ndarray:
     return np.stack([impulses, target], axis=1).astype(np.float32)
 
 
-def _latch_stream(values, lanes, reset_every_chunk):
+def _latch_lanes(values, lanes, reset_every_chunk):
     segments = list(range(0, len(values), CHUNK)) if reset_every_chunk else None
     return LaneWindows(
         values, lanes=lanes, k1=CHUNK, k2=CHUNK, feature_columns=[0], target_columns=[1], offset=0, segments=segments
@@ -37,9 +37,9 @@ def test_latch_is_learned_with_carried_state_and_not_with_reset_every_chunk():
         keras.utils.set_random_seed(0)
         model = Forecaster(KerasRNNStack([keras.layers.LSTM(8)]), outputs=1)
         trainer = Trainer(model, TrainConfig(k1=CHUNK, k2=CHUNK, epochs=6, learning_rate=1e-2), progress=False)
-        trainer.fit(_latch_stream(train, 16, reset))
-        scores[reset, False] = trainer.evaluate(_latch_stream(test, 4, False))["mse"]
-        scores[reset, True] = trainer.evaluate(_latch_stream(test, 4, True))["mse"]
+        trainer.fit(_latch_lanes(train, 16, reset))
+        scores[reset, False] = trainer.evaluate(_latch_lanes(test, 4, False))["mse"]
+        scores[reset, True] = trainer.evaluate(_latch_lanes(test, 4, True))["mse"]
     # Predicting 0 everywhere scores about 1; the latch is remembered only across chunks.
     assert scores[False, False] < 0.3, scores
     assert scores[False, True] > 0.6, scores  # the same model, its memory cut at each chunk
@@ -54,8 +54,8 @@ def test_a_200k_step_series_trains_in_one_pass_beyond_the_cudnn_ceiling():
     rng = np.random.default_rng(0)
     values = np.stack([np.sin(2 * np.pi * t / 50.0), np.cos(2 * np.pi * t / 50.0)], axis=1)
     values = (values + 0.05 * rng.normal(size=values.shape)).astype(np.float32)
-    stream = LaneWindows(values, lanes=16, k1=625, k2=625, target_columns=[0])
-    assert stream.lanes * stream.k2 * len(stream) >= rows  # every row visited, 12,500 per lane
+    lanes = LaneWindows(values, lanes=16, k1=625, k2=625, target_columns=[0])
+    assert lanes.lanes * lanes.k2 * len(lanes) >= rows  # every row visited, 12,500 per lane
     keras.utils.set_random_seed(0)
     model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
     losses = []
@@ -65,8 +65,8 @@ def test_a_200k_step_series_trains_in_one_pass_beyond_the_cudnn_ceiling():
             losses.append(logs["loss"])
 
     trainer = Trainer(model, TrainConfig(k1=625, k2=625, lanes=16, epochs=1, learning_rate=2e-2), callbacks=[Record()], progress=False)
-    history = trainer.fit(stream)
+    history = trainer.fit(lanes)
     assert history[0]["train_rows"] == rows - 1  # every next-step target exactly once
-    assert len(losses) == len(stream) == 20
+    assert len(losses) == len(lanes) == 20
     assert np.isfinite(losses).all()
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
