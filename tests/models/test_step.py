@@ -1,4 +1,7 @@
-"""Each model's own one-step update (`step`) equals its chunked `call`, tick after tick."""
+"""Each model's own one-step update (`step`) equals its chunked `call`, tick after tick.
+
+Which models refuse to stream, and their reasons (`streamable()`), are tested through the
+predictor in tests/serve/test_predictor.py and tests/models/test_lags.py."""
 
 from __future__ import annotations
 
@@ -52,23 +55,6 @@ def _after_ticks(model, x):
     for t in range(x.shape[1]):
         _, state = model.step(x[:, t], state)
     return state
-
-
-@pytest.mark.parametrize(
-    "core, reason",
-    [
-        (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="parallel"), "mode='parallel'.*cannot stream"),
-        (lambda: HierarchicalLSTM([(4, 2), (4, 1)], mode="sequential", outputs="per_summary"), "per_summary"),
-        (lambda: AttentionLSTM(4, heads=1, memory=4), r"window=None\) cannot stream"),
-        (lambda: KerasRNNStack([keras.layers.LSTM(4, go_backwards=True)]), r"go_backwards=True"),
-        (lambda: LinearLagSkip(HierarchicalLSTM([(4, 2), (3, 1)], mode="sequential"), lags=3), "LinearLagSkip around"),
-    ],
-)
-def test_streamable_says_why_a_model_cannot_stream(core, reason):
-    import re
-
-    model = Forecaster(core(), outputs=1)
-    assert re.search(reason, model.streamable())
 
 
 def test_numpy_weights_of_a_stack_and_the_reason_elsewhere():
