@@ -18,7 +18,7 @@ import numpy as np
 from longstm.errors import ConfigError
 from longstm.train.rundir import RunDir
 from longstm.train.run import model_for
-from longstm.train.trainer import assign_checkpoint_arrays
+from longstm.train.checkpoint import assign_checkpoint_arrays
 
 
 def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dict[str, Any]]:
