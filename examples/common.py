@@ -60,11 +60,10 @@ def residual_head(config, data):
 
 def train(model, config, data, out: Path):
     """Fit `model` with TBPTT (state carried from window to window), keep the best validation weights."""
-    from longstm.train import Trainer
+    from longstm.train import Trainer, fit_and_keep_best
 
     trainer = Trainer(model, config, run_dir=out)
-    trainer.fit(data.lanes(config, "train"), data.lanes(config, "val"))
-    trainer.load_weights(out / "checkpoints" / "best.npz", data.lanes(config, "train"))
+    fit_and_keep_best(trainer, data.lanes(config, "train"), data.lanes(config, "val"))
     return trainer
 
 

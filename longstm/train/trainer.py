@@ -48,7 +48,7 @@ import tensorflow as tf
 from longstm.errors import ConfigError, TrainingError
 from longstm.train import distribute
 from longstm.train.checkpoint import (
-    assign_checkpoint_arrays,  # noqa: F401  re-exported: longstm.stream imports it from here until serving moves
+    assign_checkpoint_arrays,  # noqa: F401  re-exported: longstm.serve.loading imports it from here (use longstm.train.checkpoint)
     load_weights,
     read_checkpoint,
     read_position,
