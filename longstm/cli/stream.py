@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 
 from longstm.errors import ConfigError
-from longstm.serve.follow import error_console
+from longstm.serve.follow import error_console, follow_stream
+from longstm.serve.predictor import StreamingPredictor
 
 
 def export(
@@ -55,7 +56,7 @@ def follow(
         raise ConfigError(f"--idle-timeout must be >= 0 seconds; got {idle_timeout}")
     if poll <= 0:
         raise ConfigError(f"--poll must be > 0 seconds; got {poll}")
-    from longstm.serve import StreamingPredictor, follow_stream, load_run_model
+    from longstm.serve.loading import load_run_model  # TensorFlow: at the command boundary
 
     model, meta = load_run_model(run_dir)
     predictor = StreamingPredictor.from_metadata(model, meta)

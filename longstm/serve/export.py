@@ -105,7 +105,23 @@ def _tflite_bytes(step: StreamingStep, batch: int) -> tuple[bytes, str]:
 
 
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *, n_instruments: int = 1) -> Path:
-    """Export the model of a training run directory (default path: `RUN_DIR/export/step.<ext>`)."""
+    """Export the model of a training run directory.
+
+    Args:
+        run_dir: a run directory written by `longstm train`.
+        format: `"savedmodel"`, `"keras"` or `"tflite"`.
+        out: output path (default `RUN_DIR/export/step.keras`, `step_savedmodel` or `step.tflite`).
+        n_instruments: the fixed batch of a TFLite model.
+
+    Returns:
+        the path written.
+
+    Example:
+
+    >>> path = export_run("runs/etth1", "savedmodel")
+    >>> runner = SavedModelStep(path)
+    >>> prediction = runner(x_t)                 # (1, features) scaled -> (1, outputs)
+    """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}; got {format!r}")
     predictor = StreamingPredictor.from_run(run_dir, engine="tf")
@@ -116,7 +132,12 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
 
 
 class SavedModelStep:
-    """Call an exported SavedModel like a stream: `step(x_t) -> prediction`, state kept inside."""
+    """Call an exported SavedModel like a stream: `step(x_t) -> prediction`, state kept inside.
+
+    Args:
+        path: the SavedModel folder (`export_run(..., "savedmodel")`).
+        batch: instruments per call (the SavedModel takes any batch).
+    """
 
     def __init__(self, path: str | Path, batch: int = 1):
         path = Path(path)
@@ -133,7 +154,11 @@ class SavedModelStep:
 
 
 class TFLiteStep:
-    """Call an exported `.tflite` model like a stream (fixed batch), state kept inside."""
+    """Call an exported `.tflite` model like a stream (fixed batch), state kept inside.
+
+    Args:
+        path: the `.tflite` file; its metadata (`PATH.json`) must lie beside it.
+    """
 
     def __init__(self, path: str | Path):
         path = Path(path)
