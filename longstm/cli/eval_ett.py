@@ -15,13 +15,31 @@ from rich.progress import Progress
 from rich.table import Table
 
 from longstm.cli.options import is_config_path, parse_int_list
+from longstm.cli.tables import markdown_table, write_table_files
 from longstm.data import load_series
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import choose_split, evaluate_ett
-from longstm.evaluate.ett_trained import MODES, TrainedEtt, ett_table_rows, write_ett_table
 from longstm.train.config import read_config
 
 HORIZONS_EXAMPLE = "96,192,336,720"
+RESULT_COLUMNS = tuple(
+    (name, name, pattern)
+    for name, pattern in (
+        ("model", "{}"), ("mode", "{}"), ("horizon", "{}"), ("lookback", "{}"), ("features", "{}"), ("mse", "{:.3f}"),
+        ("mae", "{:.3f}"), ("windows", "{}"), ("repeat_mse", "{:.3f}"), ("repeat_mae", "{:.3f}"), ("epochs_run", "{}"),
+        ("best_epoch", "{}"), ("train_seconds", "{:.0f}"),
+    )
+)
+
+
+def write_ett_results(rows: list[dict], out_dir: str | Path) -> list[Path]:
+    """`ett_results.csv` and `ett_results.md` (columns `RESULT_COLUMNS`) in `out_dir`."""
+    return write_table_files(out_dir, "ett_results", rows, markdown_table(rows, RESULT_COLUMNS))
+
+
+def _caption(chosen, lookback: int, features: str) -> str:
+    return (f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, features {features}, "
+            "metrics on train-scaled data")
 
 
 def _dropped(drop_last_batch: int | None, separator: str) -> str:
@@ -43,49 +61,36 @@ def run_ett_command(
     channel_independent: bool = False,
     overrides: Sequence[str] = (),
     console: Console | None = None,
-) -> None:
-    """What `longstm eval ett` does: a baseline name or a training config `.toml` in `model`
-    (read once, with `overrides` from `--set`); the other arguments are the command's options,
-    see `longstm eval ett --help`."""
+) -> list[dict]:
+    """What `longstm eval ett` does: score a baseline name or a training config `.toml`
+    (`model`, read once with `overrides` from `--set`), print the table, write
+    `ett_results.csv/.md` to `out`. The other arguments are the command's options, see
+    `longstm eval ett --help`.
+
+    Returns:
+        The table's rows (one per horizon, and per mode for a trained model).
+    """
     horizon_list = list(parse_int_list(horizons, "--horizons", HORIZONS_EXAMPLE))
     series = load_series(data, gap_policy="report")
     chosen = choose_split(series, lookback, split)
     console = console or Console()
+    options = dict(drop_last_batch=drop_last_batch, features=features, target=target, split=split)
     if is_config_path(model):
-        modes = MODES if mode == "both" else (mode,)
-        if any(m not in MODES for m in modes):
-            raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
-        trained = TrainedEtt(read_config(model, overrides), series, lookback, features=features, target=target, split=split,
-                             run_dir=None if out is None else Path(out) / "runs", progress=True,
-                             channel_independent=channel_independent)
-        name = Path(model).stem + (" (channel-independent)" if channel_independent else "")
-        rows = _train_and_score(console, series, trained, name, lookback, horizon_list, modes, drop_last_batch, features,
-                                target, split, out)
-        table = Table(
-            title=f"{name} ({trained.config.model.name}) on {data.name}",
-            caption=f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, features {features}, "
-            "metrics on train-scaled data; window: each window from a zero state (lookback L); stream: state carried "
-            "through the whole past (more history than L)" + _dropped(drop_last_batch, "; "),
-        )
-        for column in ("H", "mode", "MSE", "MAE", "repeat MSE", "repeat MAE", "windows", "epochs (best)"):
-            table.add_column(column, justify="left" if column == "mode" else "right")
-        for row in rows:
-            table.add_row(str(row["horizon"]), row["mode"], f"{row['mse']:.3f}", f"{row['mae']:.3f}", f"{row['repeat_mse']:.3f}",
-                          f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})")
+        rows, table = _trained_rows(console, series, model, lookback, horizon_list, mode, out, channel_independent,
+                                    overrides, options)
+        table.title = f"{table.title} on {data.name}"
+        table.caption = (f"{_caption(chosen, lookback, features)}; window: each window from a zero state (lookback L); "
+                         "stream: state carried through the whole past (more history than L)"
+                         + _dropped(drop_last_batch, "; "))
     else:
         if channel_independent:
             raise ConfigError("--channel-independent applies to a trained model (--model CONFIG.toml), not to a baseline")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"{model} on {data.name}", total=None)
-            results = evaluate_ett(
-                series, model, lookback, horizon_list, drop_last_batch=drop_last_batch, features=features,
-                target=target, split=split, on_batch=lambda n: progress.advance(task, n),
-            )
-        table = Table(
-            title=f"{model} on {data.name}",
-            caption=f"{chosen.protocol} split, test rows [{chosen.test[0]}, {chosen.test[1]}), L={lookback}, "
-            f"features {features}, metrics on train-scaled data" + _dropped(drop_last_batch, ", "),
-        )
+            results = evaluate_ett(series, model, lookback, horizon_list, on_batch=lambda n: progress.advance(task, n),
+                                   **options)
+        table = Table(title=f"{model} on {data.name}",
+                      caption=_caption(chosen, lookback, features) + _dropped(drop_last_batch, ", "))
         for column in ("H", "MSE", "MAE", "windows"):
             table.add_column(column, justify="right")
         for result in results:
@@ -94,16 +99,26 @@ def run_ett_command(
                  "mse": r.mse, "mae": r.mae, "windows": r.windows} for r in results]
     console.print(table)
     if out is not None:
-        paths = write_ett_table(rows, out)
+        paths = write_ett_results(rows, out)
         console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    return rows
 
 
-def _train_and_score(console, series, trained: TrainedEtt, name: str, lookback: int, horizons: list[int], modes,
-                     drop_last_batch, features: str, target: str, split: str, out) -> list[dict]:
-    """Train per horizon and score in each mode beside the repeat baseline; the table rows.
-    With `out`, the table on disk grows as each horizon finishes."""
-    baseline = evaluate_ett(series, "repeat", lookback, horizons, drop_last_batch=drop_last_batch, features=features,
-                            target=target, split=split)
+def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,
+                  channel_independent: bool, overrides: Sequence[str], options: dict) -> tuple[list[dict], Table]:
+    """Train the config per horizon and score it in each mode beside the repeat baseline.
+    With `out`, the table on disk grows as each horizon finishes. Returns the rows and a
+    table whose title the caller completes."""
+    # Imported here: training loads TensorFlow, which a baseline never needs.
+    from longstm.evaluate.ett_trained import MODES, TrainedEtt, ett_table_rows
+
+    modes = MODES if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
+    trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=options["features"],
+                         target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
+                         progress=True, channel_independent=channel_independent)
+    baseline = evaluate_ett(series, "repeat", lookback, horizons, **options)
 
     def announce(horizon, summary):
         console.print(
@@ -112,12 +127,20 @@ def _train_and_score(console, series, trained: TrainedEtt, name: str, lookback: 
             else f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
         )
 
+    name = Path(config_path).stem + (" (channel-independent)" if channel_independent else "")
     results: dict[str, list] = {m: [] for m in modes}
     rows: list[dict] = []
     for horizon in horizons:
-        for m, scored in trained.evaluate([horizon], modes, drop_last_batch=drop_last_batch, on_horizon=announce).items():
-            results[m] += scored
+        scored = trained.evaluate([horizon], modes, drop_last_batch=options["drop_last_batch"], on_horizon=announce)
+        for m, mode_results in scored.items():
+            results[m] += mode_results
         rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
         if out is not None:
-            write_ett_table(rows, out)
-    return rows
+            write_ett_results(rows, out)
+    table = Table(title=f"{name} ({trained.config.model.name})")
+    for column in ("H", "mode", "MSE", "MAE", "repeat MSE", "repeat MAE", "windows", "epochs (best)"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for row in rows:
+        table.add_row(str(row["horizon"]), row["mode"], f"{row['mse']:.3f}", f"{row['mae']:.3f}", f"{row['repeat_mse']:.3f}",
+                      f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})")
+    return rows, table

@@ -19,7 +19,6 @@ from longstm.cli.options import parse_int_list, predictor_factories
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.loaders import load_series
 from longstm.evaluate.hft import Bars, HFTConfig, HFTEvaluation, Predictor, evaluate_hft
-from longstm.evaluate.trained import hft_factory
 from longstm.models.hft_baselines import LinearAR, Momentum, ZeroReturn
 
 TABLE_COLUMNS = (
@@ -134,6 +133,14 @@ def save_hft_outputs(evaluation: HFTEvaluation, out_dir: str | Path, *, tail: in
     return paths
 
 
+def _trained_hft_factory(config, **options):
+    """`longstm.evaluate.trained.hft_factory`, imported here: it loads TensorFlow, which a run of
+    baselines alone never needs (they take a second; TensorFlow's import takes longer)."""
+    from longstm.evaluate.trained import hft_factory
+
+    return hft_factory(config, **options)
+
+
 def model_factories(
     model: str, ridge: float = 0.0, run_root: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> dict[str, Callable[[], Predictor]]:
@@ -149,7 +156,7 @@ def model_factories(
     LinearAR(ridge=ridge)  # validates ridge before any work
     baselines = {"zero": ZeroReturn, "momentum": Momentum, "ar": lambda: LinearAR(ridge=ridge)}
     return predictor_factories(
-        model, baselines, hft_factory, protocol="the HFT protocol", overrides=overrides, run_root=run_root
+        model, baselines, _trained_hft_factory, protocol="the HFT protocol", overrides=overrides, run_root=run_root
     )
 
 

@@ -16,7 +16,6 @@ from longstm.cli.options import parse_int_list, predictor_factories
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.loaders import load_series
 from longstm.evaluate.lobster_task import DEFAULT_ALPHA, LOBConfig, LOBEvaluation, evaluate_lobster
-from longstm.evaluate.trained import lobster_factory
 from longstm.models.hft_baselines import MajorityClass, Persistence
 
 TABLE_COLUMNS = (
@@ -30,6 +29,14 @@ TABLE_COLUMNS = (
 )
 MARKDOWN_COLUMNS = (("horizon", "k", "{:d}"),) + TABLE_COLUMNS
 BASELINES = {"majority": MajorityClass, "persistence": Persistence}
+
+
+def _trained_lobster_factory(config, **options):
+    """`longstm.evaluate.trained.lobster_factory`, imported here: it loads TensorFlow, which a run of
+    baselines alone never needs (they take a second; TensorFlow's import takes longer)."""
+    from longstm.evaluate.trained import lobster_factory
+
+    return lobster_factory(config, **options)
 
 
 def model_factories(
@@ -46,7 +53,7 @@ def model_factories(
     ['persistence']
     """
     return predictor_factories(
-        model, BASELINES, lobster_factory, protocol="the LOBSTER task", overrides=overrides, run_root=run_root,
+        model, BASELINES, _trained_lobster_factory, protocol="the LOBSTER task", overrides=overrides, run_root=run_root,
         progress=progress, beside_configs=tuple(BASELINES),
     )
 

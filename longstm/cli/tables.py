@@ -1,5 +1,5 @@
 """Metric tables of the `longstm eval` protocols: Rich tables on the terminal, and the
-metrics.csv / metrics.json / metrics.md files an `--out` folder gets.
+CSV / Markdown (/ JSON) files an `--out` folder gets.
 
 A table is described by columns `(key, header, format pattern)`; a row is a dict of metrics
 (`HFTEvaluation.rows()`, `LOBEvaluation.rows()`). Missing or NaN values print as "—".
@@ -63,6 +63,20 @@ def metric_table(title: str, rows: Sequence[dict], columns: Sequence[Column], ca
     return table
 
 
+def write_table_files(out_dir: str | Path, stem: str, rows: Sequence[dict], markdown: str) -> list[Path]:
+    """Write `<stem>.csv` (the rows) and `<stem>.md` (`markdown`) into `out_dir`, creating it.
+
+    Returns:
+        The two paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.csv", out_dir / f"{stem}.md"]
+    pd.DataFrame(list(rows)).to_csv(paths[0], index=False)
+    paths[1].write_text(markdown + "\n")
+    return paths
+
+
 def write_metric_files(out_dir: str | Path, rows: Sequence[dict], json_record: dict, markdown: str) -> list[Path]:
     """Write `metrics.csv` (the rows), `metrics.json` (`json_record`) and `metrics.md`
     (`markdown`) into `out_dir`, creating it.
@@ -70,10 +84,7 @@ def write_metric_files(out_dir: str | Path, rows: Sequence[dict], json_record: d
     Returns:
         The three paths.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "metrics.csv", out_dir / "metrics.json", out_dir / "metrics.md"]
-    pd.DataFrame(list(rows)).to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps(json_record, indent=2))
-    paths[2].write_text(markdown + "\n")
-    return paths
+    csv_path, markdown_path = write_table_files(out_dir, "metrics", rows, markdown)
+    json_path = Path(out_dir) / "metrics.json"
+    json_path.write_text(json.dumps(json_record, indent=2))
+    return [csv_path, json_path, markdown_path]
