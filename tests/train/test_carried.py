@@ -1,7 +1,9 @@
 """The one carried-state pass over a series (`longstm.train.carried`)."""
 
 import numpy as np
+import pytest
 
+from longstm.errors import DataValidationError
 from longstm.models.protocol import Forecaster
 from longstm.models.stacked import StackedLSTM
 from longstm.train.carried import CompiledModel, carried_outputs
@@ -22,3 +24,10 @@ def test_several_series_as_lanes_of_one_pass_equal_each_series_alone():
     changed = series.copy()
     changed[:, :17] += 1.0
     np.testing.assert_allclose(carried_outputs(compiled, changed, [0, 17], rows, 8)[:, 2], together[:, 2], atol=1e-6)
+
+
+def test_no_rows_or_rows_past_the_series_are_refused():
+    with pytest.raises(DataValidationError, match="no rows to forecast"):
+        carried_outputs(None, np.zeros((10, 1)), [0], np.zeros(0, np.int64), 4)
+    with pytest.raises(DataValidationError, match=r"must lie in \[0, 10\)"):
+        carried_outputs(None, np.zeros((10, 1)), [0], np.array([3, 10]), 4)
