@@ -22,7 +22,6 @@ from rich.table import Table
 from longstm.bench import stream
 
 app = typer.Typer(no_args_is_help=True)
-app.command("stream")(stream.stream_command)
 
 
 def _write_json(rows: list[dict], json_path: Path) -> None:
@@ -88,6 +87,9 @@ def memory(
     Console().print(table)
     if json_path is not None:
         _write_json(rows, json_path)
+
+
+app.command("stream")(stream.stream_command)  # beside its benchmark in longstm/bench/stream.py (serving's)
 
 
 @app.command("all")
