@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from longstm.cli import bench, data, demo, evaluate, plot, report, stream, train
 from longstm.errors import LongstmError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when a command first imports TensorFlow
 
 app = typer.Typer(
     name="longstm",
@@ -28,8 +29,6 @@ error_console = Console(stderr=True, soft_wrap=True)  # one error, one line: eas
 
 
 def _register_commands() -> None:
-    from longstm.cli import bench, data, demo, evaluate, plot, report, stream, train
-
     app.add_typer(data.app, name="data", help="Inspect and validate data files.")
     app.add_typer(evaluate.app, name="eval", help="Benchmark protocols (ETT, HFT, LOBSTER): train and score models on a data file. "
                  "(`longstm evaluate RUN_DIR` scores a trained run directory.)")

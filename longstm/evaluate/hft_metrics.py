@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from longstm.errors import DataValidationError
 
@@ -65,8 +66,6 @@ def information_coefficient(predictions, actuals) -> float:
     Returns:
         A float in [-1, 1]; NaN when either input is constant.
     """
-    from scipy.stats import spearmanr
-
     predictions, actuals = _paired(predictions, actuals, "information_coefficient")
     if predictions.size < 2 or np.ptp(predictions) == 0 or np.ptp(actuals) == 0:
         return math.nan
