@@ -24,7 +24,7 @@ _EXPORTS = {
     "RecurrentModel": "longstm.models.protocol",
     "MinGRU": "longstm.models.minrnn",
     "MinLSTM": "longstm.models.minrnn",
-    "MinRNNStack": "longstm.models.minrnn",
+    "MinRNNStack": "longstm.models.minrnn_stack",
 }
 
 __all__ = sorted(_EXPORTS)

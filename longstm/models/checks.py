@@ -26,6 +26,13 @@ def check_fraction(owner: str, name: str, value) -> float:
     return float(value)
 
 
+def check_choice(owner: str, name: str, value, choices):
+    """`value` if it is one of `choices`, or a ConfigError naming `owner`'s argument `name`."""
+    if value not in choices:
+        raise ConfigError(f"{owner} argument `{name}` must be one of {list(choices)}; got {value!r}.")
+    return value
+
+
 def check_quantiles(owner: str, quantiles) -> tuple[float, ...]:
     """Strictly increasing levels in (0, 1), or a ConfigError saying which rule was broken."""
     try:

@@ -28,7 +28,7 @@ from longstm.models.attention import AttentionLSTM
 from longstm.models.checks import model_options
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.lags import LinearLagSkip
-from longstm.models.minrnn import MinRNNStack
+from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack, RecurrentModel
 from longstm.models.stacked import StackedLSTM
 

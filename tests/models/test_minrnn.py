@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.hierarchical import HierarchicalLSTM
-from longstm.models.minrnn import MinGRU, MinLSTM, MinRNNStack
+from longstm.models.minrnn import MinGRU, MinLSTM
+from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster
 from longstm.train.engine import TBPTTEngine
 
@@ -248,7 +249,7 @@ def _latch_test_mse(carry: bool, chunk=32, lanes=32, mean_gap=160, updates=300, 
     state = engine.initial_state(lanes)
     for i in range(updates):
         window = slice(i * chunk, (i + 1) * chunk)
-        _, _, state = engine.train_step(x[:, window], y[:, window], mask, reset, state)
+        _, _, state = engine.train_step({"x": x[:, window], "y": y[:, window], "mask": mask, "reset": reset}, state)
     x, y = _latch_series(np.random.default_rng(seed + 1), lanes, chunk * 60, mean_gap)
     state = engine.initial_state(lanes)
     loss_sum = count = 0.0

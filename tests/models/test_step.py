@@ -12,7 +12,8 @@ import pytest
 from longstm.models.attention import AttentionLSTM
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.lags import LinearLagSkip
-from longstm.models.minrnn import MinGRU, MinLSTM, MinRNNStack
+from longstm.models.minrnn import MinGRU, MinLSTM
+from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.models.stacked import StackedLSTM
 

@@ -10,6 +10,8 @@ import pytest
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.attention import AttentionLSTM
 from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.minrnn import MinGRU, MinLSTM
+from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.models.stacked import StackedLSTM
 from longstm.data.features import FeaturePipeline
@@ -21,12 +23,11 @@ N, T, F = 3, 24, 4
 
 
 def _minrnn(kind):
-    minrnn = pytest.importorskip("longstm.models.minrnn")
     if kind == "minlstm":
-        return minrnn.MinLSTM(12)
+        return MinLSTM(12)
     if kind == "mingru":
-        return minrnn.MinGRU(12, mode="sequential")
-    return minrnn.MinRNNStack(12, layers=2, cell="minlstm")
+        return MinGRU(12, mode="sequential")
+    return MinRNNStack(12, layers=2, cell="minlstm")
 
 
 FAMILIES = {
