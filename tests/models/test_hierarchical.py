@@ -4,6 +4,7 @@ import pytest
 
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.hierarchical import HierarchicalLSTM
+from longstm.models.minrnn import MinGRU, MinLSTM
 from longstm.models.protocol import Forecaster, RecurrentModel
 from longstm.models.stacked import StackedLSTM
 from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
@@ -150,9 +151,8 @@ def test_trains_through_the_tbptt_trainer(mode):
 
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_min_rnn_levels_from_issue_6_work_and_chunk_exactly(mode):
-    minrnn = pytest.importorskip("longstm.models.minrnn")
     x = _series()
-    model = HierarchicalLSTM([(minrnn.MinGRU(4), 8), (minrnn.MinLSTM(5), 1)], mode=mode)
+    model = HierarchicalLSTM([(MinGRU(4), 8), (MinLSTM(5), 1)], mode=mode)
     full = np.asarray(model(x)[0])
     assert full.shape == (2, STEPS, 9)
     np.testing.assert_allclose(_chunked(model, x, 16), full, atol=1e-5)

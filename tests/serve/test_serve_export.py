@@ -98,12 +98,13 @@ def test_export_cli_and_bad_arguments(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("family", ["attention", "minlstm"])
 def test_attention_and_minlstm_convert_to_builtin_tflite(family, tmp_path):
     from longstm.models.attention import AttentionLSTM
+    from longstm.models.minrnn import MinLSTM
 
     keras.utils.set_random_seed(8)
     if family == "attention":
         core = AttentionLSTM(8, heads=2, memory=4, window=5)
     else:
-        core = pytest.importorskip("longstm.models.minrnn").MinLSTM(8)
+        core = MinLSTM(8)
     model = Forecaster(core, outputs=1)
     x = np.random.default_rng(3).normal(size=(1, 10, 3)).astype(np.float32)
     expected = np.asarray(model(x)[0])[0]
