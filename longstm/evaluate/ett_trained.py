@@ -50,14 +50,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from longstm.data.loaders import load_series
@@ -321,26 +319,3 @@ def ett_table_rows(results: dict[str, list], baseline: list, summaries: dict[int
                 "val_mse": summary.get("val_mse"), "train_seconds": summary.get("train_seconds"),
             })
     return sorted(rows, key=lambda row: (row["horizon"], row["mode"]))
-
-
-def ett_markdown(rows: list[dict]) -> str:
-    """A Markdown table of `ett_table_rows`."""
-    def cell(value, pattern):
-        return "—" if value is None or (isinstance(value, float) and not math.isfinite(value)) else pattern.format(value)
-
-    columns = (("model", "{}"), ("mode", "{}"), ("horizon", "{}"), ("lookback", "{}"), ("features", "{}"),
-               ("mse", "{:.3f}"), ("mae", "{:.3f}"), ("windows", "{}"), ("repeat_mse", "{:.3f}"),
-               ("repeat_mae", "{:.3f}"), ("epochs_run", "{}"), ("best_epoch", "{}"), ("train_seconds", "{:.0f}"))
-    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(name), pattern) for name, pattern in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_ett_table(rows: list[dict], out_dir: str | Path) -> list[Path]:
-    """`ett_results.csv` and `ett_results.md` in `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "ett_results.csv", out_dir / "ett_results.md"]
-    pd.DataFrame(rows).to_csv(paths[0], index=False)
-    paths[1].write_text(ett_markdown(rows))
-    return paths

@@ -47,14 +47,7 @@ import tensorflow as tf
 
 from longstm.errors import ConfigError, TrainingError
 from longstm.train import distribute
-from longstm.train.checkpoint import (
-    assign_checkpoint_arrays,  # noqa: F401  re-exported: longstm.serve.loading imports it from here (use longstm.train.checkpoint)
-    load_weights,
-    read_checkpoint,
-    read_position,
-    save_weights,
-    write_checkpoint,
-)
+from longstm.train.checkpoint import load_weights, read_checkpoint, read_position, save_weights, write_checkpoint
 from longstm.train.config import Config, TrainConfig
 from longstm.train.engine import TBPTTEngine, build_model_for
 from longstm.train.logs import EpochProgress, StepLog, print_epoch, scalar_summary, truncate_step_log, write_metrics
