@@ -353,7 +353,7 @@ class Store:
             rows.append({
                 "series": series.name, "rows": len(series), "first": _iso(shards[0]["first"]), "last": _iso(shards[-1]["last"]),
                 "sources": len(shards), "sessions": int(series.sessions(gap).size),
-                "largest_gap": str(np.timedelta64(largest, "ns").astype("timedelta64[s]")),
+                "largest_gap": np.timedelta64(largest, "ns"),
                 "crossed": sum(s["crossed"] for s in shards), "dropped": sum(s["dropped"] for s in shards),
                 "ties": sum(s["ties"] for s in shards), "columns": series.columns,
             })
