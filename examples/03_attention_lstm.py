@@ -50,7 +50,7 @@ def build_model(config, data):
 
 def plot_attention(trainer, config, data, out: Path) -> Path:
     """Attention weights over the first test chunk, saved as `attention.npy` and drawn."""
-    from longstm.cli.plot import attention_matrix, chunk_attention, draw_attention
+    from longstm.cli.attention_plot import attention_matrix, chunk_attention, draw_attention
     from longstm.models.attention import save_attention_weights
 
     core = trainer.model.core
