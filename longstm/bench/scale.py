@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from longstm.data.store import convert
 from longstm.errors import ConfigError
 
 STAGES = ("pyarrow_scan", "convert", "train")
@@ -125,8 +126,6 @@ def _scan(folder: Path) -> dict:
 
 
 def _convert(folder: Path, store: Path) -> dict:
-    from longstm.data.store import convert
-
     _warm_up(folder)
     before = rss_anon_mb()
     with PeakSampler() as peak:
@@ -135,6 +134,8 @@ def _convert(folder: Path, store: Path) -> dict:
 
 
 def _train(store: Path, updates: int) -> dict:
+    # TensorFlow is imported here, in the train stage's own process only: the scan and convert
+    # stages' memory must not include its ~600 MB.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
