@@ -200,6 +200,9 @@ class LaneWindows:
         burn_in: steps run after each reset before the loss counts; a lane starting inside a
             segment reads up to this many rows of the past first.
         mean, std: per-column scaling applied to every gathered row, `(x - mean) / std`.
+        weight_column: a column (not scaled) whose value at a row multiplies that row's loss
+            mask: 0 for a target that is not valid (a time target past its stretch's end), or
+            a series weight. Default None: every row weighs 1.
 
     Each element of `dataset()` is a dict:
         x: `(B, k2, n_features)` float32 inputs,
@@ -225,6 +228,7 @@ class LaneWindows:
         burn_in: int = 0,
         mean: Any = None,
         std: Any = None,
+        weight_column: int | None = None,
     ):
         k2 = k1 if k2 is None else k2
         _check_int("lanes", lanes, 1)
@@ -246,6 +250,9 @@ class LaneWindows:
         if not 0 <= first < stop <= n_rows:
             raise DataValidationError(f"rows must satisfy 0 <= first < stop <= {n_rows}; got ({first}, {stop}).")
         self.rows = (first, stop)
+        if weight_column is not None and not 0 <= int(weight_column) < n_columns:
+            raise DataValidationError(f"weight_column must be a column index in [0, {n_columns}); got {weight_column!r}.")
+        self.weight_column = None if weight_column is None else int(weight_column)
         self.segments = _segment_starts(segments, n_rows)
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.std = None if std is None else np.asarray(std, dtype=np.float32)
@@ -349,6 +356,7 @@ class LaneWindows:
             # the masked padding cannot change the steps before it).
             steps = min(k2, loss_end - start)
             block = np.asarray(self.source[start : start + steps + reach], dtype=np.float32)
+            weight = None if self.weight_column is None else block[:steps, self.weight_column].copy()
             if self.mean is not None:
                 block = (block - self.mean) / self.std
             x[lane, :steps] = block[:steps, self.feature_columns]
@@ -359,6 +367,8 @@ class LaneWindows:
             mask[lane] = (
                 (positions >= k2 - self.k1) & (rows >= self._mask_from[step, lane]) & (rows < loss_end)
             )
+            if weight is not None:
+                mask[lane, :steps] *= weight
         return {
             "x": x,
             "y": y,

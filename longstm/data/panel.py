@@ -31,11 +31,20 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from longstm.data.features import FeaturePipeline
 from longstm.data.store import Store, StoreSeries, as_duration
+from longstm.data.targets import time_targets
 from longstm.errors import ConfigError, DataValidationError
 
 PARTS = ("train", "val", "test")
 SCALE_BLOCK_ROWS = 1 << 20
+FIT_BLOCK_ROWS = 1 << 16
+WEIGHT = "weight"
+
+
+def target_name(horizon: str) -> str:
+    """The column of the mid's log return over the next `horizon` ("10s" -> "mid_log_return_10s")."""
+    return f"mid_log_return_{horizon}"
 
 
 def _instant(value, key: str) -> int:
@@ -142,12 +151,16 @@ class PanelRows:
                 break
             a, b = max(start, lo), min(stop, hi)
             piece = self.pieces[i]
-            values = self._series[piece.series].read(piece.start + a - lo, piece.start + b - lo, self.columns)
-            if self._scaler is not None:
-                mean, scale = self._scaler[piece.series]
-                values = (values - mean) / scale
-            out[a - start : b - start] = values
+            out[a - start : b - start] = self._read(piece, piece.start + a - lo, piece.start + b - lo)
         return out
+
+    def _read(self, piece: Piece, start: int, stop: int) -> np.ndarray:
+        """Rows `[start, stop)` of `piece`'s series (rows of that series), scaled."""
+        values = self._series[piece.series].read(start, stop, self.columns)
+        if self._scaler is not None:
+            mean, scale = self._scaler[piece.series]
+            values = (values - mean) / scale
+        return values
 
 
 class Panel:
@@ -224,3 +237,206 @@ class Panel:
     def rows(self, part: str, scaler=None, warmup: int = 0) -> PanelRows:
         """The row source of `part` (see `pieces`), scaled with `scaler` when given."""
         return PanelRows(self.store, self.pieces(part, warmup), self.columns, self.sessions, scaler)
+
+
+class PanelFeatureRows(PanelRows):
+    """A panel part as model rows: the pipeline's features, time targets and a loss weight.
+
+    Columns: the pipeline's outputs (the panel's columns without a pipeline), one
+    `mid_log_return_<Δ>` per horizon (the log return of the mid, the mean of `mid_columns`,
+    from t to the mid in force at t + Δ, see `longstm.data.targets.time_targets`), then
+    `weight`. Rows are computed when read, a slice at a time, so memory stays at the slice.
+
+    Features at a row are computed over its session from the `pipeline.memory` rows before it
+    (fewer at the session's start): exactly what the pipeline's batch mode gives over the whole
+    session. A target is valid only when t + Δ is at or before the last tick of t's stretch, its
+    session cut at the split instants: no training target reads a row at or after
+    `train_until`, none reads across a session end. The weight is the series' weight where every
+    target is valid and the row belongs to `part` (not to a validation/test piece's warm-up on
+    the past), else 0; `LaneWindows(weight_column=...)` multiplies it into the loss mask.
+
+    Args:
+        panel: the `Panel`; its columns are the pipeline's inputs and include `mid_columns`.
+        part: "train", "val" or "test".
+        pipeline: a `FeaturePipeline` over `panel.columns`, or None (the columns as they are).
+        horizons: the target Δs as durations ("10s", "1min").
+        mid_columns: the columns whose mean is the mid (bid and ask).
+        scaler: `{series: (mean, scale)}` over the feature and target columns, or None.
+        warmup: rows of the past before each validation/test piece (see `Panel.pieces`).
+        series_weights: `{series: weight}`; series not named weigh 1.
+    """
+
+    def __init__(self, panel: Panel, part: str, *, pipeline: FeaturePipeline | None, horizons: Sequence[str],
+                 mid_columns: Sequence[str] = ("bid", "ask"), scaler=None, warmup: int = 0,
+                 series_weights: dict[str, float] | None = None):
+        self.panel, self.part, self.pipeline = panel, part, pipeline
+        self.horizons = list(horizons)
+        self.horizons_ns = np.array([int(as_duration(h)) for h in self.horizons], np.int64)
+        missing = [c for c in mid_columns if c not in panel.columns]
+        if missing:
+            raise DataValidationError(f"{panel.store.path}: the mid needs column(s) {missing} among {panel.columns}")
+        self.mid_index = [panel.columns.index(c) for c in mid_columns]
+        self.features = list(pipeline.output_columns) if pipeline is not None else list(panel.columns)
+        columns = self.features + [target_name(h) for h in self.horizons] + [WEIGHT]
+        super().__init__(panel.store, panel.pieces(part, warmup), columns, panel.sessions, scaler)
+        self.weights = {name: float((series_weights or {}).get(name, 1.0)) for name in panel.names}
+        # stretch ends per series: sessions cut at the split rows
+        self._cuts = {name: np.unique(np.concatenate([panel.sessions[name], panel.bounds[name]]))
+                      for name in panel.names}
+
+    def _read(self, piece: Piece, start: int, stop: int) -> np.ndarray:
+        out = self._unscaled(piece, start, stop)
+        if self._scaler is not None:
+            mean, scale = self._scaler[piece.series]
+            out[:, :-1] = (out[:, :-1] - mean) / scale
+        return out
+
+    def _unscaled(self, piece: Piece, start: int, stop: int) -> np.ndarray:
+        data, sessions = self._series[piece.series], self.panel.sessions[piece.series]
+        session_start = int(sessions[np.searchsorted(sessions, start, side="right") - 1])
+        first = max(session_start, start - (self.pipeline.memory if self.pipeline is not None else 0))
+        values = data.read(first, stop, self.panel.columns)
+        if self.pipeline is not None:
+            inside = sessions[(sessions > first) & (sessions < stop)] - first
+            values = self.pipeline.compute(values, data.timestamps(first, stop), [0, *inside])
+        out = np.empty((stop - start, len(self.columns)), np.float64)
+        out[:, : len(self.features)] = values[start - first :]
+        valid = np.ones(stop - start, bool)
+        cuts = self._cuts[piece.series]
+        lo = start
+        while lo < stop:
+            end = int(cuts[np.searchsorted(cuts, lo, side="right")])  # this stretch ends before `end`
+            hi = min(stop, end)
+            targets, ok = self._targets(data, lo, hi, end)
+            out[lo - start : hi - start, len(self.features) : -1] = targets
+            valid[lo - start : hi - start] = ok.all(axis=1)
+            lo = hi
+        rows = np.arange(start, stop)
+        out[:, -1] = valid * (rows >= piece.loss_from) * self.weights[piece.series]
+        return out
+
+    def _targets(self, data: StoreSeries, start: int, stop: int, end: int):
+        """Targets of rows `[start, stop)` of a stretch ending before row `end`, reading ticks
+        ahead until one lies past the farthest t + Δ (a tie at it may still be in force) or the
+        stretch ends."""
+        farthest = int(data.timestamps(stop - 1, stop)[0]) + int(self.horizons_ns.max())
+        ahead = max(64, stop - start)
+        while True:
+            last = min(end, stop + ahead)
+            stamps = data.timestamps(start, last)
+            if last == end or stamps[-1] > farthest:
+                break
+            ahead *= 4
+        mid = data.read(start, last, [self.panel.columns[i] for i in self.mid_index]).mean(axis=1)
+        return time_targets(stamps, mid, self.horizons_ns, rows=stop - start)
+
+    def fit_scaler(self, per_series: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Mean and scale of the features, and the scale of the targets (their mean stays 0, so
+        a forecast's sign is kept), over this part's rows of weight > 0 (targets) or all
+        rows (features), per series or pooled; read a block at a time."""
+        width = len(self.columns) - 1
+        n_features = len(self.features)
+        sums: dict[str, np.ndarray] = {}
+        for piece in self.pieces:
+            # count, sum, sum of squares; for features over all rows, for targets over valid ones
+            acc = sums.setdefault(piece.series, np.zeros((3, width)))
+            for a in range(piece.loss_from, piece.stop, FIT_BLOCK_ROWS):
+                block = self._unscaled(piece, a, min(piece.stop, a + FIT_BLOCK_ROWS))
+                counted = np.where(np.arange(width) < n_features, 1.0, (block[:, -1:] > 0).astype(float))
+                acc += [counted.sum(0), (block[:, :-1] * counted).sum(0), (block[:, :-1] ** 2 * counted).sum(0)]
+        if not per_series:
+            pooled = sum(sums.values())
+            sums = {name: pooled for name in self.panel.names}
+        scaler = {}
+        for name in self.panel.names:
+            count, total, squares = sums.get(name, np.zeros((3, width)))
+            if count[0] < 2:
+                raise DataValidationError(f"{self.panel.store.path}: series {name!r} has {int(count[0])} {self.part} rows; scaling needs 2 or more")
+            safe = np.maximum(count, 1)
+            mean = np.where(np.arange(width) < n_features, total / safe, 0.0)
+            scale = np.sqrt(np.maximum(squares / safe - mean * mean, 0.0))
+            scaler[name] = (mean, np.where(scale > 0, scale, 1.0))
+        return scaler
+
+
+class PanelDataset:
+    """Everything a run needs of a panel: its series, split, pipeline, targets and scaler.
+
+    Args:
+        store: a `Store` or its path.
+        split: a `CalendarSplit`.
+        horizons: the time targets' Δs ("10s", "60s").
+        pipeline_specs: `[[pipeline]]` dicts over the store's columns (empty: the columns as they are).
+        features: the feature columns the model reads (empty: all).
+        series: the series to use (None or empty: all).
+        session_gap: see `Panel`.
+        mid_columns, series_weights: see `PanelFeatureRows`.
+        scaling: "per_series", "pooled" (statistics of the training rows) or None (no scaling).
+        scaler: a saved scaler (`record()["scaler"]`) to use instead of fitting one.
+
+    Example:
+
+    >>> data = PanelDataset("ticks.store", CalendarSplit("2014-05-10", "2014-05-13"), ["10s"],
+    ...                     [{"kind": "quote"}])
+    >>> train = data.rows("train")                # a PanelFeatureRows
+    >>> LaneWindows(train, lanes=16, k1=256, segments=train.segments, **data.lane_columns())
+    """
+
+    def __init__(self, store: Store | str, split: CalendarSplit, horizons: Sequence[str], pipeline_specs=(), *,
+                 features: Sequence[str] = (), series: Sequence[str] | None = None, session_gap: str = "1h",
+                 mid_columns: Sequence[str] = ("bid", "ask"), series_weights: dict[str, float] | None = None,
+                 scaling: str | None = "per_series", scaler: dict | None = None):
+        store = store if isinstance(store, Store) else Store(store)
+        if not horizons:
+            raise ConfigError(f"{store.path}: a store run forecasts time targets; set data.time_targets, e.g. [\"10s\", \"60s\"]")
+        names = list(series) if series else store.names
+        columns = store.series(names[0]).columns
+        self.pipeline = FeaturePipeline(list(pipeline_specs), columns, source=str(store.path)) if pipeline_specs else None
+        self.panel = Panel(store, columns, split, session_gap=session_gap, series=names)
+        self.horizons, self.mid_columns = list(horizons), list(mid_columns)
+        self.series_weights = dict(series_weights or {})
+        unknown = sorted(set(self.series_weights) - set(names))
+        if unknown:
+            raise ConfigError(f"data.series_weights names series {unknown} that are not used; the series are {names}")
+        self.session_gap, self.scaler = session_gap, None
+        train = self.rows("train")
+        self.column_names = list(train.columns)
+        wanted = list(features) or train.features
+        missing = [name for name in wanted if name not in train.features]
+        if missing:
+            raise ConfigError(f"data.features names columns {missing} that the panel lacks; it has {train.features}")
+        self.feature_columns = [self.column_names.index(name) for name in wanted]
+        self.target_columns = [self.column_names.index(target_name(h)) for h in self.horizons]
+        if scaler is not None:
+            self.scaler = {name: (np.asarray(s["mean"]), np.asarray(s["scale"])) for name, s in scaler.items()}
+        elif scaling is not None:
+            self.scaler = train.fit_scaler(per_series=scaling == "per_series")
+
+    def rows(self, part: str, warmup: int = 0) -> PanelFeatureRows:
+        """The rows of `part`, validation/test with `warmup` rows of the past (weight 0)."""
+        return PanelFeatureRows(self.panel, part, pipeline=self.pipeline, horizons=self.horizons, mid_columns=self.mid_columns,
+                                scaler=self.scaler, warmup=warmup, series_weights=self.series_weights)
+
+    def has(self, part: str) -> bool:
+        return bool(self.panel.pieces(part))
+
+    def lane_columns(self) -> dict:
+        """The `LaneWindows` arguments that pick inputs, targets (at the row itself) and weights."""
+        return dict(feature_columns=self.feature_columns, target_columns=self.target_columns,
+                    weight_column=len(self.column_names) - 1, offset=0, horizon=1)
+
+    def record(self) -> dict:
+        """What a run directory keeps of the panel (JSON)."""
+        names = self.column_names
+        return {
+            "source": str(self.panel.store.path.resolve()), "store": str(self.panel.store.path.resolve()),
+            "split": {"train_until": self.panel.split.train_until, "val_until": self.panel.split.val_until},
+            "series": self.panel.names, "session_gap": self.session_gap, "columns": names,
+            "features": [names[i] for i in self.feature_columns], "targets": [names[i] for i in self.target_columns],
+            "time_targets": self.horizons, "mid": self.mid_columns, "series_weights": self.series_weights,
+            "rows": {name: list(bounds) for name, bounds in self.panel.bounds.items()},
+            "scaler": None if self.scaler is None else {
+                name: {"columns": names[:-1], "mean": mean.tolist(), "scale": scale.tolist()}
+                for name, (mean, scale) in self.scaler.items()},
+            "feature_pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
+        }

@@ -13,9 +13,18 @@ features = []                  # input columns (empty: all)
 targets = ["OT"]               # forecast columns (empty: all)
 offset = 1                     # forecast distance in rows
 horizon = 1                    # direct multi-horizon: values t+offset .. t+offset+horizon-1
-split = [0.7, 0.1, 0.2]        # chronological train / validation / test fractions
+split = [0.7, 0.1, 0.2]        # chronological train / validation / test fractions, or on a
+                               # store { train_until = "2014-05-10", val_until = "2014-05-13" }
 scale = true                   # standardise with train-split mean and std
 gap_policy = "split"           # gaps become segments (state resets)
+# A store (`longstm data convert`; raw folders, globs and lists must be converted first) trains
+# one model on all its series (longstm.train.run.load_panel):
+series = []                    # the series to use (empty: all)
+session_gap = "1h"             # a gap longer than this starts a session (a state reset)
+scaling = "per_series"         # or "pooled": train-only statistics over all series
+time_targets = []              # e.g. ["10s", "60s"]: the mid's log return over the next Δ
+mid = ["bid", "ask"]           # the columns whose mean is the mid
+series_weights = {}            # e.g. { fxcm_eurusd = 2.0 }: loss weight per series (default 1)
 
 [model]
 name = "lstm"                  # a name in longstm.models.registry.MODELS
@@ -74,8 +83,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from longstm.data.features import check_pipeline_specs
-from longstm.errors import ConfigError
+from longstm.data.panel import CalendarSplit
+from longstm.data.store import as_duration
+from longstm.errors import ConfigError, DataValidationError
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -94,6 +107,15 @@ class DataConfig:
     split: list = field(default_factory=lambda: [0.7, 0.1, 0.2])
     scale: bool = True
     gap_policy: str = "split"
+    series: list = field(default_factory=list)
+    session_gap: str = "1h"
+    scaling: str = "per_series"
+    time_targets: list = field(default_factory=list)
+    mid: list = field(default_factory=lambda: ["bid", "ask"])
+    series_weights: dict = field(default_factory=dict)
+
+
+SCALINGS = ("per_series", "pooled")
 
 
 @dataclass
@@ -307,6 +329,14 @@ def _table(cls, values: dict, table: str, source: str):
         if key not in fields:
             raise ConfigError(f"{source}: unknown key '{table}.{key}'; expected one of {sorted(fields)}")
         default = getattr(instance, key)
+        if (table, key) == ("data", "split") and isinstance(value, dict):  # a calendar split on a store
+            setattr(instance, key, {name: str(text) for name, text in value.items()})  # TOML dates -> text
+            continue
+        if (table, key) == ("data", "path") and isinstance(value, list):
+            raise ConfigError(
+                f"{source}: 'data.path' is a list of sources; convert them into one store first "
+                f"(`longstm data convert SOURCE... --out STORE`) and set data.path to the store"
+            )
         setattr(instance, key, _typed(f"{table}.{key}", value, type(default), source))
     return instance
 
@@ -378,9 +408,12 @@ def validate(config: Config) -> None:
         _fail(config, "train.clipnorm", "a number >= 0 (0 turns clipping off)", train.clipnorm)
     if not 0 <= model.dropout < 1:
         _fail(config, "model.dropout", "a number in [0, 1)", model.dropout)
-    if len(data.split) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in data.split):
+    _validate_panel_keys(config)
+    if isinstance(data.split, dict):
+        CalendarSplit.from_dict(data.split).bounds  # names the bad key or date
+    elif len(data.split) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in data.split):
         _fail(config, "data.split", "three numbers [train, validation, test]", data.split)
-    if any(f < 0 for f in data.split) or data.split[0] <= 0 or abs(sum(data.split) - 1) > 1e-6:
+    if isinstance(data.split, list) and (any(f < 0 for f in data.split) or data.split[0] <= 0 or abs(sum(data.split) - 1) > 1e-6):
         _fail(config, "data.split", "three fractions >= 0 summing to 1 with train > 0", data.split)
     for key in ("features", "targets"):
         names = getattr(data, key)
@@ -392,6 +425,24 @@ def validate(config: Config) -> None:
 
     if model.name not in MODELS:
         _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
+
+
+def _validate_panel_keys(config: Config) -> None:
+    data = config.data
+    if data.scaling not in SCALINGS:
+        _fail(config, "data.scaling", f"one of {SCALINGS}", data.scaling)
+    for key, values in (("series", data.series), ("time_targets", data.time_targets), ("mid", data.mid)):
+        if not all(isinstance(value, str) for value in values):
+            _fail(config, f"data.{key}", "a list of strings", values)
+    for key, value in [("data.session_gap", data.session_gap)] + [("data.time_targets", v) for v in data.time_targets]:
+        try:
+            if as_duration(value) <= np.timedelta64(0, "ns"):
+                raise DataValidationError("not positive")
+        except DataValidationError:
+            _fail(config, key, "a positive duration like '10s', '1min' or '1h'", value)
+    bad = {k: v for k, v in data.series_weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
+    if bad:
+        _fail(config, "data.series_weights", "a table of series names to numbers >= 0", bad)
 
 
 def _toml_value(value: Any) -> str:

@@ -45,7 +45,9 @@ import tensorflow as tf
 
 from longstm.data import FeaturePipeline, StandardScaler, load_series
 from longstm.data.lanes import LaneWindows
+from longstm.data.panel import CalendarSplit, PanelDataset
 from longstm.data.splits import chronological_counts
+from longstm.data.store import is_store
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.registry import build_model
 from longstm.train.config import Config, load_config
@@ -144,10 +146,51 @@ def resolve_data_path(config: Config) -> Path:
     path = Path(config.data.path)
     if not config.data.path:
         raise ConfigError(f"{config.source}: 'data.path' is required (the series file to train on)")
-    if path.exists() or path.is_absolute():
-        return path
-    beside = Path(config.source).parent / path
-    return beside if beside.exists() else path
+    if not (path.exists() or path.is_absolute()):
+        beside = Path(config.source).parent / path
+        path = beside if beside.exists() else path
+    if not is_store(path) and (path.is_dir() or any(char in str(path) for char in "*?[")):
+        raise ConfigError(
+            f"{config.source}: 'data.path' {str(path)!r} is a folder or glob of raw sources; convert them into a store "
+            f"first (`longstm data convert {path} --out STORE`) and set data.path to the store"
+        )
+    return path
+
+
+def load_panel(config: Config, scaler: dict | None = None) -> PanelDataset:
+    """The panel of the store at `data.path`: its series, calendar split, `[[pipeline]]`,
+    time targets and train-only scaler (`scaler`, a saved one, instead of fitting)."""
+    data = config.data
+    if not isinstance(data.split, dict):
+        raise ConfigError(f"{config.source}: a store needs a calendar split: data.split = {{ train_until = \"...\", val_until = \"...\" }}")
+    if data.targets or data.horizon != 1 or data.offset != 1:
+        raise ConfigError(f"{config.source}: on a store the targets are data.time_targets; leave data.targets, offset and horizon unset")
+    return PanelDataset(
+        resolve_data_path(config), CalendarSplit.from_dict(data.split), data.time_targets, config.pipeline,
+        features=data.features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
+        series_weights=data.series_weights, scaling=data.scaling if data.scale else None, scaler=scaler,
+    )
+
+
+def load_any(config: Config, scaler: dict | None = None) -> PreparedData | PanelDataset:
+    """`load_panel` for a store, else `load_data`."""
+    return load_panel(config, scaler) if is_store(resolve_data_path(config)) else load_data(config, scaler=scaler)
+
+
+def part_lanes(config: Config, data: PreparedData | PanelDataset, part: str) -> LaneWindows:
+    """The lanes of `part`: training lanes for "train", evaluation lanes (warm-up) otherwise."""
+    if not isinstance(data, PanelDataset):
+        return data.lanes(config, part)
+    rows = data.rows(part, warmup=0 if part == "train" else config.eval.warmup)
+    make = training_lanes if part == "train" else evaluation_lanes
+    return make(config, rows, segments=rows.segments, **data.lane_columns())
+
+
+def has_part(data: PreparedData | PanelDataset, part: str) -> bool:
+    if isinstance(data, PanelDataset):
+        return data.has(part)
+    start, stop = data.splits[part]
+    return stop > start
 
 
 def load_data(config: Config, path: str | Path | None = None, scaler: dict | None = None) -> PreparedData:
@@ -156,6 +199,8 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
     With `scaler` (a saved `StandardScaler.to_dict()`) the statistics are reused instead of fit.
     """
     path = resolve_data_path(config) if path is None else Path(path)
+    if isinstance(config.data.split, dict):
+        raise ConfigError(f"{config.source}: a calendar split (data.split = {{...}}) needs a store; convert {path} with `longstm data convert`")
     series = load_series(path, kind=config.data.kind, gap_policy=config.data.gap_policy)
     pipeline = None
     if config.pipeline:  # before picking columns: data.features/targets may name its outputs
@@ -322,24 +367,23 @@ def train_from_config(
     if resume and run.config_path.exists():
         if _without_strategy(run.read_config()) != _without_strategy(config):
             raise ConfigError(f"{run.path}: cannot resume with a different config than the one saved in config.toml")
-    data = load_data(config)
+    data = load_any(config)
     if chief:
         run.write_config(config)
-        run.write_data_record(_data_record(config, data))
+        run.write_data_record(data.record() if isinstance(data, PanelDataset) else _data_record(config, data))
     trainer = build_trainer(
         config, data, run_dir=run.path, progress=progress, callbacks=callbacks, strategy=strategy or "default"
     )
-    validation = data.lanes(config, "val") if data.splits["val"][1] > data.splits["val"][0] else None
-    fit_and_keep_best(trainer, data.lanes(config, "train"), validation, resume=resume)
+    validation = part_lanes(config, data, "val") if has_part(data, "val") else None
+    fit_and_keep_best(trainer, part_lanes(config, data, "train"), validation, resume=resume)
     return _final_scores(trainer, config, data, run)
 
 
 def _final_scores(trainer, config, data, run: RunDir) -> dict[str, Any]:
     scores = {}
     for part in ("val", "test"):
-        start, stop = data.splits[part]
-        if stop > start:
-            scores[part] = trainer.evaluate(data.lanes(config, part))
+        if has_part(data, part):
+            scores[part] = trainer.evaluate(part_lanes(config, data, part))
     if not getattr(trainer, "chief", True):
         return scores
     metrics = run.read_metrics() or {"epochs": trainer.history}
@@ -359,9 +403,9 @@ def load_run(run_dir: str | Path, progress: bool = False):
     run = RunDir(run_dir)
     config = run.read_config()
     record = run.read_data_record()
-    data = load_data(config, scaler=record["scaler"])
+    data = load_any(config, scaler=record["scaler"])
     trainer = build_trainer(config, data, progress=progress)
-    trainer.load_weights(run.weights("best"), data.lanes(config, "train"))
+    trainer.load_weights(run.weights("best"), part_lanes(config, data, "train"))
     return config, data, trainer
 
 
