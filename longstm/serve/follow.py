@@ -5,7 +5,8 @@ CSV (or Parquet) file as rows are appended to it, one `StreamingPredictor.update
 and writes one forecast row per input row (flushed). A malformed row (wrong number of
 fields, a value that is not a finite number) is reported with its line number and skipped;
 the state is not touched, so later forecasts are the same as if the row had never been
-written. It stops at the end of stdin, after `max_rows` data rows, or when the file has not
+written. When the run's feature pipeline has time features, the timestamp column is parsed
+(time zones converted to UTC) and passed to `update`. It stops at the end of stdin, after `max_rows` data rows, or when the file has not
 grown for `idle_timeout` seconds (default: never).
 """
 
@@ -22,7 +23,9 @@ from typing import Iterator, TextIO
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from longstm.data.loaders import TIMESTAMP_NAMES
 from longstm.errors import ConfigError, DataValidationError
+from longstm.serve.rows import parse_stamp
 
 error_console = Console(stderr=True)
 
@@ -85,12 +88,13 @@ class FollowReport:
 
 
 def _plan_columns(header: list[str], columns: list[str], source: str) -> tuple[list[int], int | None]:
-    """Where each run column sits in `header`, and the timestamp column (first other one) if any."""
+    """Where each run column sits in `header`, and the timestamp column (by name, else the first other one) if any."""
     missing = [name for name in columns if name not in header]
     if missing:
         raise DataValidationError(f"{source}: header {header} lacks the run's columns {missing}; the run was trained on {columns}")
     others = [i for i, name in enumerate(header) if name not in columns]
-    return [header.index(name) for name in columns], (others[0] if others else None)
+    named = [i for i in others if header[i].lower() in TIMESTAMP_NAMES]
+    return [header.index(name) for name in columns], (named or others or [None])[0]
 
 
 def follow_stream(
@@ -156,13 +160,20 @@ def follow_stream(
             if not is_stdin:
                 handle.close()
 
+    pipeline = predictor.feature_pipeline
+    needs_time = pipeline is not None and pipeline.needs_timestamps
     plan, stamp = None, None
     for number, header, fields in records():
         if header is not None:
             plan, stamp = _plan_columns(header, columns, str(source))
+            if needs_time and stamp is None:
+                raise DataValidationError(
+                    f"{source}: the run's feature pipeline needs timestamps, and header {header} has no timestamp column "
+                    f"(expected one of {list(TIMESTAMP_NAMES)})"
+                )
             writer.writerow(["row"] + ([header[stamp]] if stamp is not None else []) + list(target_names))
             out.flush()
-            width = len(header)
+            width, header_names = len(header), header
             continue
         report.rows += 1
         problem, values = None, []
@@ -181,9 +192,15 @@ def follow_stream(
                     break
                 values.append(number_value)
         where = f"line {number}" if not (path is not None and path.suffix == ".parquet") else f"row {number - 1}"
+        stamps = None
+        if problem is None and needs_time:
+            try:
+                stamps = [parse_stamp(fields[stamp], str(source), header_names[stamp])]
+            except DataValidationError:
+                problem = f"column {header_names[stamp]!r}: expected a timestamp, got {fields[stamp]!r}"
         if problem is None:
             try:
-                forecast = predictor.update(values)
+                forecast = predictor.update(values, stamps)
             except DataValidationError as error:
                 problem = str(error)
         if problem is not None:

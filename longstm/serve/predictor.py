@@ -51,6 +51,8 @@ from longstm.data.scaling import StandardScaler
 from longstm.errors import ConfigError, DataValidationError
 from longstm.serve.checks import check_streamable, model_input_width
 from longstm.serve.numpy_engine import NumpyRNNStack
+from longstm.serve.routing import RowsByName
+from longstm.serve.rows import is_table
 
 ENGINES = ("auto", "numpy", "tf")
 WARM_UP_CHUNK = 256  # steps per compiled model call when `update_many` runs on TensorFlow
@@ -69,7 +71,7 @@ def _states():
     return state
 
 
-class StreamingPredictor:
+class StreamingPredictor(RowsByName):
     """Per-tick predictions of a trained recurrent model, its state carried between ticks.
 
     Args:
@@ -86,7 +88,10 @@ class StreamingPredictor:
             are returned in the model's units.
         horizon: how many horizons the outputs hold per target.
         engine: `"auto"`, `"numpy"` or `"tf"` (see the module docstring).
-        column_names: names of the raw columns (what `follow` matches a file's header against).
+        column_names: names of the raw columns: what `follow` matches a file's header against and
+            what pandas / dict / Arrow rows are matched against by name.
+        instruments: the instrument ids of the lanes, in lane order (default `0 .. n_instruments - 1`):
+            rows with an instrument column are routed to their instrument's state by these ids.
 
     Example:
 
@@ -94,6 +99,18 @@ class StreamingPredictor:
     >>> predictor.warm_up(history)            # (T, 3, features)
     >>> y = predictor.update(x_t)             # (3, features) -> (3, outputs)
     >>> predictor.save_state("state.npz")
+
+    Rows the way users hold them, matched by column name (`column_names`; extra columns are
+    ignored, a timestamp column is parsed when the pipeline needs it):
+
+    >>> predictor = StreamingPredictor.from_run("runs/etth1")
+    >>> predictor.warm_up(pd.read_csv("etth1.csv"))          # its `date` column is not a feature
+    >>> predictor.update({"HUFL": 5.8, "OT": 30.5, ...})     # a dict, a pandas row or an Arrow batch
+
+    Many instruments, rows of mixed instruments in order, routed by an id column:
+
+    >>> predictor = StreamingPredictor.from_run(run, n_instruments=2, instruments=["EURUSD", "NZDUSD"])
+    >>> predictor.update_many(ticks)        # a DataFrame with a `series` column: (rows, outputs)
     """
 
     def __init__(
@@ -108,6 +125,7 @@ class StreamingPredictor:
         horizon: int = 1,
         engine: str = "auto",
         column_names: Sequence[str] | None = None,
+        instruments: Sequence[Any] | None = None,
     ):
         check_streamable(model)
         if isinstance(n_instruments, bool) or not isinstance(n_instruments, int) or n_instruments < 1:
@@ -130,6 +148,12 @@ class StreamingPredictor:
         self.scaler = scaler
         self.feature_pipeline = feature_pipeline
         self.column_names = None if column_names is None else list(column_names)
+        self.instruments = list(range(n_instruments)) if instruments is None else list(instruments)
+        self._lane_of = {instrument: lane for lane, instrument in enumerate(self.instruments)}
+        if len(self.instruments) != n_instruments or len(self._lane_of) != n_instruments:
+            raise ConfigError(
+                f"StreamingPredictor instruments must be {n_instruments} distinct ids (one per lane); got {self.instruments!r}"
+            )
         feature_width = self._infer_columns(scaler, feature_pipeline)  # columns after the pipeline
         # Raw columns per row: the pipeline's inputs, else the feature columns themselves.
         self.n_columns = feature_pipeline.n_inputs if feature_pipeline is not None else feature_width
@@ -180,7 +204,9 @@ class StreamingPredictor:
     # ---- construction from a run or a saved model ------------------------------------------
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, n_instruments: int = 1, engine: str = "auto", weights: str = "best"):
+    def from_run(
+        cls, run_dir: str | Path, *, n_instruments: int = 1, engine: str = "auto", weights: str = "best", instruments=None
+    ):
         """The model, scaler and columns of a training run directory (`longstm train`).
 
         Reads `config.toml`, `data.json` and `checkpoints/best.npz` (or the latest
@@ -189,10 +215,10 @@ class StreamingPredictor:
         from longstm.serve.loading import load_run_model  # TensorFlow: see the module docstring
 
         model, meta = load_run_model(run_dir, weights=weights)
-        return cls.from_metadata(model, meta, n_instruments=n_instruments, engine=engine)
+        return cls.from_metadata(model, meta, n_instruments=n_instruments, engine=engine, instruments=instruments)
 
     @classmethod
-    def from_metadata(cls, model, meta: dict[str, Any], *, n_instruments: int = 1, engine: str = "auto"):
+    def from_metadata(cls, model, meta: dict[str, Any], *, n_instruments: int = 1, engine: str = "auto", instruments=None):
         """A predictor from a model and the metadata saved beside it (`load_run_model`, `metadata()`)."""
         scaler = None if meta.get("scaler") is None else StandardScaler.from_dict(meta["scaler"])
         saved = meta.get("feature_pipeline")
@@ -212,6 +238,7 @@ class StreamingPredictor:
             horizon=meta.get("horizon", 1),
             engine=engine,
             column_names=column_names,
+            instruments=instruments,
         )
 
     @classmethod
@@ -359,16 +386,24 @@ class StreamingPredictor:
         values, pipeline_state = rows, None
         if self.feature_pipeline is not None:
             values, pipeline_state = self.feature_pipeline.step_many(rows, self._pipeline_state, timestamps)
-            if not np.isfinite(values).all():
-                raise DataValidationError(
-                    "the feature pipeline gave a non-finite value (a log return of a zero or negative price?); "
-                    "the state was not changed"
-                )
+            self._check_features(values)
+        return self._scaled(values), pipeline_state
+
+    @staticmethod
+    def _check_features(values: np.ndarray) -> None:
+        if not np.isfinite(values).all():
+            raise DataValidationError(
+                "the feature pipeline gave a non-finite value (a log return of a zero or negative price?); "
+                "the state was not changed"
+            )
+
+    def _scaled(self, values: np.ndarray) -> np.ndarray:
+        """Features in the run's units -> the model's inputs: the scaler, then the column choice."""
         if self._input_mean is not None:
             values = (values - self._input_mean) / self._input_scale
         if self.feature_columns is not None:
             values = values[..., self.feature_columns]
-        return values.astype(np.float32), pipeline_state
+        return values.astype(np.float32)
 
     def _outputs(self, y: np.ndarray) -> np.ndarray:
         if self._output_mean is None:
@@ -393,12 +428,17 @@ class StreamingPredictor:
         units = getattr(self.model, "n_outputs", None)
         return int(units) if units is not None else 0
 
-    def update(self, x_t, timestamps=None) -> np.ndarray:
+    def update(self, x_t, timestamps=None, *, instrument: str | None = None) -> np.ndarray:
         """One tick for all instruments: raw `(n_instruments, columns)` in, `(n_instruments, outputs)` out.
 
         With `n_instruments=1` a `(columns,)` row is accepted and a `(outputs,)` row returned.
         `timestamps` (`(n_instruments,)`) is needed only by a pipeline with time features.
+        A pandas row or DataFrame, a dict or an Arrow batch is matched by column name
+        (`_update_table`); with an instrument column (`instrument=`, or `series`) each row
+        goes to its instrument's state and the outputs are one per row.
         """
+        if is_table(x_t):
+            return self._update_table(x_t, timestamps, instrument, "x_t", many=False)
         raw = np.asarray(x_t)
         rows = self._check_rows(raw, "x_t")
         stamps = None if timestamps is None else np.atleast_1d(np.asarray(timestamps))[None]
@@ -408,13 +448,17 @@ class StreamingPredictor:
         self.ticks += 1
         return y[0] if self.n_instruments == 1 and raw.ndim == 1 else y
 
-    def update_many(self, xs, timestamps=None) -> np.ndarray:
+    def update_many(self, xs, timestamps=None, *, instrument: str | None = None) -> np.ndarray:
         """Many ticks: `(ticks, n_instruments, columns)` -> `(ticks, n_instruments, outputs)`.
 
         The rows are validated before any of them is applied, so a bad row leaves the state
         as it was. With `n_instruments=1`, `(ticks, columns)` gives `(ticks, outputs)`.
         `timestamps` (`(ticks, n_instruments)`) is needed only by a pipeline with time features.
+        A DataFrame, a dict of columns or an Arrow table gives `(rows, outputs)`: one
+        instrument's ticks, or (with an instrument column) rows of mixed instruments in order.
         """
+        if is_table(xs):
+            return self._update_table(xs, timestamps, instrument, "xs", many=True)
         raw = np.asarray(xs)
         rows = self._check_rows(raw, "xs")
         if len(rows) == 0:
@@ -427,11 +471,11 @@ class StreamingPredictor:
         self.ticks += len(rows)
         return y[:, 0] if self.n_instruments == 1 and raw.ndim == 2 else y
 
-    def warm_up(self, history) -> np.ndarray:
+    def warm_up(self, history, timestamps=None, *, instrument: str | None = None) -> np.ndarray:
         """Run past rows `(ticks, n_instruments, columns)` through the state; returns their predictions.
 
-        The same as `update_many`: on the TensorFlow engine the history runs in compiled chunks
-        of `WARM_UP_CHUNK` steps (the remainder tick by tick), so a long history costs a few
-        model calls, not one per row.
+        The same as `update_many` (a DataFrame too, e.g. the very file the run trained on): on
+        the TensorFlow engine the history runs in compiled chunks of `WARM_UP_CHUNK` steps (the
+        remainder tick by tick), so a long history costs a few model calls, not one per row.
         """
-        return self.update_many(history)
+        return self.update_many(history, timestamps, instrument=instrument)

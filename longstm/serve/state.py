@@ -65,3 +65,12 @@ def read_state_file(path: Path, model, n_instruments: int) -> dict:
         leaves = [arrays[f"model_{i}"] for i in range(count)]
         others = {key: arrays[key] for key in arrays.files if not key.startswith("model_")}
         return {"model": keras.tree.pack_sequence_as(reference, leaves), **others}
+
+
+def select_rows(on: np.ndarray, new_state, old_state):
+    """Per lane, the row of `new_state` where `on` is True, else the row of `old_state` (NumPy leaves)."""
+    return keras.tree.map_structure(
+        lambda new, old: np.where(on.reshape((-1,) + (1,) * (np.ndim(new) - 1)), np.asarray(new), np.asarray(old)),
+        new_state,
+        old_state,
+    )

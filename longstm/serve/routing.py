@@ -1,0 +1,134 @@
+"""The part of `StreamingPredictor` that takes rows the way users hold them, and routes them by instrument.
+
+`RowsByName` is a mixin of `StreamingPredictor` (kept here so each file holds one idea): a
+pandas/dict/Arrow container is read by column name (`longstm.serve.rows.read_rows`); rows
+with an instrument id go to their instrument's lane. Lanes are independent, so the k-th row
+of every instrument is stepped together in one model call ("round" k), and the lanes with no
+row in a round keep their model and pipeline state. NumPy rows never come here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from longstm.errors import DataValidationError
+from longstm.serve.rows import read_rows
+
+
+def _states():
+    from longstm.serve import state  # TensorFlow (keras.tree): imported when a routed row first runs
+
+    return state
+
+
+class RowsByName:
+    """Mixin: `update`/`update_many` of pandas, dict and Arrow rows, and rows of mixed instruments."""
+
+    def _update_table(self, data, timestamps, instrument: str | None, what: str, many: bool) -> np.ndarray:
+        """A pandas/dict/Arrow container matched by column name; routed by instrument when it has ids."""
+        if self.column_names is None:
+            raise DataValidationError(
+                f"{what}: this predictor does not know its column names, so it cannot match the columns of a "
+                f"{type(data).__name__}; build it with column_names= (from_run does) or pass a NumPy array"
+            )
+        needs = self.feature_pipeline is not None and self.feature_pipeline.needs_timestamps and timestamps is None
+        rows = read_rows(
+            data, self.column_names, source=what, needs_timestamps=needs, instrument=instrument, route=self.n_instruments > 1
+        )
+        stamps = rows.timestamps if timestamps is None else np.atleast_1d(np.asarray(timestamps))
+        if rows.instruments is not None:
+            y = self._update_routed(rows.values, stamps, rows.instruments, what)
+            return y[0] if rows.single else y
+        if self.n_instruments == 1:
+            if many:
+                return self.update_many(rows.values, stamps)
+            if len(rows.values) != 1:
+                raise DataValidationError(f"{what}: update takes one row; got {len(rows.values)} (use update_many)")
+            return self.update(rows.values[0], stamps)
+        if many or len(rows.values) != self.n_instruments:
+            raise DataValidationError(
+                f"{what}: {len(rows.values)} rows for {self.n_instruments} instruments: name their instrument column "
+                f"(instrument=, or a 'series' column of ids {self.instruments[:8]}), or pass one row per instrument to update"
+            )
+        return self.update(rows.values, stamps)
+
+    def _update_routed(self, values: np.ndarray, stamps, ids: np.ndarray, what: str) -> np.ndarray:
+        """Rows of mixed instruments, in order -> `(rows, outputs)`, each row stepping only its instrument.
+
+        Lanes are independent, so a row's place among other instruments' rows does not matter:
+        the k-th row of every instrument is stepped together (one model call per round), and the
+        lanes with no row in a round keep their state.
+        """
+        lanes = self._lanes(ids, what)
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            row, column = bad[0]
+            raise DataValidationError(
+                f"{what}: row {row}, column {self.column_names[column]!r}: expected a finite number, got "
+                f"{values[row, column]}; the state was not changed"
+            )
+        if len(values) == 0:
+            return np.zeros((0, self._n_outputs()), np.float32)
+        rounds = np.zeros(len(lanes), np.intp)  # the k-th row of its instrument steps in round k
+        seen = np.zeros(self.n_instruments, np.intp)
+        for row, lane in enumerate(lanes):
+            rounds[row] = seen[lane]
+            seen[lane] += 1
+        grid = np.zeros((seen.max(), self.n_instruments, values.shape[1]))
+        grid[rounds, lanes] = values
+        active = np.zeros(grid.shape[:2], bool)
+        active[rounds, lanes] = True
+        features, pipeline_state = grid, None
+        if self.feature_pipeline is not None:
+            stamp_grid = None
+            if stamps is not None:
+                stamp_grid = np.zeros(grid.shape[:2], np.int64)
+                stamp_grid[rounds, lanes] = _nanoseconds(stamps)
+            features, pipeline_state = self._routed_features(grid, stamp_grid, active)
+        scaled = self._scaled(features)
+        state, outputs = self._model_state, []
+        for tick, on in zip(scaled, active):
+            y, new_state = self._engine.step(tick, state)
+            state = new_state if on.all() else self._merge_rows(on, new_state, state)
+            outputs.append(y)
+        self._model_state, self._pipeline_state = state, pipeline_state
+        self.ticks += seen
+        return self._outputs(np.stack(outputs))[rounds, lanes]
+
+    def _routed_features(self, grid: np.ndarray, stamps, active: np.ndarray):
+        """The pipeline over rounds, each round stepping only its active lanes' pipeline state."""
+        pipeline = self.feature_pipeline
+        state = {key: array.copy() for key, array in self._pipeline_state.items()}
+        features = np.zeros(grid.shape[:2] + (pipeline.n_outputs,))
+        for tick, on in enumerate(active):
+            lanes = np.flatnonzero(on)
+            lane_state = {key: array[lanes] for key, array in state.items()}
+            outputs, lane_state = pipeline.step(grid[tick, lanes], lane_state, None if stamps is None else stamps[tick, lanes])
+            features[tick, lanes] = outputs
+            for key, array in lane_state.items():
+                state[key][lanes] = array
+        self._check_features(features[active])
+        return features, state
+
+    def _merge_rows(self, on: np.ndarray, new_state, old_state):
+        merged = _states().select_rows(on, new_state, old_state)
+        return self._engine.to_engine(merged) if self.engine == "tf" else merged
+
+    def _lanes(self, ids: np.ndarray, what: str) -> np.ndarray:
+        lanes = np.empty(len(ids), np.intp)
+        for row, instrument in enumerate(ids):
+            lane = self._lane_of.get(instrument)
+            if lane is None:
+                raise DataValidationError(
+                    f"{what}: row {row}: instrument {instrument!r} is not one of this predictor's instruments "
+                    f"{self.instruments}; the state was not changed"
+                )
+            lanes[row] = lane
+        return lanes
+
+
+def _nanoseconds(stamps) -> np.ndarray:
+    stamps = np.asarray(stamps)
+    if np.issubdtype(stamps.dtype, np.datetime64):
+        return stamps.astype("datetime64[ns]").astype(np.int64)
+    return stamps.astype(np.int64)
