@@ -1,4 +1,5 @@
-"""Checkpoint/resume after SIGKILL gives the same losses as an uninterrupted run; NaN stops cleanly."""
+"""Checkpoint/resume after SIGKILL continues from the checkpoint (it runs only the updates after it)
+and gives the same losses as an uninterrupted run; NaN stops cleanly."""
 
 import json
 import os
@@ -25,8 +26,10 @@ SCRIPT = textwrap.dedent(
     from longstm.train.config import load_config
     from longstm.train.run import train_from_config
 
-    class Slow:  # gives the test time to kill the process mid-epoch
+    class Slow:  # gives the test time to kill the process mid-epoch, and records the updates this process ran
         def on_step_end(self, trainer, step, logs):
+            with open(sys.argv[2] + ".updates", "a") as handle:
+                handle.write(f"{step}\\n")
             time.sleep(float(sys.argv[3]))
 
     train_from_config(load_config(sys.argv[1]), sys.argv[2], resume="--resume" in sys.argv,
@@ -97,8 +100,16 @@ def test_sigkill_mid_epoch_then_resume_gives_the_losses_of_an_uninterrupted_run(
     killed_at = _rows(steps)
     assert killed_at > position["global_step"]  # updates after the checkpoint were lost
 
+    (tmp_path / "killed.updates").unlink()
     resumed = _start(tmp_path, tmp_path / "killed", 0.0, "--resume")
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+
+    # The resumed process starts at the update after the checkpoint and runs only the rest: a
+    # run that ignored --resume would start again at update 1 (and, being deterministic, would
+    # still reproduce the reference losses, so the losses alone cannot tell).
+    total = _rows(tmp_path / "reference" / "steps.csv")
+    ran = [int(line) for line in (tmp_path / "killed.updates").read_text().split()]
+    assert ran == list(range(position["global_step"] + 1, total + 1))
 
     expected = read_step_log(tmp_path / "reference")
     got = read_step_log(tmp_path / "killed")
