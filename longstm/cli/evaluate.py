@@ -1,10 +1,10 @@
-"""`longstm eval ett|hft|lobster`: benchmark protocols that train and score models on a data file.
+"""`longstm eval ett|hft|lobster|ticks`: benchmark protocols that train and score models on a data file.
 
 Not to be confused with `longstm evaluate RUN_DIR` (in `longstm.cli.train`), which scores a
 run directory that `longstm train` wrote.
 
 Each command imports its implementation at the command boundary (`longstm.cli.eval_ett`,
-`eval_hft`, `eval_lobster`: they load pandas, matplotlib and TensorFlow), so `longstm --help`
+`eval_hft`, `eval_lobster`, `eval_ticks`: they load pandas, matplotlib and TensorFlow), so `longstm --help`
 stays fast.
 """
 
@@ -84,3 +84,26 @@ def lobster(
 
     require_config_models(overrides, model)
     run_lobster_command(data, k=k, alpha=alpha, model=model, out=out, overrides=overrides or ())
+
+
+@app.command("ticks")
+def ticks(
+    data: Path = typer.Option(..., "--data", help="A store made by `longstm data convert` (series with bid and ask columns)."),
+    train_until: str = typer.Option(..., "--train-until", help="First instant not in training (UTC unless a zone is named), e.g. 2014-05-10."),
+    val_until: str = typer.Option(..., "--val-until", help="First instant of the test part, e.g. 2014-05-13."),
+    horizons: str = typer.Option("10s,60s", "--horizons", help="Comma-separated Δs: the mid log return to the mid in force at t + Δ."),
+    model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated baselines: zero, momentum, ar, meanrev (fitted per series on the training part)."),
+    series: str = typer.Option(None, "--series", help="Comma-separated series to evaluate (default: all in the store)."),
+    lags: int = typer.Option(5, "--lags", help="Past Δ-returns a baseline sees (the AR's lags, the mean-reversion window)."),
+    session_gap: str = typer.Option("1h", "--session-gap", help="A longer gap between ticks starts a new session (1h: the FX weekend)."),
+    sharpe_bar: str = typer.Option("1min", "--sharpe-bar", help="Period on which the equity is sampled for Sharpe and the pooled book."),
+    ridge: float = typer.Option(0.0, "--ridge", help="L2 penalty of the AR baseline (0: least squares)."),
+    out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown and pooled equity PNGs."),
+) -> None:
+    """Tick protocol on a store: the mid Δ ahead per series and pooled, traded across the quoted spread."""
+    from longstm.cli.eval_ticks import run_ticks_command
+
+    run_ticks_command(
+        data, train_until=train_until, val_until=val_until, horizons=horizons, model=model, series=series, lags=lags,
+        session_gap=session_gap, sharpe_bar=sharpe_bar, ridge=ridge, out=out,
+    )

@@ -7,8 +7,9 @@ Each baseline implements the predictor interface the protocols use:
   the last decision step, the decision steps, the lookback and the horizon.
 - `predict(inputs)`: one prediction per decision step of `inputs`.
 
-Regression baselines (HFT: the next-k-bar log return in basis points):
-    `ZeroReturn`, `Momentum`, `LinearAR`.
+Regression baselines (HFT: the next-k-bar log return in basis points; ticks: the mid's
+log return over the next Δ, `longstm.evaluate.ticks`):
+    `ZeroReturn`, `Momentum`, `LinearAR`, `MeanReversion`.
 Classification baselines (LOBSTER: −1 down, 0 flat, +1 up):
     `MajorityClass`, `Persistence`.
 """
@@ -113,6 +114,60 @@ class LinearAR:
         if self.coefficients is None:
             raise RuntimeError("LinearAR.predict called before fit")
         return self._lag_matrix(inputs) @ self.coefficients + self.intercept
+
+
+class MeanReversion:
+    """Predicts that the price moves back toward its recent mean.
+
+    The signal is the deviation of the log price from the mean of the last `lags + 1` log
+    prices (now and `lags` steps back), built from the window of one-step returns:
+    `log p_t − mean_k log p_{t−k} = mean_k (r_t + … + r_{t−k+1})`, k = 0..lags. The forecast is
+    `−|beta| × signal`: its direction is fixed (it always bets on a return to the mean, so on a
+    trending market it loses, which is what it is there to show); the training split only
+    sets its size, `beta` by least squares through the origin.
+
+    Args:
+        lags: how many of the most recent one-step returns the mean spans; default: the
+            protocol's whole lookback.
+
+    Example:
+
+    >>> model = MeanReversion(lags=5)
+    >>> model.fit(train_inputs, train_targets)       # doctest: +SKIP
+    >>> model.coefficients                           # doctest: +SKIP
+    array([-0.021])
+    """
+
+    name = "meanrev"
+
+    def __init__(self, lags: int | None = None):
+        if lags is not None and (int(lags) != lags or lags < 1):
+            raise ConfigError(f"MeanReversion lags must be a positive integer or None, got {lags!r}")
+        self.lags = lags
+        self.coefficients: np.ndarray | None = None
+
+    def signal(self, inputs) -> np.ndarray:
+        """The deviation of the log price from its recent mean, in the return column's units."""
+        lags = self.lags or inputs.lookback
+        if lags > inputs.lookback:
+            raise ConfigError(f"MeanReversion lags ({lags}) must not exceed the lookback ({inputs.lookback})")
+        returns = np.asarray(inputs.windows()[:, -lags:, inputs.column(RETURN_COLUMN)], dtype=np.float64)
+        tail_sums = np.cumsum(returns[:, ::-1], axis=1)  # the move over the last 1, 2, ..., lags steps
+        return tail_sums.sum(axis=1) / (lags + 1)
+
+    def fit(self, inputs, targets) -> None:
+        signal = self.signal(inputs)
+        targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+        if signal.size != targets.size:
+            raise DataValidationError(f"MeanReversion.fit: {signal.size} input windows but {targets.size} targets")
+        energy = float(signal @ signal)
+        beta = float(signal @ targets) / energy if energy > 0 else 0.0
+        self.coefficients = np.array([-abs(beta)])
+
+    def predict(self, inputs) -> np.ndarray:
+        if self.coefficients is None:
+            raise RuntimeError("MeanReversion.predict called before fit")
+        return self.signal(inputs) * self.coefficients[0]
 
 
 class MajorityClass:
