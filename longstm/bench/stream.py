@@ -14,6 +14,10 @@ Methods, all on the same model (`Forecaster(KerasRNNStack([LSTM(units)]))`, `fea
 
 Every method carries its state, and the first ticks' predictions are checked to agree
 (to 1e-5) before anything is timed, so the fast paths are measured doing the same work.
+
+Many instruments (`bench_instruments`, `--many 4,64`): the two engines again, one row per
+engine and setting, where a tick is one `update` of an `(instruments, features)` array (a new
+row for every instrument, each in its own state lane); `us_per_instrument` is p50 / instruments.
 """
 
 from __future__ import annotations
@@ -46,6 +50,86 @@ def _time_ticks(tick, inputs: np.ndarray, warmup: int) -> list[float]:
     return durations
 
 
+def _forecaster(units: int, layers: int, features: int, seed: int):
+    import keras
+
+    from longstm.models.protocol import Forecaster, KerasRNNStack
+
+    keras.utils.set_random_seed(seed)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(units) for _ in range(layers)]), outputs=1)
+    model(np.zeros((1, 1, features), np.float32))
+    return model
+
+
+def _record(method: str, durations: list[float], **settings) -> dict[str, Any]:
+    return {
+        "method": method,
+        "p50_us": percentile_us(durations, 50),
+        "p99_us": percentile_us(durations, 99),
+        "mean_us": float(np.mean(durations) * 1e6),
+        "ticks": len(durations),
+        **settings,
+    }
+
+
+def _check_integers(checks) -> None:
+    for name, value, minimum in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"bench stream: --{name.replace('_', '-')} must be an integer >= {minimum}; got {value!r}")
+
+
+def parse_many(text: str) -> list[int]:
+    """`"4,64"` -> `[4, 64]` (empty: none); ConfigError naming `--many` otherwise."""
+    try:
+        settings = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        settings = [0]
+    if any(n < 1 for n in settings):
+        raise ConfigError(f"bench stream: --many must be comma-separated integers >= 1, e.g. 4,64; got {text!r}")
+    return settings
+
+
+def bench_instruments(
+    settings: Sequence[int] = (4, 64),
+    units: int = 64,
+    ticks: int = 2000,
+    features: int = 8,
+    layers: int = 1,
+    warmup: int = 20,
+    seed: int = 0,
+    on_method=None,
+) -> list[dict[str, Any]]:
+    """p50/p99 per tick of the NumPy and compiled engines with several instruments; see the module docstring.
+
+    Args:
+        settings: instrument counts, one pair of rows (numpy, tf_function) each.
+        units, ticks, features, layers, warmup, seed: as in `bench_stream`.
+        on_method: called with `"<method> x<instruments>"` before each timing.
+    """
+    _check_integers([("ticks", ticks, 1), ("units", units, 1), ("features", features, 1), ("layers", layers, 1), ("warmup", warmup, 0)])
+    _check_integers([("many", n, 1) for n in settings])
+    from longstm.serve import StreamingPredictor
+
+    model = _forecaster(units, layers, features, seed)
+    rng = np.random.default_rng(seed)
+    results = []
+    for instruments in settings:
+        inputs = rng.normal(size=(warmup + ticks, instruments, features)).astype(np.float32)
+        engines = {"numpy": "numpy", "tf_function": "tf"}
+        check = [StreamingPredictor(model, n_instruments=instruments, engine=e).update_many(inputs[:5]) for e in engines.values()]
+        if np.abs(check[0] - check[1]).max() > 1e-5:
+            raise RuntimeError(f"bench stream: the engines disagree by {np.abs(check[0] - check[1]).max()} at {instruments} instruments")
+        for method, engine in engines.items():
+            if on_method is not None:
+                on_method(f"{method} x{instruments}")
+            predictor = StreamingPredictor(model, n_instruments=instruments, engine=engine)
+            record = _record(method, _time_ticks(predictor.update, inputs, warmup), units=units, layers=layers,
+                             features=features, instruments=instruments)
+            record["us_per_instrument"] = record["p50_us"] / instruments
+            results.append(record)
+    return results
+
+
 def bench_stream(
     units: int = 64,
     ticks: int = 2000,
@@ -74,19 +158,13 @@ def bench_stream(
         ("units", units, 1), ("ticks", ticks, 1), ("features", features, 1), ("layers", layers, 1),
         ("instruments", instruments, 1), ("slow_ticks", slow_ticks, 1), ("warmup", warmup, 0),
     )
-    for name, value, minimum in checks:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"bench stream: --{name.replace('_', '-')} must be an integer >= {minimum}; got {value!r}")
-    import keras
+    _check_integers(checks)
     import tensorflow as tf
 
-    from longstm.models.protocol import Forecaster, KerasRNNStack
     from longstm.serve import StreamingPredictor
     from longstm.serve.step_model import StreamingStep
 
-    keras.utils.set_random_seed(seed)
-    model = Forecaster(KerasRNNStack([keras.layers.LSTM(units) for _ in range(layers)]), outputs=1)
-    model(np.zeros((instruments, 1, features), np.float32))
+    model = _forecaster(units, layers, features, seed)
     rng = np.random.default_rng(seed)
     slow_ticks = min(slow_ticks, ticks)
     inputs = rng.normal(size=(warmup + ticks, instruments, features)).astype(np.float32)
@@ -128,19 +206,7 @@ def bench_stream(
             on_method(name)
         count = ticks if name in ("numpy", "tf_function") else slow_ticks
         durations = _time_ticks(tick, inputs[: warmup + count], warmup)
-        results.append(
-            {
-                "method": name,
-                "p50_us": percentile_us(durations, 50),
-                "p99_us": percentile_us(durations, 99),
-                "mean_us": float(np.mean(durations) * 1e6),
-                "ticks": len(durations),
-                "units": units,
-                "layers": layers,
-                "features": features,
-                "instruments": instruments,
-            }
-        )
+        results.append(_record(name, durations, units=units, layers=layers, features=features, instruments=instruments))
     predict_p50 = next(r["p50_us"] for r in results if r["method"] == "predict")
     for record in results:
         record["speedup_vs_predict_p50"] = predict_p50 / record["p50_us"]
@@ -154,6 +220,7 @@ def stream_command(
     features: int = typer.Option(8, "--features", help="Inputs per tick."),
     layers: int = typer.Option(1, "--layers", help="LSTM layers."),
     instruments: int = typer.Option(1, "--instruments", help="Instruments updated together per tick (batch)."),
+    many: str = typer.Option("4,64", "--many", help="Instrument counts timed again on the two engines (empty: none)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results as a JSON list here."),
 ) -> None:
     """Per-tick latency (p50/p99) of streaming inference vs per-tick model.predict and model(x)."""
@@ -162,19 +229,23 @@ def stream_command(
     from rich.table import Table
 
     console = Console()
+    settings = parse_many(many)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("timing ticks", total=4)
+        task = progress.add_task("timing ticks", total=4 + 2 * len(settings))
+        advance = lambda name: progress.update(task, advance=1, description=f"timing {name}")  # noqa: E731
         results = bench_stream(
             units=units, ticks=ticks, features=features, layers=layers, instruments=instruments, slow_ticks=slow_ticks,
-            on_method=lambda name: progress.update(task, advance=1, description=f"timing {name}"),
+            on_method=advance,
         )
-    table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features, {instruments} instrument(s)")
-    for column in ("method", "ticks", "p50 µs", "p99 µs", "mean µs", "p50 speed-up vs predict"):
+        results += bench_instruments(settings, units=units, ticks=ticks, features=features, layers=layers, on_method=advance)
+    table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features")
+    for column in ("method", "instruments", "ticks", "p50 µs", "p99 µs", "mean µs", "p50 speed-up vs predict"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in results:
+        speedup = row.get("speedup_vs_predict_p50")
         table.add_row(
-            row["method"], str(row["ticks"]), f"{row['p50_us']:.1f}", f"{row['p99_us']:.1f}", f"{row['mean_us']:.1f}",
-            f"{row['speedup_vs_predict_p50']:.1f}x",
+            row["method"], str(row["instruments"]), str(row["ticks"]), f"{row['p50_us']:.1f}", f"{row['p99_us']:.1f}",
+            f"{row['mean_us']:.1f}", "" if speedup is None else f"{speedup:.1f}x",
         )
     console.print(table)
     if json_path is not None:

@@ -12,7 +12,8 @@ def test_bench_stream_writes_p50_p99_per_method(tmp_path, capsys):
     path = tmp_path / "stream.json"
     code = main(["bench", "stream", "--units", "8", "--ticks", "30", "--slow-ticks", "3", "--features", "2", "--json", str(path)])
     assert code == 0
-    results = json.loads(path.read_text())
+    everything = json.loads(path.read_text())
+    results = [r for r in everything if r["instruments"] == 1]  # the many-instrument rows are checked below
     assert [r["method"] for r in results] == ["numpy", "tf_function", "eager", "predict"]
     for record in results:
         assert 0 < record["p50_us"] <= record["p99_us"] and math.isfinite(record["p99_us"])
@@ -21,8 +22,16 @@ def test_bench_stream_writes_p50_p99_per_method(tmp_path, capsys):
     predict = next(r for r in results if r["method"] == "predict")
     assert predict["speedup_vs_predict_p50"] == 1.0
     assert "per-tick latency" in capsys.readouterr().out
+    # With 4 and 64 instruments (the default --many): one row per engine and setting.
+    many = [(r["method"], r["instruments"]) for r in everything if r["instruments"] > 1]
+    assert many == [("numpy", 4), ("tf_function", 4), ("numpy", 64), ("tf_function", 64)]
+    for record in everything[4:]:
+        assert 0 < record["p50_us"] <= record["p99_us"] and record["ticks"] == 30
+        assert record["us_per_instrument"] == record["p50_us"] / record["instruments"]
 
 
 def test_bench_stream_rejects_bad_options(capsys):
     assert main(["bench", "stream", "--ticks", "0"]) == 2
     assert "--ticks must be an integer >= 1; got 0" in capsys.readouterr().err
+    assert main(["bench", "stream", "--many", "4,x"]) == 2
+    assert "--many must be comma-separated integers >= 1, e.g. 4,64; got '4,x'" in capsys.readouterr().err
