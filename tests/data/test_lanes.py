@@ -191,3 +191,22 @@ def test_any_object_with_a_2d_shape_and_row_slices_is_a_row_source():
     for step in (0, 3):
         for key, array in LaneWindows(values, **kwargs).batch(step).items():
             np.testing.assert_array_equal(LaneWindows(Rows(), **kwargs).batch(step)[key], array)
+
+
+def test_a_weight_column_multiplies_the_loss_mask_and_is_never_scaled():
+    values = _series(200, 3)
+    weight = np.random.default_rng(1).choice([0.0, 1.0, 2.5], 200).astype(np.float32)
+    values = np.concatenate([values, weight[:, None]], axis=1)
+    mean, std = np.full(4, 3.0, np.float32), np.full(4, 2.0, np.float32)
+    common = dict(lanes=3, k1=8, k2=12, feature_columns=[0, 1], target_columns=[2], segments=[90], burn_in=2, mean=mean, std=std)
+    plain, weighted = LaneWindows(values, **common), LaneWindows(values, weight_column=3, **common)
+    positions = np.arange(12)
+    for step in range(len(plain)):
+        a, b = plain.batch(step), weighted.batch(step)
+        np.testing.assert_array_equal(a["x"], b["x"])
+        for lane in range(3):
+            rows = np.clip(a["start"][lane] + positions, 0, 199)
+            expected = a["mask"][lane] * np.where(a["start"][lane] >= 0, weight[rows], 0)
+            np.testing.assert_array_equal(b["mask"][lane], expected)
+    with pytest.raises(DataValidationError, match=r"weight_column must be a column index in \[0, 4\); got 4"):
+        LaneWindows(values, lanes=2, k1=8, weight_column=4)

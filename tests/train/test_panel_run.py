@@ -1,0 +1,207 @@
+"""One model over a store's panel: calendar split, sessions, per-series scaling, time targets.
+
+A small generated store (three quote series, five trading days of 16 hours each, so five
+sessions per series split at the overnight gap) is trained end to end; a poisoned copy (every
+price at or after `train_until` changed) shows that nothing of training reads past the split.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longstm.data.features import FeaturePipeline
+from longstm.data.panel import CalendarSplit, PanelDataset
+from longstm.data.store import Store, convert
+from longstm.data.targets import time_targets
+from longstm.errors import ConfigError
+from longstm.train.config import config_from_dict
+from longstm.train.panel import predict_panel
+from longstm.train.run import evaluate_run, load_panel, part_lanes, train_from_config
+from longstm.train.rundir import RunDir
+
+TRAIN_UNTIL, VAL_UNTIL = "2024-01-03T12:00", "2024-01-04T12:00"
+HORIZONS = ["10s", "60s"]
+
+
+def make_quote_store(root, poison: bool = False, ticks_per_day: int = 1200):
+    """Three series of irregular quotes, 00:00-16:00 UTC on five days; with `poison`, every
+    price at or after `TRAIN_UNTIL` is multiplied by a random factor in [1, 1.5)."""
+    frames = []
+    for k, name in enumerate(("a", "b", "c")):
+        rng = np.random.default_rng(k)
+        days = [pd.Timestamp("2024-01-01") + pd.Timedelta(days=d) + pd.to_timedelta(np.sort(rng.uniform(0, 16 * 3600, ticks_per_day)), unit="s")
+                for d in range(5)]
+        stamps = pd.DatetimeIndex(np.concatenate(days))
+        mid = 1.0 + 0.1 * k + np.cumsum(rng.normal(0, 1e-4 * (k + 1), len(stamps)))
+        half_spread = rng.uniform(0.5e-5, 1.5e-5, len(stamps))
+        factor = np.where(stamps >= pd.Timestamp(TRAIN_UNTIL), 1 + rng.uniform(0, 0.5, len(stamps)), 1.0) if poison else 1.0
+        frames.append(pd.DataFrame({"unique_id": name, "ds": stamps, "bid": (mid - half_spread) * factor, "ask": (mid + half_spread) * factor}))
+    root.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames).to_parquet(root / "quotes.parquet")
+    convert([root / "quotes.parquet"], root / "store")
+    return root / "store"
+
+
+def panel_config(store, **data):
+    raw = {
+        "seed": 0,
+        "data": {"path": str(store), "split": {"train_until": TRAIN_UNTIL, "val_until": VAL_UNTIL}, "time_targets": HORIZONS, **data},
+        "pipeline": [{"kind": "quote", "window": 20}],
+        "model": {"units": 8},
+        "train": {"lanes": 4, "k1": 32, "k2": 32, "epochs": 2},
+        "eval": {"lanes": 2, "warmup": 48},
+    }
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("panel")
+    return make_quote_store(root / "clean"), make_quote_store(root / "poisoned", poison=True)
+
+
+@pytest.fixture(scope="module")
+def trained(stores, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "ticks"
+    scores = train_from_config(panel_config(stores[0]), run_dir, progress=False)
+    return run_dir, scores
+
+
+def test_train_evaluate_and_predict_a_panel_end_to_end(trained, stores):
+    run_dir, scores = trained
+    assert set(scores) == {"val", "test"} and all(np.isfinite(s["mse"]) for s in scores.values())
+    assert evaluate_run(run_dir) == scores  # the saved run gives back the same scores
+    record = RunDir(run_dir).read_data_record()
+    assert record["store"] == str(stores[0].resolve()) and record["series"] == ["a", "b", "c"]
+    assert record["split"] == {"train_until": TRAIN_UNTIL, "val_until": VAL_UNTIL}
+    assert record["targets"] == ["mid_log_return_10s", "mid_log_return_60s"] and record["time_targets"] == HORIZONS
+    assert set(record["scaler"]) == {"a", "b", "c"} and record["feature_pipeline"]["pipeline"][0]["kind"] == "quote"
+    frame = predict_panel(run_dir, part="test")
+    assert list(frame.columns[:5]) == ["series", "row", "timestamp", "bid", "ask"]
+    assert set(frame["series"]) == {"a", "b", "c"} and not frame.duplicated(["series", "row"]).any()
+    assert (frame["timestamp"] >= pd.Timestamp(VAL_UNTIL, tz="UTC")).all()
+    assert np.isfinite(frame.filter(like="pred_").to_numpy()).all()
+    # the true values are the as-of log returns of the mid, in their own units, from the raw quotes
+    store = Store(stores[0])
+    for name, rows in frame.groupby("series"):
+        stamps = store.series(name).timestamps()
+        quotes = store.series(name).read(columns=["bid", "ask"])
+        mid = quotes.mean(axis=1)
+        for horizon in HORIZONS:
+            later = np.searchsorted(stamps, stamps[rows["row"]] + pd.Timedelta(horizon).value, side="right") - 1
+            np.testing.assert_allclose(rows[f"true_mid_log_return_{horizon}"], np.log(mid[later] / mid[rows["row"]]), rtol=1e-5, atol=1e-9)
+        np.testing.assert_array_equal(rows[["bid", "ask"]].to_numpy(), quotes[rows["row"]])
+    # a row is forecast only when every target is inside its session: none across the overnight gap
+    for name, rows in frame.groupby("series"):
+        stamps = Store(stores[0]).series(name).timestamps()
+        session_end = pd.to_datetime(rows["timestamp"]).dt.floor("D") + pd.Timedelta(hours=16)
+        last_tick = {day: pd.Timestamp(stamps[(stamps >= day.value) & (stamps < day.value + 86400 * 10**9)].max(), tz="UTC")
+                     for day in pd.to_datetime(rows["timestamp"]).dt.floor("D").unique()}
+        horizon_end = rows["timestamp"] + pd.Timedelta("60s")
+        assert (horizon_end <= rows["timestamp"].dt.floor("D").map(last_tick)).all() and (horizon_end < session_end).all()
+
+
+def test_nothing_of_training_reads_a_row_at_or_after_the_split_instant(stores, tmp_path):
+    clean, poisoned = (load_panel(panel_config(store)) for store in stores)
+    for name in ("a", "b", "c"):
+        for a, b in zip(clean.scaler[name], poisoned.scaler[name]):
+            np.testing.assert_array_equal(a, b)
+    config = panel_config(stores[0])
+    train_a, train_b = part_lanes(config, clean, "train"), part_lanes(config, poisoned, "train")
+    assert len(train_a) == len(train_b)
+    for step in range(len(train_a)):
+        batch_a, batch_b = train_a.batch(step), train_b.batch(step)
+        for key in ("x", "y", "mask", "reset", "start"):
+            np.testing.assert_array_equal(batch_a[key], batch_b[key])
+    # the poison is visible once a part reads past the split
+    assert not np.array_equal(part_lanes(config, clean, "val").batch(0)["x"], part_lanes(config, poisoned, "val").batch(0)["x"])
+    weights = []
+    for store, name in zip(stores, ("clean", "poisoned")):
+        config = panel_config(store)
+        config.train.epochs = 1
+        train_from_config(config, tmp_path / name, progress=False)
+        with np.load(RunDir(tmp_path / name).weights("best")) as saved:
+            weights.append({key: saved[key] for key in saved.files})
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        np.testing.assert_array_equal(weights[0][key], weights[1][key])
+
+
+def test_features_and_targets_equal_the_batch_pipeline_over_each_session(stores):
+    data = load_panel(panel_config(stores[0], scale=False))
+    pipeline = FeaturePipeline([{"kind": "quote", "window": 20}], ["bid", "ask"])
+    train = data.rows("train")
+    assert len(train.segments) == 3 * 3  # sessions on days 1, 2 and the morning of day 3, per series
+    series = Store(stores[0]).series("b")
+    index = train.pieces.index(next(p for p in train.pieces if p.series == "b"))
+    offset = int(train.offsets[index])
+    starts = train.segments[(train.segments >= offset) & (train.segments < train.offsets[index + 1])]
+    whole = train[offset : int(train.offsets[index + 1])]  # one read across the sessions resets at each
+    np.testing.assert_array_equal(whole, np.concatenate([train[int(a) : int(b)] for a, b in zip(starts, [*starts[1:], train.offsets[index + 1]])]))
+    for start in starts:
+        first = int(start) - offset
+        stop = min(first + 1200, data.panel.bounds["b"][0])
+        expected = pipeline.compute(series.read(first, stop, ["bid", "ask"]), series.timestamps(first, stop))
+        # read in odd slices: every slice recomputes its features from the rows before it
+        got = np.concatenate([train[a : min(a + 77, offset + stop)] for a in range(int(start), offset + stop, 77)])
+        np.testing.assert_allclose(got[:, :4], expected, rtol=1e-5, atol=1e-5)
+        values, valid = time_targets(series.timestamps(first, stop), series.read(first, stop, ["bid", "ask"]).mean(1),
+                                     [10 * 10**9, 60 * 10**9])
+        np.testing.assert_allclose(got[:, 4:6], values, rtol=1e-5, atol=1e-9)
+        np.testing.assert_array_equal(got[:, 6], valid.all(1))
+
+
+def test_every_session_of_every_series_starts_with_a_state_reset(stores):
+    config = panel_config(stores[0])
+    data = load_panel(config)
+    lanes = part_lanes(config, data, "train")
+    reset_rows = {int(s) for step in range(len(lanes)) for s, r in zip(lanes.batch(step)["start"], lanes.batch(step)["reset"]) if r and s >= 0}
+    assert {int(s) for s in lanes.segments} <= reset_rows
+    rows = data.rows("train")
+    for start in rows.segments:
+        name, row = rows.locate(int(start))
+        assert row in set(data.panel.sessions[name])  # a segment starts where a session starts
+
+
+def test_scaling_per_series_or_pooled_and_series_weights(stores):
+    per_series = load_panel(panel_config(stores[0]))
+    pooled = load_panel(panel_config(stores[0], scaling="pooled"))
+    target = per_series.target_columns[0]
+    scales = [per_series.scaler[name][1][target] for name in "abc"]
+    assert scales[0] < scales[1] < scales[2]  # series c moves three times as much as a
+    np.testing.assert_array_equal(pooled.scaler["a"][1], pooled.scaler["c"][1])
+    assert per_series.scaler["a"][0][target] == 0.0  # targets keep their sign: scaled, not centred
+    weighted = load_panel(panel_config(stores[0], series_weights={"b": 0.0, "c": 2.5}))
+    rows = weighted.rows("train")
+    weight = rows[0 : len(rows)][:, -1]
+    pieces = {p.series: (int(rows.offsets[i]), int(rows.offsets[i + 1])) for i, p in enumerate(rows.pieces)}
+    assert set(np.unique(weight[slice(*pieces["b"])])) == {0.0}
+    assert set(np.unique(weight[slice(*pieces["c"])])) == {0.0, 2.5}
+
+
+def test_bad_panel_configs_are_named(stores, tmp_path):
+    folder = stores[0].parent  # quotes.parquet and the store: raw sources, not a store
+    with pytest.raises(ConfigError, match="longstm data convert"):
+        train_from_config(panel_config(folder), tmp_path / "r1", progress=False)
+    with pytest.raises(ConfigError, match="longstm data convert"):
+        load_panel(panel_config(str(folder / "*.parquet")))
+    with pytest.raises(ConfigError, match="'data.path' is a list of sources.*longstm data convert"):
+        config_from_dict({"data": {"path": [str(folder / "quotes.parquet")]}})
+    with pytest.raises(ConfigError, match="a calendar split .* needs a store"):
+        train_from_config(panel_config(folder / "quotes.parquet"), tmp_path / "r2", progress=False)
+    with pytest.raises(ConfigError, match="set data.time_targets"):
+        load_panel(panel_config(stores[0], time_targets=[]))
+    with pytest.raises(ConfigError, match="'data.scaling' must be one of"):
+        panel_config(stores[0], scaling="global")
+    with pytest.raises(ConfigError, match="'data.time_targets' must be a positive duration.*'soon'"):
+        panel_config(stores[0], time_targets=["10s", "soon"])
+    with pytest.raises(ConfigError, match="series_weights names series \\['z'\\]"):
+        load_panel(panel_config(stores[0], series_weights={"z": 1.0}))
+    with pytest.raises(ConfigError, match="split.val_until must be a date"):
+        panel_config(stores[0], split={"train_until": TRAIN_UNTIL, "val_until": "later"})
+    config = panel_config(stores[0])
+    assert config_from_dict(json.loads(json.dumps(config.to_dict()))).data.split == config.data.split
