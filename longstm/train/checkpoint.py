@@ -24,10 +24,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -83,10 +85,31 @@ def assign_checkpoint_arrays(variables, arrays, prefix: str, source, error=Train
         variable.assign(value)
 
 
+RECOVERY = "train again without --resume (or delete the checkpoints folder) to start over"
+
+
+@contextlib.contextmanager
+def open_arrays(path: str | Path, error=TrainingError):
+    """The arrays of a checkpoint `.npz`, or one clear error when the file is missing, truncated
+    or not an `.npz` (a disk that filled up, a copy cut short) — never a raw `BadZipFile`."""
+    path = Path(path)
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise error(f"{path}: the checkpoint file is missing; {RECOVERY}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as reason:
+        raise error(f"{path}: the checkpoint file is damaged or truncated ({reason}); {RECOVERY}") from None
+    with arrays:
+        try:
+            yield arrays
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as reason:  # a member cut short
+            raise error(f"{path}: the checkpoint file is damaged or truncated ({reason}); {RECOVERY}") from None
+
+
 def load_weights(model, path: str | Path, error=TrainingError) -> None:
     """Assign the model variables saved in `path` (`best.npz` or a latest `variables.npz`)."""
     path = Path(path)
-    with np.load(path) as arrays:
+    with open_arrays(path, error) as arrays:
         assign_checkpoint_arrays(model.variables, arrays, "model", path, error=error)
 
 
@@ -129,10 +152,22 @@ def read_checkpoint(run: RunDir, model, optimizer, n_states: int) -> tuple[list[
     `position["best"]` is a float (inf where none was recorded).
     """
     folder = run.latest_checkpoint()
-    with np.load(folder / VARIABLES) as arrays:
+    try:
+        position = json.loads((folder / POSITION).read_text())
+        position["best"] = math.inf if position["best"] is None else position["best"]
+        position["global_step"]
+    except FileNotFoundError:
+        raise TrainingError(f"{folder}: incomplete checkpoint, {POSITION} is missing; {RECOVERY}") from None
+    except (ValueError, KeyError, TypeError) as reason:
+        raise TrainingError(f"{folder / POSITION}: damaged checkpoint position ({reason!r}); {RECOVERY}") from None
+    with open_arrays(folder / VARIABLES) as arrays:
+        missing = [f"state_{i}" for i in range(n_states) if f"state_{i}" not in arrays.files]
+        if missing:
+            raise TrainingError(
+                f"{folder / VARIABLES}: holds no lane states {missing[:3]}; it was not written by a training run of this "
+                f"config (lanes, model); {RECOVERY}"
+            )
         assign_checkpoint_arrays(model.variables, arrays, "model", folder)
         assign_checkpoint_arrays(optimizer.variables, arrays, "optimizer", folder)
         states = [arrays[f"state_{i}"] for i in range(n_states)]
-    position = json.loads((folder / POSITION).read_text())
-    position["best"] = math.inf if position["best"] is None else position["best"]
     return states, position
