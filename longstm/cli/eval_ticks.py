@@ -8,6 +8,8 @@ folder (metrics.csv/.json/.md, a pooled equity plot per horizon).
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,8 +22,9 @@ from longstm.cli.options import is_config_path, model_entries
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.store import Store
 from longstm.errors import ConfigError
-from longstm.evaluate.ticks import TicksConfig, TicksEvaluation, evaluate_ticks
+from longstm.evaluate.ticks import TicksConfig, TicksEvaluation, evaluate_ticks, frame_lookup
 from longstm.models.hft_baselines import LinearAR, MeanReversion, Momentum, ZeroReturn
+from longstm.train.config import read_config
 
 MARKDOWN_COLUMNS = (
     ("horizon", "Δ", "{}"),
@@ -43,30 +46,55 @@ TABLE_COLUMNS = tuple(c for c in MARKDOWN_COLUMNS if c[0] not in ("horizon", "ms
 BASELINE_NAMES = ("zero", "momentum", "ar", "meanrev")
 
 
-def baseline_factories(model: str, ridge: float = 0.0) -> dict[str, Callable[[], object]]:
-    """Predictor factories for the `--model` entries, in the order given.
+def baseline_factories(model: str, ridge: float = 0.0) -> tuple[dict[str, Callable[[], object]], list[str]]:
+    """The `--model` entries: predictor factories of the baselines and the training config paths,
+    each in the order given.
 
     Raises:
-        ConfigError: no entry, an unknown baseline, or a training config (trained models on a
-            store are not wired into this protocol yet).
+        ConfigError: no entry, or an unknown baseline.
 
     Example:
 
-    >>> list(baseline_factories("zero,meanrev"))
-    ['zero', 'meanrev']
+    >>> factories, configs = baseline_factories("zero,meanrev,configs/ticks_lstm.toml")
+    >>> list(factories), configs
+    (['zero', 'meanrev'], ['configs/ticks_lstm.toml'])
     """
     LinearAR(ridge=ridge)  # validates ridge before any work
     baselines = {"zero": ZeroReturn, "momentum": Momentum, "ar": lambda: LinearAR(ridge=ridge), "meanrev": MeanReversion}
     entries = model_entries(model)
     if not entries:
-        raise ConfigError(f"--model needs at least one of {', '.join(BASELINE_NAMES)}; got {model!r}")
-    for entry in entries:
-        if is_config_path(entry):
-            raise ConfigError(f"--model {entry}: trained configs are not supported by `eval ticks` yet; "
-                              f"use the baselines {', '.join(BASELINE_NAMES)}")
-        if entry not in baselines:
-            raise ConfigError(f"unknown model {entry!r} for the tick protocol; choose from {', '.join(BASELINE_NAMES)}")
-    return {entry: baselines[entry] for entry in entries}
+        raise ConfigError(f"--model needs at least one of {', '.join(BASELINE_NAMES)} or a training config .toml; got {model!r}")
+    unknown = [entry for entry in entries if not is_config_path(entry) and entry not in baselines]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]!r} for the tick protocol; choose from {', '.join(BASELINE_NAMES)} "
+                          "or a training config .toml")
+    return {e: baselines[e] for e in entries if not is_config_path(e)}, [e for e in entries if is_config_path(e)]
+
+
+def train_configs(configs: Sequence[str], store: Store, config: TicksConfig, *, overrides: Sequence[str] = (),
+                  run_root: str | Path | None = None, progress: bool = True) -> dict[str, Callable]:
+    """Train each config on the store and return its test forecasts as `evaluate_ticks` lookups.
+
+    The protocol's data settings replace the config's (`data.path` = the store, the calendar
+    split, `data.time_targets` = the horizons, the series and the session gap), so a trained
+    model is scored on exactly the baselines' task. Each run goes to `run_root/<config stem>`
+    (a temporary folder without `run_root`).
+    """
+    lookups, every = {}, {entry: read_config(entry, tuple(overrides)) for entry in configs}  # all read before any training
+    from longstm.train.panel import predict_panel  # TensorFlow: imported only when a config is named (and read)
+    from longstm.train.run import train_from_config
+
+    for entry, settings in every.items():
+        name = Path(entry).stem
+        data = dataclasses.replace(settings.data, path=str(store.path.resolve()), series=list(config.series or []),
+                                   split={"train_until": config.train_until, "val_until": config.val_until},
+                                   time_targets=list(config.horizons), session_gap=config.session_gap)
+        settings = dataclasses.replace(settings, data=data)
+        with tempfile.TemporaryDirectory(prefix=f"longstm-ticks-{name}-") as scratch:
+            run_dir = Path(run_root) / name if run_root is not None else Path(scratch)
+            train_from_config(settings, run_dir, progress=progress)
+            lookups[name] = frame_lookup(predict_panel(run_dir, part="test"))
+    return lookups
 
 
 def rich_tables(evaluation: TicksEvaluation) -> list:
@@ -121,11 +149,13 @@ def run_ticks_command(
     sharpe_bar: str = "1min",
     ridge: float = 0.0,
     out: str | Path | None = None,
+    overrides: Sequence[str] = (),
     console: Console | None = None,
 ) -> TicksEvaluation:
     """What `longstm eval ticks` does: read the store, run the protocol, print tables, write files.
 
-    The arguments are the command's options; see `longstm eval ticks --help`.
+    The arguments are the command's options (`overrides` is `--set`); see `longstm eval ticks --help`.
+    Training configs in `model` are trained first (`train_configs`, runs under `out/runs/`).
 
     Returns:
         The `TicksEvaluation`.
@@ -134,20 +164,25 @@ def run_ticks_command(
     names: Sequence[str] | None = model_entries(series) if series else None
     config = TicksConfig(train_until, val_until, horizons=horizons, lags=lags, session_gap=session_gap,
                          sharpe_bar=sharpe_bar, series=names)
-    factories = baseline_factories(model, ridge)
+    factories, configs = baseline_factories(model, ridge)
     store = Store(data)
     for name in names or ():
         store.series(name)  # an unknown series is named before any work
     count = len(names or store.names)
+    run_root = None if out is None else Path(out) / "runs"
+    trained = train_configs(configs, store, config, overrides=overrides, run_root=run_root) if configs else {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("tick protocol", total=count * len(config.horizons))
-        evaluation = evaluate_ticks(store, factories, config,
+        evaluation = evaluate_ticks(store, factories, config, trained=trained,
                                     on_progress=lambda what: progress.update(task, advance=1, description=what))
     rows = evaluation.data_summary["rows"]
     console.print(f"[bold]{store.path}[/]: {count} series, test from {val_until} "
                   f"({sum(r[3] - r[2] for r in rows.values()):,} ticks); lags {lags}, sessions split at gaps over {session_gap}")
     for table in rich_tables(evaluation):
         console.print(table)
+    for name, counts in evaluation.data_summary["abstained"].items():
+        if any(counts.values()):
+            console.print(f"{name}: no forecast at {sum(counts.values()):,} decision ticks (scored as 0, not traded)")
     if out is not None:
         paths = save_ticks_outputs(evaluation, out)
         console.print(f"wrote {len(paths)} files to {out}")

@@ -92,18 +92,20 @@ def ticks(
     train_until: str = typer.Option(..., "--train-until", help="First instant not in training (UTC unless a zone is named), e.g. 2014-05-10."),
     val_until: str = typer.Option(..., "--val-until", help="First instant of the test part, e.g. 2014-05-13."),
     horizons: str = typer.Option("10s,60s", "--horizons", help="Comma-separated Δs: the mid log return to the mid in force at t + Δ."),
-    model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated baselines: zero, momentum, ar, meanrev (fitted per series on the training part)."),
+    model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated: zero, momentum, ar, meanrev (baselines fitted per series on the training part), or training config .toml files (trained on the store with this split and horizons, runs in --out/runs)."),
     series: str = typer.Option(None, "--series", help="Comma-separated series to evaluate (default: all in the store)."),
     lags: int = typer.Option(5, "--lags", help="Past Δ-returns a baseline sees (the AR's lags, the mean-reversion window)."),
     session_gap: str = typer.Option("1h", "--session-gap", help="A longer gap between ticks starts a new session (1h: the FX weekend)."),
     sharpe_bar: str = typer.Option("1min", "--sharpe-bar", help="Period on which the equity is sampled for Sharpe and the pooled book."),
     ridge: float = typer.Option(0.0, "--ridge", help="L2 penalty of the AR baseline (0: least squares)."),
-    out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown and pooled equity PNGs."),
+    out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown, pooled equity PNGs and trained runs."),
+    overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Tick protocol on a store: the mid Δ ahead per series and pooled, traded across the quoted spread."""
     from longstm.cli.eval_ticks import run_ticks_command
 
+    require_config_models(overrides, model)
     run_ticks_command(
         data, train_until=train_until, val_until=val_until, horizons=horizons, model=model, series=series, lags=lags,
-        session_gap=session_gap, sharpe_bar=sharpe_bar, ridge=ridge, out=out,
+        session_gap=session_gap, sharpe_bar=sharpe_bar, ridge=ridge, out=out, overrides=overrides or (),
     )

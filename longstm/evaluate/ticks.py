@@ -345,6 +345,23 @@ def _bar_returns(ticks: SeriesTicks, first: int, backtest: BacktestResult, grid:
     return equity[1:] / equity[:-1] - 1.0
 
 
+def frame_lookup(frame: pd.DataFrame) -> Callable[[str, str, np.ndarray], np.ndarray]:
+    """A trained model's forecasts from `longstm.train.panel.predict_panel`'s frame (columns
+    `series`, `row`, `pred_mid_log_return_<Δ>`, log returns) as `lookup(series, horizon, rows)`
+    in bp; NaN at rows it has no forecast for (`evaluate_ticks` counts them and abstains there).
+    """
+    by_series = {name: part.set_index("row") for name, part in frame.groupby("series")}
+
+    def lookup(series: str, horizon: str, rows: np.ndarray) -> np.ndarray:
+        column = f"pred_mid_log_return_{horizon}"
+        part = by_series.get(series)
+        if part is None or column not in part.columns:
+            raise DataValidationError(f"the trained model's forecasts have no column {column!r} for series {series!r}")
+        return BASIS_POINTS * part[column].reindex(rows).to_numpy(np.float64)
+
+    return lookup
+
+
 def _check_split(store: Store, name: str, config: TicksConfig) -> int:
     """A series' last timestamp, once its columns and split are checked (read from the index and
     the timestamps only)."""
@@ -378,7 +395,9 @@ def evaluate_ticks(
             optional, `predict(inputs)`), made once per (series, horizon).
         config: the protocol's settings.
         trained: name → `lookup(series, horizon, rows)` giving a trained model's forecasts (bp)
-            at those test rows (its own training and features; scored the same way).
+            at those test rows (its own training and features; scored the same way); a NaN is a
+            row without a forecast: scored as 0 (no view, no trade) and counted in
+            `data_summary["abstained"]` (see `frame_lookup`).
         on_progress: called with a short description after each (series, horizon).
 
     Returns:
@@ -395,7 +414,7 @@ def evaluate_ticks(
     grid = val_until + bar * np.arange(0, (end - val_until) // bar + 2, dtype=np.int64)
     results: list[SeriesResult] = []
     summary = {"store": str(store.path), "series": names, "train_until": config.train_until, "val_until": config.val_until,
-               "rows": {}, "sessions": {}}
+               "rows": {}, "sessions": {}, "abstained": {}}
     for name in names:  # one series in memory at a time
         ticks = SeriesTicks.read(store, name, config.split, config.session_gap)
         summary["rows"][name] = [0, ticks.train_end, ticks.val_end, len(ticks.stamps)]
@@ -408,7 +427,10 @@ def evaluate_ticks(
                 raise DataValidationError(f"series {ticks.name!r}: no test decision ticks for horizon {label} with {config.lags} lags")
             forecasts = {name: _fit_predict(factory, name, ticks.name, train, test) for name, factory in predictors.items()}
             for name, lookup in (trained or {}).items():
-                forecasts[name] = (np.asarray(lookup(ticks.name, label, test[0]), dtype=np.float64), None)
+                predictions = np.asarray(lookup(ticks.name, label, test[0]), dtype=np.float64)
+                missing = ~np.isfinite(predictions)
+                summary["abstained"].setdefault(name, {})[f"{ticks.name} {label}"] = int(missing.sum())
+                forecasts[name] = (np.where(missing, 0.0, predictions), None)  # no forecast: no view, no trade
             for name, (predictions, predictor) in forecasts.items():
                 wanted = hold_ticks(ticks.stamps[first:], test[0] - first, np.sign(predictions), horizon_ns)
                 # its per-tick Sharpe is not reported (ticks are irregular): the sampled equity's is
