@@ -31,7 +31,8 @@ def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dic
     Returns:
         the built float32 model with its weights, and a dict: `columns`, `scaler`,
         `feature_pipeline`, `feature_columns`, `target_columns`, `horizon`, `offset`, `targets`
-        (the forecast column names, e.g. `OT+1`).
+        (the forecast column names, e.g. `OT+1`); a run on a store's panel also has `series`
+        (its series names), its `scaler` is one per series and its `targets` the time targets.
 
     Example:
 
@@ -66,4 +67,6 @@ def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dic
         "offset": config.data.offset,
         "targets": [f"{names[t]}+{config.data.offset + h}" for h in range(config.data.horizon) for t in targets],
     }
+    if record.get("time_targets"):  # a panel run: time targets at the row itself, a scaler per series
+        meta.update(offset=0, targets=[names[t] for t in targets], series=list(record["series"]))
     return model, meta

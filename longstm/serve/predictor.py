@@ -205,12 +205,14 @@ class StreamingPredictor(RowsByName):
 
     @classmethod
     def from_run(
-        cls, run_dir: str | Path, *, n_instruments: int = 1, engine: str = "auto", weights: str = "best", instruments=None
+        cls, run_dir: str | Path, *, n_instruments: int | None = None, engine: str = "auto", weights: str = "best", instruments=None
     ):
         """The model, scaler and columns of a training run directory (`longstm train`).
 
         Reads `config.toml`, `data.json` and `checkpoints/best.npz` (or the latest
-        checkpoint when there is no best, or with `weights="latest"`).
+        checkpoint when there is no best, or with `weights="latest"`). `n_instruments`
+        defaults to 1; for a run on a store's panel, to one lane per series (`instruments`: the
+        series names, or the ones given), each with its series' scaler.
         """
         from longstm.serve.loading import load_run_model  # TensorFlow: see the module docstring
 
@@ -218,9 +220,10 @@ class StreamingPredictor(RowsByName):
         return cls.from_metadata(model, meta, n_instruments=n_instruments, engine=engine, instruments=instruments)
 
     @classmethod
-    def from_metadata(cls, model, meta: dict[str, Any], *, n_instruments: int = 1, engine: str = "auto", instruments=None):
+    def from_metadata(
+        cls, model, meta: dict[str, Any], *, n_instruments: int | None = None, engine: str = "auto", instruments=None
+    ):
         """A predictor from a model and the metadata saved beside it (`load_run_model`, `metadata()`)."""
-        scaler = None if meta.get("scaler") is None else StandardScaler.from_dict(meta["scaler"])
         saved = meta.get("feature_pipeline")
         column_names = meta.get("columns")
         pipeline = None
@@ -228,9 +231,12 @@ class StreamingPredictor(RowsByName):
             # The former {"kind": "causal", ...} form saved no names: its inputs are the columns.
             pipeline = FeaturePipeline.from_dict(saved, input_columns=column_names)
             column_names = pipeline.input_columns  # raw rows carry the pipeline's inputs
+        if meta.get("series") is not None:
+            return cls._from_panel(model, meta, pipeline, n_instruments=n_instruments, engine=engine, instruments=instruments)
+        scaler = None if meta.get("scaler") is None else StandardScaler.from_dict(meta["scaler"])
         return cls(
             model,
-            n_instruments=n_instruments,
+            n_instruments=1 if n_instruments is None else n_instruments,
             scaler=scaler,
             feature_pipeline=pipeline,
             feature_columns=meta.get("feature_columns"),
@@ -424,7 +430,7 @@ class StreamingPredictor(RowsByName):
 
     def _n_outputs(self) -> int:
         if self._output_mean is not None:
-            return len(self._output_mean)
+            return int(np.shape(self._output_mean)[-1])
         units = getattr(self.model, "n_outputs", None)
         return int(units) if units is not None else 0
 

@@ -5,13 +5,15 @@ pandas/dict/Arrow container is read by column name (`longstm.serve.rows.read_row
 with an instrument id go to their instrument's lane. Lanes are independent, so the k-th row
 of every instrument is stepped together in one model call ("round" k), and the lanes with no
 row in a round keep their model and pipeline state. NumPy rows never come here.
+A run on a store's panel streams one lane per series, each with its own series' scaler
+(`_from_panel`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from longstm.errors import DataValidationError
+from longstm.errors import ConfigError, DataValidationError
 from longstm.serve.rows import read_rows
 
 
@@ -24,6 +26,35 @@ def _states():
 class RowsByName:
     """Mixin: `update`/`update_many` of pandas, dict and Arrow rows, and rows of mixed instruments."""
 
+    @classmethod
+    def _from_panel(cls, model, meta, pipeline, *, n_instruments, engine, instruments):
+        """A predictor of a run on a store's panel: one lane per series (its name the id), each lane
+        scaled with its series' train-only statistics (the scaler data.json keeps per series)."""
+        series = list(meta["series"])
+        instruments = series if instruments is None else list(instruments)
+        unknown = [name for name in instruments if name not in series]
+        if unknown:
+            raise ConfigError(f"instruments {unknown} are not series of this run; it was trained on {series}")
+        names, features, targets = meta["columns"], list(meta["feature_columns"]), list(meta["target_columns"])
+        predictor = cls(
+            model,
+            n_instruments=len(instruments) if n_instruments is None else n_instruments,
+            feature_pipeline=pipeline,
+            feature_columns=features if pipeline is not None else None,
+            engine=engine,
+            column_names=pipeline.input_columns if pipeline is not None else [names[i] for i in features],
+            instruments=instruments,
+        )
+        scalers = meta.get("scaler")
+        if scalers is not None:  # (lanes, columns): broadcast over the ticks axis by `_scaled` and `_outputs`
+            means = np.array([scalers[name]["mean"] for name in instruments], np.float64)
+            scales = np.array([scalers[name]["scale"] for name in instruments], np.float64)
+            inputs = list(range(pipeline.n_outputs)) if pipeline is not None else features
+            predictor._input_mean, predictor._input_scale = means[:, inputs], scales[:, inputs]
+            predictor._output_mean, predictor._output_scale = means[:, targets], scales[:, targets]
+        predictor.target_columns = targets
+        return predictor
+
     def _update_table(self, data, timestamps, instrument: str | None, what: str, many: bool) -> np.ndarray:
         """A pandas/dict/Arrow container matched by column name; routed by instrument when it has ids."""
         if self.column_names is None:
@@ -32,8 +63,10 @@ class RowsByName:
                 f"{type(data).__name__}; build it with column_names= (from_run does) or pass a NumPy array"
             )
         needs = self.feature_pipeline is not None and self.feature_pipeline.needs_timestamps and timestamps is None
+        required = None if self.feature_pipeline is None else self.feature_pipeline.required_columns
         rows = read_rows(
-            data, self.column_names, source=what, needs_timestamps=needs, instrument=instrument, route=self.n_instruments > 1
+            data, self.column_names, source=what, needs_timestamps=needs, instrument=instrument,
+            route=self.n_instruments > 1, required=required,
         )
         stamps = rows.timestamps if timestamps is None else np.atleast_1d(np.asarray(timestamps))
         if rows.instruments is not None:

@@ -118,6 +118,7 @@ def read_rows(
     needs_timestamps: bool,
     instrument: str | None = None,
     route: bool = False,
+    required: Sequence[str] | None = None,
 ) -> UserRows:
     """The run's columns of a user's rows, by name, with timestamps and instrument ids where needed.
 
@@ -129,6 +130,8 @@ def read_rows(
         needs_timestamps: parse a timestamp column (the run's pipeline has time features).
         instrument: the column of instrument ids; None: one of `INSTRUMENT_COLUMNS` when `route`.
         route: look for an instrument column of `INSTRUMENT_COLUMNS` (a predictor of several).
+        required: the columns that must be present (default all of `columns`); the others are
+            read when present and 0 when absent (input columns no feature reads).
 
     Returns:
         a `UserRows`.
@@ -139,11 +142,15 @@ def read_rows(
     """
     frame, single = _as_frame(data, source)
     frame.columns = [str(name) for name in frame.columns]
-    missing = [name for name in columns if name not in frame.columns]
+    needed = list(columns) if required is None else list(required)
+    missing = [name for name in needed if name not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"{source}: the rows lack the column(s) {missing}; the run reads {list(columns)}; got {list(frame.columns)}"
+            f"{source}: the rows lack the column(s) {missing}; the run reads {needed}; got {list(frame.columns)}"
         )
+    unread = [name for name in columns if name not in frame.columns]
+    if unread:  # columns no feature reads: any number will do
+        frame = frame.assign(**{name: 0.0 for name in unread})
     ids = None
     if instrument is not None and instrument not in frame.columns:
         raise DataValidationError(f"{source}: no instrument column {instrument!r}; got columns {list(frame.columns)}")

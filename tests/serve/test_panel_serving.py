@@ -1,0 +1,67 @@
+"""A run trained on a store's panel streams one state per series, each with its series' scaler,
+and gives the numbers `predict_panel` (the carried-state evaluation pass) gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longstm.data.store import Store
+from longstm.errors import ConfigError
+from longstm.serve import StreamingPredictor
+from tests.train.test_panel_run import make_quote_store, panel_config
+
+LAST_DAY = pd.Timestamp("2024-01-05")  # a whole session inside the test part: it starts from a reset state
+
+
+@pytest.fixture(scope="module")
+def panel_run(tmp_path_factory):
+    from longstm.train.run import train_from_config
+
+    root = tmp_path_factory.mktemp("panel_serving")
+    store = make_quote_store(root / "data", ticks_per_day=300)
+    config = panel_config(store)
+    config.train.epochs = 1
+    train_from_config(config, root / "run")
+    return root / "run", store
+
+
+def _last_session(store, name):
+    """One series' rows of the last day: a DataFrame of its columns and a tz-aware `timestamp`."""
+    series = Store(store).series(name)
+    stamps = series.timestamps(0, len(series))
+    first = int(np.searchsorted(stamps, LAST_DAY.value))
+    frame = pd.DataFrame(series.read(first, len(series), series.columns), columns=series.columns)
+    frame["timestamp"] = pd.to_datetime(stamps[first:], utc=True)
+    frame["row"] = np.arange(first, len(series))
+    return frame
+
+
+@pytest.mark.parametrize("engine", ["numpy", "tf"])
+def test_a_panel_run_streams_each_series_in_its_own_state_with_its_own_scaler(panel_run, engine):
+    from longstm.train.panel import predict_panel
+
+    run, store = panel_run
+    expected = predict_panel(run, "test")
+    expected = expected[expected["timestamp"] >= LAST_DAY.tz_localize("UTC")]
+    predictor = StreamingPredictor.from_run(run, engine=engine)
+    assert predictor.n_instruments == 3 and predictor.instruments == ["a", "b", "c"]
+    targets = ["mid_log_return_10s", "mid_log_return_60s"]
+    # The three series' rows interleaved in time order, as a live feed delivers them.
+    frames = {name: _last_session(store, name) for name in predictor.instruments}
+    feed = pd.concat([frame.assign(series=name) for name, frame in frames.items()]).sort_values("timestamp", kind="stable")
+    got = predictor.update_many(feed.drop(columns=["__index_level_0__"]))  # an input column no feature reads
+    for name in predictor.instruments:
+        mine = (feed["series"] == name).to_numpy()
+        want = expected[expected["series"] == name].set_index("row")
+        assert len(want) > 200  # most of the day's 300 rows have valid targets
+        forecasts = pd.DataFrame(got[mine], columns=targets, index=feed["row"][mine])
+        np.testing.assert_allclose(
+            forecasts.loc[want.index].to_numpy(), want[[f"pred_{t}" for t in targets]].to_numpy(), rtol=1e-4, atol=1e-7, err_msg=name
+        )
+    # One series alone: a one-lane predictor with that series' scaler gives its numbers.
+    alone = StreamingPredictor.from_run(run, engine=engine, instruments=["b"])
+    np.testing.assert_allclose(alone.update_many(frames["b"]), got[(feed["series"] == "b").to_numpy()], atol=1e-6)
+    with pytest.raises(ConfigError, match=r"instruments \['eurusd'\] are not series of this run; it was trained on \['a', 'b', 'c'\]"):
+        StreamingPredictor.from_run(run, instruments=["eurusd"])
