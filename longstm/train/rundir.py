@@ -15,6 +15,9 @@ instead of joining file names itself:
     tensorboard/              tf.summary logs
 
 Writes are atomic (a temporary file, then `os.replace`), so a reader never sees half a file.
+A training run holds `.lock` (an advisory `flock`, which the kernel releases when the process
+dies, so a killed run leaves no stale lock): a second run into the same folder stops at once
+with one line naming the holder instead of overwriting the first one's files.
 
 Example:
 
@@ -25,12 +28,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
 import json
 import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from longstm.errors import ConfigError
+from longstm.errors import ConfigError, TrainingError
 from longstm.train.config import Config, load_config
 
 CONFIG = "config.toml"
@@ -48,7 +55,9 @@ METRICS = "metrics.json"
 LOSS_PLOT = "loss.png"
 TENSORBOARD = "tensorboard"
 PROTOCOL_SUMMARY = "protocol.json"
+LOCK = ".lock"
 WEIGHTS = ("best", "latest")
+_HELD: dict[str, list[int]] = {}  # run folder -> [file descriptor, depth]: this process's locks
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -164,6 +173,48 @@ class RunDir:
         if found is None:
             raise ConfigError(f"{self.path}: has no checkpoint yet ({CHECKPOINTS}/{BEST} or {CHECKPOINTS}/{LATEST}/{VARIABLES})")
         return found
+
+    # ---- one writer at a time -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, job: str = "training") -> Iterator[None]:
+        """Hold the run directory for `job` while the block runs (re-entrant in one process).
+
+        Raises:
+            TrainingError: another live process holds it; the message names its pid, host, job
+                and start time.
+        """
+        key = str(self.path.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+            try:
+                yield
+            finally:
+                _HELD[key][1] -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 4096, 0).decode(errors="replace")
+            os.close(descriptor)
+            try:
+                who = json.loads(holder)
+                holder = f"{who['job']} (pid {who['pid']} on {who['host']}, since {who['since']})"
+            except (ValueError, KeyError, TypeError):
+                holder = "in use"
+            raise TrainingError(f"{self.path}: this run directory is held by {holder}; wait for it to finish or choose another run directory") from None
+        record = {"job": job, "pid": os.getpid(), "host": socket.gethostname(), "since": dt.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(record).encode(), 0)
+        _HELD[key] = [descriptor, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
 
     # ---- reading and writing ---------------------------------------------------------------
 

@@ -166,6 +166,12 @@ class Trainer:
             updates_per_s, and val_mse/val_mae with validation).
         """
         self._check_lanes(train)
+        if self.run is not None and self.chief:  # one writer per run directory
+            with self.run.lock():
+                return self._fit(train, validation, resume)
+        return self._fit(train, validation, resume)
+
+    def _fit(self, train, validation, resume: bool) -> list[dict[str, Any]]:
         config = self.config
         steps_per_epoch = len(train)
         self._prepare(train, config.epochs * steps_per_epoch)

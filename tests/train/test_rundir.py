@@ -1,13 +1,24 @@
-"""The run-directory layout: which weights a reader gets, and the errors for what is missing."""
+"""The run-directory layout: which weights a reader gets, the errors for what is missing, and
+the lock that keeps two training runs out of one folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
 
-from longstm.errors import ConfigError
-from longstm.train.config import config_from_dict
+from longstm.data.lanes import LaneWindows
+from longstm.errors import ConfigError, TrainingError
+from longstm.models.protocol import Forecaster, KerasRNNStack
+from longstm.train.config import TrainConfig, config_from_dict
 from longstm.train.rundir import RunDir
+from longstm.train.trainer import Trainer
 
 
 def _weights(path, value):
@@ -46,3 +57,56 @@ def test_a_folder_without_config_or_data_record_is_not_a_run(tmp_path):
     assert run.read_data_record() == {"columns": ["a"]}
     assert run.read_config().data.path == "x.csv"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "data.json"]  # no temporaries left
+
+
+HOLD = """
+import os, signal, sys, time
+from longstm.train.rundir import RunDir
+with RunDir(sys.argv[1]).lock("training"):
+    print("held", flush=True)
+    if sys.argv[2] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def _holder(path, mode):
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(path), mode], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_process_cannot_take_a_held_run_directory(tmp_path):
+    holder = _holder(tmp_path, "hold")
+    try:
+        with pytest.raises(TrainingError, match=rf"held by training \(pid {holder.pid} on .*, since .*\); wait for it"):
+            with RunDir(tmp_path).lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunDir(tmp_path).lock():  # released when its holder is gone
+        with RunDir(tmp_path).lock():  # and re-entrant within one process
+            pass
+
+
+def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path):
+    holder = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path), "die"], capture_output=True, text=True)
+    assert holder.returncode == -signal.SIGKILL and (tmp_path / ".lock").exists()
+    with RunDir(tmp_path).lock():
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def test_training_into_a_held_run_directory_stops_before_writing(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
+    trainer = Trainer(model, TrainConfig(k1=8, k2=8, lanes=2, epochs=1), run_dir=tmp_path, progress=False)
+    values = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    holder = _holder(tmp_path, "hold")
+    try:
+        with pytest.raises(TrainingError, match="held by training"):
+            trainer.fit(LaneWindows(values, lanes=2, k1=8, k2=8, target_columns=[0]))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
