@@ -6,7 +6,9 @@ and writes one forecast row per input row (flushed). A malformed row (wrong numb
 fields, a value that is not a finite number) is reported with its line number and skipped;
 the state is not touched, so later forecasts are the same as if the row had never been
 written. When the run's feature pipeline has time features, the timestamp column is parsed
-(time zones converted to UTC) and passed to `update`. It stops at the end of stdin, after `max_rows` data rows, or when the file has not
+(time zones converted to UTC) and passed to `update`. A predictor of several instruments (a
+run on a store's panel) routes each row by its instrument column (`series`, `unique_id` or
+`instrument`) and writes that id beside the forecast. It stops at the end of stdin, after `max_rows` data rows, or when the file has not
 grown for `idle_timeout` seconds (default: never).
 """
 
@@ -25,7 +27,7 @@ from rich.console import Console
 
 from longstm.data.loaders import TIMESTAMP_NAMES
 from longstm.errors import ConfigError, DataValidationError
-from longstm.serve.rows import parse_stamp
+from longstm.serve.rows import INSTRUMENT_COLUMNS, parse_stamp
 
 error_console = Console(stderr=True)
 
@@ -87,14 +89,24 @@ class FollowReport:
         self.skipped: list[str] = []
 
 
-def _plan_columns(header: list[str], columns: list[str], source: str) -> tuple[list[int], int | None]:
-    """Where each run column sits in `header`, and the timestamp column (by name, else the first other one) if any."""
-    missing = [name for name in columns if name not in header]
+def _plan_columns(
+    header: list[str], columns: list[str], source: str, routed: bool = False, required: list[str] | None = None
+) -> tuple[list[int | None], int | None, int | None]:
+    """Where each run column sits in `header` (None: a column no feature reads, absent: 0), the
+    timestamp column (by name, else the first other one) and, when `routed`, the instrument column."""
+    missing = [name for name in (columns if required is None else required) if name not in header]
     if missing:
         raise DataValidationError(f"{source}: header {header} lacks the run's columns {missing}; the run was trained on {columns}")
-    others = [i for i, name in enumerate(header) if name not in columns]
+    instrument = next((header.index(name) for name in INSTRUMENT_COLUMNS if name in header), None)
+    if routed and instrument is None:
+        raise DataValidationError(
+            f"{source}: header {header} has no instrument column (one of {list(INSTRUMENT_COLUMNS)}) to route rows to "
+            f"the run's series"
+        )
+    others = [i for i, name in enumerate(header) if name not in columns and (i != instrument or not routed)]
     named = [i for i in others if header[i].lower() in TIMESTAMP_NAMES]
-    return [header.index(name) for name in columns], (named or others or [None])[0]
+    plan = [header.index(name) if name in header else None for name in columns]
+    return plan, (named or others or [None])[0], instrument if routed else None
 
 
 def follow_stream(
@@ -111,18 +123,18 @@ def follow_stream(
     """Forecast every row of `source` (a growing CSV/Parquet file, or "-" for stdin) into `out`.
 
     Args:
-        predictor: a one-instrument `StreamingPredictor` with `column_names` set.
+        predictor: a `StreamingPredictor` with `column_names` set; with several instruments the
+            rows are routed by their instrument column.
         source: file path, or "-" for standard input (CSV).
         out: text stream for the forecast CSV: `row` (the 0-based data row, as in `longstm
-            predict`; malformed rows count), the timestamp column if the input has one, then
-            `target_names`; flushed after every row.
+            predict`; malformed rows count), the timestamp column if the input has one, the
+            instrument column when routed, then `target_names`; flushed after every row.
         max_rows: stop after this many data rows (good and malformed).
         idle_timeout: stop when the file has not grown for this many seconds (None: never).
         poll: seconds between looks at a file that has not grown.
         report_skip: called with a message for each malformed row (default: stderr).
     """
-    if predictor.n_instruments != 1:
-        raise ConfigError(f"follow streams one instrument; the predictor has {predictor.n_instruments}")
+    routed = predictor.n_instruments > 1
     columns = predictor.column_names
     if columns is None:
         raise ConfigError("follow needs a predictor that knows its column names (StreamingPredictor.from_run)")
@@ -162,16 +174,19 @@ def follow_stream(
 
     pipeline = predictor.feature_pipeline
     needs_time = pipeline is not None and pipeline.needs_timestamps
-    plan, stamp = None, None
+    plan, stamp, instrument = None, None, None
     for number, header, fields in records():
         if header is not None:
-            plan, stamp = _plan_columns(header, columns, str(source))
+            required = None if pipeline is None else pipeline.required_columns
+            plan, stamp, instrument = _plan_columns(header, columns, str(source), routed, required)
             if needs_time and stamp is None:
                 raise DataValidationError(
                     f"{source}: the run's feature pipeline needs timestamps, and header {header} has no timestamp column "
                     f"(expected one of {list(TIMESTAMP_NAMES)})"
                 )
-            writer.writerow(["row"] + ([header[stamp]] if stamp is not None else []) + list(target_names))
+            ids = [header[stamp]] if stamp is not None else []
+            ids += [header[instrument]] if instrument is not None else []
+            writer.writerow(["row"] + ids + list(target_names))
             out.flush()
             width, header_names = len(header), header
             continue
@@ -181,6 +196,9 @@ def follow_stream(
             problem = f"has {len(fields)} fields, the header has {width}"
         else:
             for name, index in zip(columns, plan):
+                if index is None:  # an input column no feature reads
+                    values.append(0.0)
+                    continue
                 value = fields[index]
                 try:
                     number_value = float(value)
@@ -200,7 +218,10 @@ def follow_stream(
                 problem = f"column {header_names[stamp]!r}: expected a timestamp, got {fields[stamp]!r}"
         if problem is None:
             try:
-                forecast = predictor.update(values, stamps)
+                if instrument is None:
+                    forecast = predictor.update(values, stamps)
+                else:
+                    forecast = predictor.update_instrument(fields[instrument], values, None if stamps is None else stamps[0])
             except DataValidationError as error:
                 problem = str(error)
         if problem is not None:
@@ -208,7 +229,9 @@ def follow_stream(
             report.skipped.append(f"{name} {where}: {problem}")
             report_skip(f"{name} {where}: {problem}")
         else:
-            writer.writerow([report.rows - 1] + ([fields[stamp]] if stamp is not None else []) + [repr(float(v)) for v in forecast])
+            ids = [fields[stamp]] if stamp is not None else []
+            ids += [fields[instrument]] if instrument is not None else []
+            writer.writerow([report.rows - 1] + ids + [repr(float(v)) for v in forecast])
             out.flush()
             report.forecasts += 1
         if max_rows is not None and report.rows >= max_rows:

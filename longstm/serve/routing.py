@@ -55,6 +55,15 @@ class RowsByName:
         predictor.target_columns = targets
         return predictor
 
+    def update_instrument(self, instrument, x_t, timestamp=None) -> np.ndarray:
+        """One NumPy row `(columns,)` of one instrument (its id) -> its `(outputs,)`; the other
+        instruments' states are untouched. `timestamp` is needed only by a pipeline with time features."""
+        row = np.asarray(x_t, np.float64)
+        if row.shape != (self.n_columns,):
+            raise DataValidationError(f"x_t must have shape (columns,) = ({self.n_columns},); got {row.shape}")
+        stamps = None if timestamp is None else np.atleast_1d(np.asarray(timestamp))
+        return self._update_routed(row[None], stamps, np.array([instrument], object), "x_t")[0]
+
     def _update_table(self, data, timestamps, instrument: str | None, what: str, many: bool) -> np.ndarray:
         """A pandas/dict/Arrow container matched by column name; routed by instrument when it has ids."""
         if self.column_names is None:

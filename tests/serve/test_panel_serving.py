@@ -65,3 +65,37 @@ def test_a_panel_run_streams_each_series_in_its_own_state_with_its_own_scaler(pa
     np.testing.assert_allclose(alone.update_many(frames["b"]), got[(feed["series"] == "b").to_numpy()], atol=1e-6)
     with pytest.raises(ConfigError, match=r"instruments \['eurusd'\] are not series of this run; it was trained on \['a', 'b', 'c'\]"):
         StreamingPredictor.from_run(run, instruments=["eurusd"])
+
+
+def test_follow_routes_a_panel_runs_rows_by_series_and_update_instrument_takes_numpy_rows(panel_run, tmp_path):
+    import io
+
+    from longstm.errors import DataValidationError
+    from longstm.serve import follow_stream
+
+    run, store = panel_run
+    frames = {name: _last_session(store, name).iloc[:40] for name in ("a", "b", "c")}
+    feed = pd.concat([frame.assign(series=name) for name, frame in frames.items()]).sort_values("timestamp", kind="stable")
+    feed = feed[["series", "timestamp", "bid", "ask"]].reset_index(drop=True)
+    expected = StreamingPredictor.from_run(run).update_many(feed)
+    source = tmp_path / "live.csv"
+    feed.to_csv(source, index=False)
+    predictor = StreamingPredictor.from_run(run)
+    out = io.StringIO()
+    report = follow_stream(predictor, source, out, target_names=["f10", "f60"], idle_timeout=0)
+    assert report.forecasts == len(feed) and list(predictor.ticks) == [40, 40, 40]
+    written = pd.read_csv(io.StringIO(out.getvalue()))
+    assert list(written.columns) == ["row", "timestamp", "series", "f10", "f60"]
+    assert list(written["series"]) == list(feed["series"])
+    np.testing.assert_allclose(written[["f10", "f60"]].to_numpy(), expected, rtol=1e-6, atol=1e-12)
+    # The same rows as NumPy, one instrument at a time.
+    numpy_rows = StreamingPredictor.from_run(run)
+    stamps = feed["timestamp"].to_numpy("datetime64[ns]")
+    rows = feed.reindex(columns=numpy_rows.column_names, fill_value=0.0).to_numpy()  # NumPy rows hold every input column
+    got = [numpy_rows.update_instrument(name, row, stamp) for name, row, stamp in zip(feed["series"], rows, stamps)]
+    np.testing.assert_allclose(np.stack(got), expected, atol=1e-9)
+    with pytest.raises(DataValidationError, match=r"x_t: row 0: instrument 'd' is not one of this predictor's instruments \['a', 'b', 'c'\]"):
+        numpy_rows.update_instrument("d", rows[0], stamps[0])
+    feed.drop(columns="series").to_csv(source, index=False)
+    with pytest.raises(DataValidationError, match=r"has no instrument column \(one of \['series', 'unique_id', 'instrument'\]\)"):
+        follow_stream(StreamingPredictor.from_run(run), source, io.StringIO(), target_names=["f10", "f60"], idle_timeout=0)
