@@ -15,6 +15,12 @@ A run directory holds:
     loss.png            loss curves
     tensorboard/        tf.summary logs (`tensorboard --logdir RUN_DIR/tensorboard`)
 
+A store (`longstm data convert`) as `data.path` trains one model over all its series:
+`load_panel` gives a `PanelDataset` (calendar split, sessions as state resets, `[[pipeline]]`
+features, `data.time_targets`, train-only scaling per series or pooled), `part_lanes` its lanes
+packed with (series, session) segments, and `longstm.train.panel.predict_panel` its forecasts.
+Raw folders, globs and lists of sources are refused with the `longstm data convert` advice.
+
 Splits are chronological (`data.split`, Informer's rounding). Validation and test lanes
 start with `eval.warmup` rows of the past (the end of the preceding split for the first
 lane) with their loss masked, so their state is warmed up on the past, never on the future.
@@ -425,7 +431,9 @@ def predict_run(run_dir: str | Path, data_path: str | Path, out: str | Path | No
     and one column per target and horizon (`OT+1`, ...) in the data's units; written as CSV
     to `out` when given.
     """
-    config, _, trainer = load_run(run_dir)
+    config, loaded, trainer = load_run(run_dir)
+    if isinstance(loaded, PanelDataset):
+        raise ConfigError(f"{run_dir}: was trained on the store {config.data.path}; forecast it with longstm.train.panel.predict_panel")
     record = RunDir(run_dir).read_data_record()
     data = load_data(config, path=data_path, scaler=record["scaler"])
     if list(data.series.columns) != record["columns"]:

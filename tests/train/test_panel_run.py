@@ -8,6 +8,7 @@ price at or after `train_until` changed) shows that nothing of training reads pa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,11 @@ from longstm.data.targets import time_targets
 from longstm.errors import ConfigError
 from longstm.train.config import config_from_dict
 from longstm.train.panel import predict_panel
-from longstm.train.run import evaluate_run, load_panel, part_lanes, train_from_config
+from longstm.train.run import evaluate_run, load_panel, part_lanes, predict_run, train_from_config
 from longstm.train.rundir import RunDir
 
 TRAIN_UNTIL, VAL_UNTIL = "2024-01-03T12:00", "2024-01-04T12:00"
+SINGLE_SERIES_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "lstm_lags"
 HORIZONS = ["10s", "60s"]
 
 
@@ -205,3 +207,13 @@ def test_bad_panel_configs_are_named(stores, tmp_path):
         panel_config(stores[0], split={"train_until": TRAIN_UNTIL, "val_until": "later"})
     config = panel_config(stores[0])
     assert config_from_dict(json.loads(json.dumps(config.to_dict()))).data.split == config.data.split
+
+
+def test_panel_and_single_series_forecasts_are_not_mixed_up(trained, stores):
+    run_dir, _ = trained
+    with pytest.raises(ConfigError, match="trained on the store .*predict_panel"):
+        predict_run(run_dir, stores[0])
+    with pytest.raises(ConfigError, match="not on a store; use predict_run"):
+        predict_panel(SINGLE_SERIES_RUN)
+    with pytest.raises(ConfigError, match="part must be one of"):
+        predict_panel(run_dir, part="holdout")
