@@ -328,7 +328,12 @@ class PanelFeatureRows(PanelRows):
                 break
             ahead *= 4
         mid = data.read(start, last, [self.panel.columns[i] for i in self.mid_index]).mean(axis=1)
-        return time_targets(stamps, mid, self.horizons_ns, rows=stop - start)
+        try:
+            return time_targets(stamps, mid, self.horizons_ns, rows=stop - start)
+        except DataValidationError as error:  # name the series and the row in it, not the block's row
+            bad = int(np.flatnonzero(~(mid > 0))[0]) + start if np.any(~(mid > 0)) else start
+            raise DataValidationError(f"{self.panel.store.path}: series {data.name!r} row {bad}: the mid of "
+                                      f"{[self.panel.columns[i] for i in self.mid_index]} must be > 0 for a log return") from error
 
     def fit_scaler(self, per_series: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Mean and scale of the features, and the scale of the targets (their mean stays 0, so

@@ -18,7 +18,7 @@ from longstm.data.features import FeaturePipeline
 from longstm.data.panel import CalendarSplit, PanelDataset
 from longstm.data.store import Store, convert
 from longstm.data.targets import time_targets
-from longstm.errors import ConfigError
+from longstm.errors import ConfigError, DataValidationError
 from longstm.train.config import config_from_dict
 from longstm.train.panel import predict_panel
 from longstm.train.run import evaluate_run, load_panel, part_lanes, predict_run, train_from_config
@@ -217,3 +217,16 @@ def test_panel_and_single_series_forecasts_are_not_mixed_up(trained, stores):
         predict_panel(SINGLE_SERIES_RUN)
     with pytest.raises(ConfigError, match="part must be one of"):
         predict_panel(run_dir, part="holdout")
+
+
+def test_a_mid_that_is_not_positive_names_the_series_and_row(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=400, freq="min")
+    bid = np.full(400, 1.0)
+    bid[300:] = 0.0  # a test-part row (after 2024-01-01 05:00)
+    frame = pd.DataFrame({"unique_id": "z", "ds": stamps, "bid": bid, "ask": bid})
+    frame.to_parquet(tmp_path / "z.parquet")
+    convert([tmp_path / "z.parquet"], tmp_path / "store")
+    data = PanelDataset(tmp_path / "store", CalendarSplit("2024-01-01T03:00", "2024-01-01T04:00"), ["5min"])
+    rows = data.rows("test")
+    with pytest.raises(DataValidationError, match=r"series 'z' row 300: the mid of \['bid', 'ask'\] must be > 0"):
+        rows[0 : len(rows)]
