@@ -104,6 +104,7 @@ def inspect(
     timestamp_column: str = typer.Option(None, "--timestamp-column", help="Timestamp column (detected when omitted)."),
     bar: str = typer.Option(None, "--bar", help="LOBSTER: aggregate events to bars of this length (e.g. 1s)."),
     gap: str = typer.Option("1h", "--gap", help="A store: a pause longer than this starts a new session."),
+    no_header: bool = typer.Option(False, "--no-header", help="CSV: the first line is data, not column names."),
 ) -> None:
     """Print rows, columns, time span, resolution, gaps and NaNs of a data file, or per series of a store."""
     console = Console()
@@ -111,7 +112,7 @@ def inspect(
         # one row per series: wider than 80 columns, and folding it would hide the numbers
         inspect_store(path, gap, Console(width=max(console.width, 110)))
         return
-    summary = inspect_file(path, kind, timestamp_column=timestamp_column, bar=bar)
+    summary = inspect_file(path, kind, timestamp_column=timestamp_column, bar=bar, header=False if no_header else None)
     overview = Table(title=f"{path.name} ({summary.kind})", show_header=False)
     overview.add_column("", style="bold")
     overview.add_column("")

@@ -44,7 +44,7 @@ class FileSummary:
 
 
 def inspect_file(path: str | Path, kind: str = "auto", *, timestamp_column: str | None = None,
-                 bar: str | None = None) -> FileSummary:
+                 bar: str | None = None, header: bool | None = None) -> FileSummary:
     """Load `path` like `load_series` (NaNs counted, then forward-filled so the rest can be
     checked) and summarise it. Errors (unsorted or duplicate timestamps, non-numeric columns,
     ...) are raised as `DataValidationError`, as `load_series` would.
@@ -53,12 +53,12 @@ def inspect_file(path: str | Path, kind: str = "auto", *, timestamp_column: str 
     resolved = detect_kind(path) if kind == "auto" and path.exists() else kind
     nan_counts: dict[str, int] = {}
     if resolved in ("csv", "ett", "ohlcv", "parquet") and path.exists():
-        frame = _read_frame(path, resolved)
+        frame = _read_frame(path, resolved, header)
         nan_counts = {str(c).strip(): int(frame[c].isna().sum()) for c in frame.columns}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         series = load_series(path, kind, timestamp_column=timestamp_column, nan_policy="ffill",
-                             gap_policy="report", bar=bar)
+                             gap_policy="report", bar=bar, header=header)
     notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning) and "forward-filled" not in str(w.message)]
     return summarise(series, resolved, nan_counts, notes, event_data=resolved == "lobster" and bar is None)
 

@@ -66,6 +66,7 @@ def load_series(
     nan_policy: str = "error",
     bar: str | None = None,
     levels: int | None = None,
+    header: bool | None = None,
 ) -> TimeSeries:
     """Read a time-series file into a validated `TimeSeries`.
 
@@ -83,6 +84,11 @@ def load_series(
             NaN/inf at the very start is still an error).
         bar: LOBSTER only: aggregate events to time bars of this pandas frequency (`"1s"`).
         levels: LOBSTER only: order-book levels in the file (detected from the name).
+        header: CSV only. None (default): the first line holds the column names, and a first
+            line whose fields are all numbers is an error (it is data: reading it as names would
+            silently drop a row and misname every column); False: there is no header, the
+            columns are named `column_0`, `column_1`, ...; True: the first line is the header,
+            whatever it looks like.
 
     Returns:
         A `TimeSeries` with float32 values, sorted timestamps and its segment starts.
@@ -111,7 +117,7 @@ def load_series(
     if kind == "npy":
         return _load_npy(path, columns)
 
-    frame = _read_frame(path, kind)
+    frame = _read_frame(path, kind, header)
     if kind == "ett" and timestamp_column is None:
         timestamp_column = "date"
     series = frame_to_series(
@@ -128,16 +134,35 @@ def load_series(
     return series
 
 
-def _read_frame(path: Path, kind: str) -> pd.DataFrame:
+def _is_number(text) -> bool:
+    try:
+        float(str(text).strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _read_frame(path: Path, kind: str, header: bool | None = None) -> pd.DataFrame:
     try:
         if kind == "parquet":
             frame = pd.read_parquet(path)
             if isinstance(frame.index, pd.DatetimeIndex):
                 frame = frame.reset_index()
             return frame
-        return pd.read_csv(path)
+        if header is False:
+            frame = pd.read_csv(path, header=None)
+            frame.columns = [f"column_{i}" for i in range(frame.shape[1])]
+            return frame
+        frame = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError, ImportError) as error:
         raise DataValidationError(f"{path}: cannot read as {kind}: {error}") from error
+    if header is None and len(frame.columns) and all(_is_number(name) for name in frame.columns):
+        first = ",".join(str(name) for name in frame.columns)
+        raise DataValidationError(
+            f"{path}: line 1 ({first!r}) holds numbers, not column names; the file has no header? "
+            f"load it with header=False (`--no-header`), or add a header line"
+        )
+    return frame
 
 
 def detect_timestamp_column(frame: pd.DataFrame) -> str | None:
