@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from longstm.data.scaling import StandardScaler
+from longstm.data.series import TimeSeries
 from longstm.data.splits import chronological_split, ett_split
 from longstm.errors import DataValidationError
+from longstm.evaluate.ett import prepare_ett
+from longstm.train.config import config_from_dict
+from longstm.train.run import load_data
 
 
 @pytest.mark.parametrize("lookback", [96, 336, 512])
@@ -81,30 +86,35 @@ def test_scaler_errors():
         StandardScaler.from_dict({"mean": [0.0]})
 
 
-def test_no_validation_or_test_value_influences_the_scaler_or_earlier_rows():
+def _series_whose_later_rows_move_the_statistics(rows=17420):
+    """Hourly rows; everything after the first 70 % is shifted by +1000, so a scaler fitted on any
+    row past the training part has a mean near 300 instead of near 0."""
     rng = np.random.default_rng(1)
-    values = rng.normal(size=(17420, 4)).astype(np.float32)
-    split = ett_split(len(values), 336)
-    train_stop = split.train[1]
-    scaler = StandardScaler().fit(values[slice(*split.train)])
-    perturbed = values.copy()
-    perturbed[train_stop:] = rng.normal(100.0, 50.0, size=perturbed[train_stop:].shape)  # rewrite val + test
-    other = StandardScaler().fit(perturbed[slice(*split.train)])
-    np.testing.assert_array_equal(scaler.mean, other.mean)
-    np.testing.assert_array_equal(scaler.scale, other.scale)
-    np.testing.assert_array_equal(scaler.transform(values)[:train_stop], other.transform(perturbed)[:train_stop])
+    values = rng.normal(size=(rows, 3))
+    values[int(rows * 0.5):] += 1000.0
+    stamps = pd.date_range("2016-07-01", periods=rows, freq="h")
+    return pd.DataFrame({"date": stamps.astype(str), "a": values[:, 0], "b": values[:, 1], "OT": values[:, 2]}), values
 
 
-@pytest.mark.parametrize("n_rows", [7, 100, 1000, 17420])
-@pytest.mark.parametrize("fractions", [(0.7, 0.1, 0.2), (0.6, 0.2, 0.2), (0.8, 0.0, 0.2), (1.0, 0.0, 0.0)])
-def test_run_splits_and_the_protocol_split_share_one_rounding(n_rows, fractions):
-    from longstm.data.splits import chronological_counts
-    from longstm.train.run import split_rows
+def test_the_training_run_fits_its_scaler_on_training_rows_only(tmp_path):
+    """The real path (`train.run.load_data`), not a slice the test takes itself."""
+    frame, values = _series_whose_later_rows_move_the_statistics(2000)
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    shifted = int(2000 * 0.5)
+    config = config_from_dict({"data": {"path": str(tmp_path / "s.csv"), "targets": ["OT"], "split": [0.4, 0.3, 0.3]}})
+    data = load_data(config)
+    train = values[: data.splits["train"][1]]
+    assert data.splits["train"][1] <= shifted  # the shift starts after the training rows
+    np.testing.assert_allclose(data.mean, train.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data.std, train.std(axis=0), rtol=1e-5)
+    assert np.abs(data.mean).max() < 1.0
 
-    train, val, test = chronological_counts(n_rows, fractions)
-    assert (train, test) == (int(n_rows * fractions[0]), int(n_rows * fractions[2])) and train + val + test == n_rows
-    rows = split_rows(n_rows, fractions)
-    assert rows == {"train": (0, train), "val": (train, train + val), "test": (train + val, n_rows)}
-    if min(train, val, test) >= 1:  # the protocol split, with no lookback overlap, cuts at the same rows
-        split = chronological_split(n_rows, 1, fractions)
-        assert (split.train[1], split.val[1], split.test[1]) == (train, train + val, n_rows)
+
+def test_the_ett_protocol_fits_its_scaler_on_training_rows_only():
+    """`evaluate.ett.prepare_ett` (used by the baselines and the trained ETT models)."""
+    frame, values = _series_whose_later_rows_move_the_statistics()
+    series = TimeSeries(values.astype(np.float32), ["a", "b", "OT"], pd.to_datetime(frame["date"]).to_numpy())
+    _, _, split, scaler = prepare_ett(series, 336, "M", "OT")
+    assert split.train == (0, 8640) and int(17420 * 0.5) >= split.train[1]
+    np.testing.assert_allclose(scaler.mean, values[:8640].astype(np.float32).astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(scaler.mean).max() < 1.0
