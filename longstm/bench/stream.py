@@ -18,6 +18,8 @@ Every method carries its state, and the first ticks' predictions are checked to 
 Many instruments (`bench_instruments`, `--many 4,64`): the two engines again, one row per
 engine and setting, where a tick is one `update` of an `(instruments, features)` array (a new
 row for every instrument, each in its own state lane); `us_per_instrument` is p50 / instruments.
+`numpy_routed` / `tf_routed` time `update_instrument(id, row)`, one row of one instrument (drawn
+at random) as a feed of mixed instruments delivers them; the other lanes keep their state.
 """
 
 from __future__ import annotations
@@ -127,6 +129,13 @@ def bench_instruments(
                              features=features, instruments=instruments)
             record["us_per_instrument"] = record["p50_us"] / instruments
             results.append(record)
+        for method, engine in (("numpy_routed", "numpy"), ("tf_routed", "tf")):
+            if on_method is not None:
+                on_method(f"{method} x{instruments}")
+            predictor = StreamingPredictor(model, n_instruments=instruments, engine=engine)
+            ids = iter(rng.integers(0, instruments, len(inputs)).tolist())
+            durations = _time_ticks(lambda x_t: predictor.update_instrument(next(ids), x_t[0]), inputs, warmup)
+            results.append(_record(method, durations, units=units, layers=layers, features=features, instruments=instruments))
     return results
 
 
@@ -231,7 +240,7 @@ def stream_command(
     console = Console()
     settings = parse_many(many)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("timing ticks", total=4 + 2 * len(settings))
+        task = progress.add_task("timing ticks", total=4 + 4 * len(settings))
         advance = lambda name: progress.update(task, advance=1, description=f"timing {name}")  # noqa: E731
         results = bench_stream(
             units=units, ticks=ticks, features=features, layers=layers, instruments=instruments, slow_ticks=slow_ticks,

@@ -130,8 +130,13 @@ class RowsByName:
         scaled = self._scaled(features)
         state, outputs = self._model_state, []
         for tick, on in zip(scaled, active):
-            y, new_state = self._engine.step(tick, state)
-            state = new_state if on.all() else self._merge_rows(on, new_state, state)
+            if on.all():
+                y, state = self._engine.step(tick, state)
+            elif self.engine == "numpy":  # any batch size: step only the lanes with a row
+                y, state = self._step_lanes(tick, state, np.flatnonzero(on))
+            else:  # a compiled step has a fixed batch: step all lanes, keep the idle lanes' state
+                y, new_state = self._engine.step(tick, state)
+                state = self._engine.to_engine(_states().select_rows(on, new_state, state))
             outputs.append(y)
         self._model_state, self._pipeline_state = state, pipeline_state
         self.ticks += seen
@@ -152,9 +157,12 @@ class RowsByName:
         self._check_features(features[active])
         return features, state
 
-    def _merge_rows(self, on: np.ndarray, new_state, old_state):
-        merged = _states().select_rows(on, new_state, old_state)
-        return self._engine.to_engine(merged) if self.engine == "tf" else merged
+    def _step_lanes(self, tick: np.ndarray, state, lanes: np.ndarray):
+        """The NumPy engine on `lanes` only: `(outputs (n_instruments, ...), state)`, other lanes' outputs 0."""
+        y, lane_state = self._engine.step(tick[lanes], _states().take_rows(state, lanes))
+        outputs = np.zeros((len(tick),) + y.shape[1:], y.dtype)
+        outputs[lanes] = y
+        return outputs, _states().put_rows(state, lanes, lane_state)
 
     def _lanes(self, ids: np.ndarray, what: str) -> np.ndarray:
         lanes = np.empty(len(ids), np.intp)

@@ -74,3 +74,19 @@ def select_rows(on: np.ndarray, new_state, old_state):
         new_state,
         old_state,
     )
+
+
+def take_rows(state, lanes: np.ndarray):
+    """The rows `lanes` of every leaf of a nested NumPy state."""
+    return keras.tree.map_structure(lambda t: t[lanes], state)
+
+
+def put_rows(state, lanes: np.ndarray, rows):
+    """A copy of `state` with the rows `lanes` of every leaf replaced by `rows` (the original is kept)."""
+
+    def put(leaf, new):
+        leaf = np.array(leaf, copy=True)
+        leaf[lanes] = new
+        return leaf
+
+    return keras.tree.map_structure(put, state, rows)
