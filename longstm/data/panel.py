@@ -33,7 +33,7 @@ import pandas as pd
 
 from longstm.data.features import FeaturePipeline
 from longstm.data.store import Store, StoreSeries, as_duration
-from longstm.data.targets import time_targets
+from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
 
 PARTS = ("train", "val", "test")
@@ -45,6 +45,11 @@ WEIGHT = "weight"
 def target_name(horizon: str) -> str:
     """The column of the mid's log return over the next `horizon` ("10s" -> "mid_log_return_10s")."""
     return f"mid_log_return_{horizon}"
+
+
+def event_target_name(steps: int) -> str:
+    """The column of the mid's log return over the next `steps` ticks (10 -> "mid_log_return_10ticks")."""
+    return f"mid_log_return_{steps}ticks"
 
 
 def _instant(value, key: str) -> int:
@@ -244,13 +249,13 @@ class PanelFeatureRows(PanelRows):
 
     Columns: the pipeline's outputs (the panel's columns without a pipeline), one
     `mid_log_return_<Δ>` per horizon (the log return of the mid, the mean of `mid_columns`,
-    from t to the mid in force at t + Δ, see `longstm.data.targets.time_targets`), then
-    `weight`. Rows are computed when read, a slice at a time, so memory stays at the slice.
+    from t to the mid in force at t + Δ, see `longstm.data.targets.time_targets`), one
+    `mid_log_return_<k>ticks` per event count (to the mid k ticks later), then `weight`. Rows are computed when read, a slice at a time, so memory stays at the slice.
 
     Features at a row are computed over its session from the `pipeline.memory` rows before it
     (fewer at the session's start): exactly what the pipeline's batch mode gives over the whole
     session. A target is valid only when t + Δ is at or before the last tick of t's stretch, its
-    session cut at the split instants: no training target reads a row at or after
+    session cut at the split instants (an event target: when tick t + k is in it): no training target reads a row at or after
     `train_until`, none reads across a session end. The weight is the series' weight where every
     target is valid and the row belongs to `part` (not to a validation/test piece's warm-up on
     the past), else 0; `LaneWindows(weight_column=...)` multiplies it into the loss mask.
@@ -260,6 +265,7 @@ class PanelFeatureRows(PanelRows):
         part: "train", "val" or "test".
         pipeline: a `FeaturePipeline` over `panel.columns`, or None (the columns as they are).
         horizons: the target Δs as durations ("10s", "1min").
+        events: the event targets' tick counts (1, 10).
         mid_columns: the columns whose mean is the mid (bid and ask).
         scaler: `{series: (mean, scale)}` over the feature and target columns, or None.
         warmup: rows of the past before each validation/test piece (see `Panel.pieces`).
@@ -267,17 +273,19 @@ class PanelFeatureRows(PanelRows):
     """
 
     def __init__(self, panel: Panel, part: str, *, pipeline: FeaturePipeline | None, horizons: Sequence[str],
-                 mid_columns: Sequence[str] = ("bid", "ask"), scaler=None, warmup: int = 0,
+                 events: Sequence[int] = (), mid_columns: Sequence[str] = ("bid", "ask"), scaler=None, warmup: int = 0,
                  series_weights: dict[str, float] | None = None):
         self.panel, self.part, self.pipeline = panel, part, pipeline
         self.horizons = list(horizons)
         self.horizons_ns = np.array([int(as_duration(h)) for h in self.horizons], np.int64)
+        self.events = [int(k) for k in events]
         missing = [c for c in mid_columns if c not in panel.columns]
         if missing:
             raise DataValidationError(f"{panel.store.path}: the mid needs column(s) {missing} among {panel.columns}")
         self.mid_index = [panel.columns.index(c) for c in mid_columns]
         self.features = list(pipeline.output_columns) if pipeline is not None else list(panel.columns)
-        columns = self.features + [target_name(h) for h in self.horizons] + [WEIGHT]
+        targets = [target_name(h) for h in self.horizons] + [event_target_name(k) for k in self.events]
+        columns = self.features + targets + [WEIGHT]
         super().__init__(panel.store, panel.pieces(part, warmup), columns, panel.sessions, scaler)
         self.weights = {name: float((series_weights or {}).get(name, 1.0)) for name in panel.names}
         # stretch ends per series: sessions cut at the split rows
@@ -317,19 +325,21 @@ class PanelFeatureRows(PanelRows):
 
     def _targets(self, data: StoreSeries, start: int, stop: int, end: int):
         """Targets of rows `[start, stop)` of a stretch ending before row `end`, reading ticks
-        ahead until one lies past the farthest t + Δ (a tie at it may still be in force) or the
-        stretch ends."""
-        farthest = int(data.timestamps(stop - 1, stop)[0]) + int(self.horizons_ns.max())
-        ahead = max(64, stop - start)
+        ahead until one lies past the farthest t + Δ (a tie at it may still be in force) and the
+        largest k ticks are read, or the stretch ends."""
+        farthest = int(data.timestamps(stop - 1, stop)[0]) + int(self.horizons_ns.max(initial=0))
+        ahead = max(64, stop - start, max(self.events, default=0))
         while True:
             last = min(end, stop + ahead)
             stamps = data.timestamps(start, last)
-            if last == end or stamps[-1] > farthest:
+            if last == end or (stamps[-1] > farthest and last - stop >= max(self.events, default=0)):
                 break
             ahead *= 4
         mid = data.read(start, last, [self.panel.columns[i] for i in self.mid_index]).mean(axis=1)
         try:
-            return time_targets(stamps, mid, self.horizons_ns, rows=stop - start)
+            parts = [time_targets(stamps, mid, self.horizons_ns, rows=stop - start)] if self.horizons else []
+            parts += [event_targets(mid, self.events, rows=stop - start)] if self.events else []
+            return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
         except DataValidationError as error:  # name the series and the row in it, not the block's row
             bad = int(np.flatnonzero(~(mid > 0))[0]) + start if np.any(~(mid > 0)) else start
             raise DataValidationError(f"{self.panel.store.path}: series {data.name!r} row {bad}: the mid of "
@@ -371,6 +381,7 @@ class PanelDataset:
         store: a `Store` or its path.
         split: a `CalendarSplit`.
         horizons: the time targets' Δs ("10s", "60s").
+        events: the event targets' tick counts (the mid's log return over the next k ticks).
         pipeline_specs: `[[pipeline]]` dicts over the store's columns (empty: the columns as they are).
         features: the feature columns the model reads (empty: all).
         series: the series to use (None or empty: all).
@@ -388,17 +399,18 @@ class PanelDataset:
     """
 
     def __init__(self, store: Store | str, split: CalendarSplit, horizons: Sequence[str], pipeline_specs=(), *,
-                 features: Sequence[str] = (), series: Sequence[str] | None = None, session_gap: str = "1h",
+                 events: Sequence[int] = (), features: Sequence[str] = (), series: Sequence[str] | None = None, session_gap: str = "1h",
                  mid_columns: Sequence[str] = ("bid", "ask"), series_weights: dict[str, float] | None = None,
                  scaling: str | None = "per_series", scaler: dict | None = None):
         store = store if isinstance(store, Store) else Store(store)
-        if not horizons:
-            raise ConfigError(f"{store.path}: a store run forecasts time targets; set data.time_targets, e.g. [\"10s\", \"60s\"]")
+        if not horizons and not events:
+            raise ConfigError(f"{store.path}: a store run forecasts time or event targets; set data.time_targets, e.g. "
+                              f"[\"10s\", \"60s\"], or data.event_targets, e.g. [1, 10]")
         names = list(series) if series else store.names
         columns = store.series(names[0]).columns
         self.pipeline = FeaturePipeline(list(pipeline_specs), columns, source=str(store.path)) if pipeline_specs else None
         self.panel = Panel(store, columns, split, session_gap=session_gap, series=names)
-        self.horizons, self.mid_columns = list(horizons), list(mid_columns)
+        self.horizons, self.events, self.mid_columns = list(horizons), [int(k) for k in events], list(mid_columns)
         self.series_weights = dict(series_weights or {})
         unknown = sorted(set(self.series_weights) - set(names))
         if unknown:
@@ -411,7 +423,7 @@ class PanelDataset:
         if missing:
             raise ConfigError(f"data.features names columns {missing} that the panel lacks; it has {train.features}")
         self.feature_columns = [self.column_names.index(name) for name in wanted]
-        self.target_columns = [self.column_names.index(target_name(h)) for h in self.horizons]
+        self.target_columns = list(range(len(train.features), len(self.column_names) - 1))
         if scaler is not None:
             self.scaler = {name: (np.asarray(s["mean"]), np.asarray(s["scale"])) for name, s in scaler.items()}
         elif scaling is not None:
@@ -419,7 +431,7 @@ class PanelDataset:
 
     def rows(self, part: str, warmup: int = 0) -> PanelFeatureRows:
         """The rows of `part`, validation/test with `warmup` rows of the past (weight 0)."""
-        return PanelFeatureRows(self.panel, part, pipeline=self.pipeline, horizons=self.horizons, mid_columns=self.mid_columns,
+        return PanelFeatureRows(self.panel, part, pipeline=self.pipeline, horizons=self.horizons, events=self.events, mid_columns=self.mid_columns,
                                 scaler=self.scaler, warmup=warmup, series_weights=self.series_weights)
 
     def has(self, part: str) -> bool:
@@ -438,7 +450,7 @@ class PanelDataset:
             "split": {"train_until": self.panel.split.train_until, "val_until": self.panel.split.val_until},
             "series": self.panel.names, "session_gap": self.session_gap, "columns": names,
             "features": [names[i] for i in self.feature_columns], "targets": [names[i] for i in self.target_columns],
-            "time_targets": self.horizons, "mid": self.mid_columns, "series_weights": self.series_weights,
+            "time_targets": self.horizons, "event_targets": self.events, "mid": self.mid_columns, "series_weights": self.series_weights,
             "rows": {name: list(bounds) for name, bounds in self.panel.bounds.items()},
             "scaler": None if self.scaler is None else {
                 name: {"columns": names[:-1], "mean": mean.tolist(), "scale": scale.tolist()}

@@ -23,6 +23,7 @@ series = []                    # the series to use (empty: all)
 session_gap = "1h"             # a gap longer than this starts a session (a state reset)
 scaling = "per_series"         # or "pooled": train-only statistics over all series
 time_targets = []              # e.g. ["10s", "60s"]: the mid's log return over the next Δ
+event_targets = []             # e.g. [1, 10]: the mid's log return over the next k ticks
 mid = ["bid", "ask"]           # the columns whose mean is the mid
 series_weights = {}            # e.g. { fxcm_eurusd = 2.0 }: loss weight per series (default 1)
 
@@ -111,6 +112,7 @@ class DataConfig:
     session_gap: str = "1h"
     scaling: str = "per_series"
     time_targets: list = field(default_factory=list)
+    event_targets: list = field(default_factory=list)
     mid: list = field(default_factory=lambda: ["bid", "ask"])
     series_weights: dict = field(default_factory=dict)
 
@@ -440,6 +442,8 @@ def _validate_panel_keys(config: Config) -> None:
                 raise DataValidationError("not positive")
         except DataValidationError:
             _fail(config, key, "a positive duration like '10s', '1min' or '1h'", value)
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in data.event_targets):
+        _fail(config, "data.event_targets", "a list of tick counts >= 1", data.event_targets)
     bad = {k: v for k, v in data.series_weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
     if bad:
         _fail(config, "data.series_weights", "a table of series names to numbers >= 0", bad)

@@ -170,10 +170,11 @@ def load_panel(config: Config, scaler: dict | None = None) -> PanelDataset:
     if not isinstance(data.split, dict):
         raise ConfigError(f"{config.source}: a store needs a calendar split: data.split = {{ train_until = \"...\", val_until = \"...\" }}")
     if data.targets or data.horizon != 1 or data.offset != 1:
-        raise ConfigError(f"{config.source}: on a store the targets are data.time_targets; leave data.targets, offset and horizon unset")
+        raise ConfigError(f"{config.source}: on a store the targets are data.time_targets and data.event_targets; "
+                          f"leave data.targets, offset and horizon unset")
     return PanelDataset(
         resolve_data_path(config), CalendarSplit.from_dict(data.split), data.time_targets, config.pipeline,
-        features=data.features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
+        events=data.event_targets, features=data.features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
         series_weights=data.series_weights, scaling=data.scaling if data.scale else None, scaler=scaler,
     )
 

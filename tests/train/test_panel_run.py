@@ -17,7 +17,7 @@ import pytest
 from longstm.data.features import FeaturePipeline
 from longstm.data.panel import CalendarSplit, PanelDataset
 from longstm.data.store import Store, convert
-from longstm.data.targets import time_targets
+from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
 from longstm.train.config import config_from_dict
 from longstm.train.panel import predict_panel
@@ -230,3 +230,20 @@ def test_a_mid_that_is_not_positive_names_the_series_and_row(tmp_path):
     rows = data.rows("test")
     with pytest.raises(DataValidationError, match=r"series 'z' row 300: the mid of \['bid', 'ask'\] must be > 0"):
         rows[0 : len(rows)]
+
+
+def test_event_targets_are_the_next_k_ticks_inside_the_stretch(stores):
+    data = load_panel(panel_config(stores[0], scale=False, time_targets=["30s"], event_targets=[1, 5]))
+    assert [data.column_names[i] for i in data.target_columns] == ["mid_log_return_30s", "mid_log_return_1ticks", "mid_log_return_5ticks"]
+    train = data.rows("train")
+    series = Store(stores[0]).series("c")
+    index = [p.series for p in train.pieces].index("c")
+    first, stop = int(train.offsets[index]), int(train.offsets[index + 1])
+    last_session = int(train.segments[(train.segments >= first) & (train.segments < stop)].max()) - first
+    got = train[first + last_session : stop]  # the session cut at train_until
+    mid = series.read(last_session, stop - first, ["bid", "ask"]).mean(1)
+    values, valid = event_targets(mid, [1, 5])
+    np.testing.assert_allclose(got[:, 5:7], values, rtol=1e-6, atol=1e-12)
+    assert got[-5:, -1].sum() == 0 and got[-6, -1] == 1  # the last 5 ticks before train_until have no 5-tick target
+    with pytest.raises(ConfigError, match="'data.event_targets' must be a list of tick counts >= 1"):
+        panel_config(stores[0], event_targets=[0])
