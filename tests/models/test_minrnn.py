@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.hierarchical import HierarchicalLSTM
@@ -40,6 +41,63 @@ def test_parallel_equals_sequential_over_ten_thousand_steps_from_a_signed_state(
     assert np.abs(np.asarray(h_parallel) - np.asarray(h_sequential)).max() < 1e-4
     np.testing.assert_array_equal(last_parallel, h_parallel[:, -1])
     np.testing.assert_allclose(last_parallel, last_sequential, atol=1e-4)
+
+
+def _long_memory(layer, units=8):
+    """Set the gate biases so that the keep coefficient is about 0.999 (a memory of ~1000 steps)
+    and the kernel small, so the gates stay near their biases whatever the input."""
+    kernel, bias = layer.kernel.numpy(), np.zeros(layer.bias.shape, "float32")
+    if isinstance(layer, MinGRU):
+        bias[:units] = -6.9  # update logit: keep = sigmoid(+6.9) = 0.999
+    else:
+        bias[:units], bias[units : 2 * units] = 6.9, -6.9  # forget ~0.999, input ~0.001: keep = f / (f + i) ~ 0.999
+    layer.kernel.assign(kernel * 0.01)
+    layer.bias.assign(bias)
+    return layer
+
+
+# With zero biases the keep coefficient is ~0.5 and memory lasts ~13 steps: long-range drift of
+# the parallel scan would not show. Here keep ~0.999, so the state of step 0 still weighs
+# ~0.999^10000 ~ 5e-5 at the end and every step's rounding error is carried for ~1000 steps.
+@pytest.mark.parametrize("scan", ["blocked", "associative", "logcumsumexp"])
+@pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
+def test_parallel_equals_sequential_over_ten_thousand_steps_with_a_memory_of_a_thousand(cls, scan):
+    x = _inputs(10_000)
+    h0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)
+    parallel = cls(8, scan=scan)
+    parallel(x[:, :2])
+    _long_memory(parallel)
+    keep, _ = parallel.coefficients(ops.matmul(x[:, :100], parallel.kernel) + parallel.bias)
+    assert 0.998 < float(np.min(keep)) and float(np.max(keep)) < 0.9995
+    sequential = _twin(parallel, mode="sequential")
+    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(x, h0)
+    h_sequential, (last_sequential,) = tf.function(lambda x, s: sequential(x, state=s))(x, h0)
+    assert np.abs(np.asarray(h_parallel) - np.asarray(h_sequential)).max() < 1e-4
+    np.testing.assert_allclose(last_parallel, last_sequential, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
+def test_gradients_reach_back_over_1100_steps_with_a_long_memory(cls):
+    """The gradient of the last output with respect to the first input, parallel (fused path)
+    against the step loop: nonzero (the memory carries it) and equal."""
+    x = tf.constant(_inputs(1100))
+    layer = cls(5)
+    layer(x[:, :2])
+    _long_memory(layer, units=5)
+    sequential = _twin(layer, mode="sequential")
+
+    def first_input_gradient(model):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h, _ = model(x)
+            loss = tf.reduce_sum(h[:, -1])
+        return tape.gradient(loss, x)[:, 0]
+
+    got = np.asarray(tf.function(lambda: first_input_gradient(layer))())
+    expected = np.asarray(first_input_gradient(sequential))
+    # ~0.999^1100 = 0.33 of x_0's share (1 - keep) * 0.01-kernel ~ 1e-5 survives; with keep ~0.5 it would be 0.5^1100 = 0
+    assert np.abs(expected).max() > 1e-7
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-10)
 
 
 @pytest.mark.parametrize("scan", ["associative", "logcumsumexp"])
