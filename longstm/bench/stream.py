@@ -104,7 +104,7 @@ def bench_instruments(
     """p50/p99 per tick of the NumPy and compiled engines with several instruments; see the module docstring.
 
     Args:
-        settings: instrument counts, one pair of rows (numpy, tf_function) each.
+        settings: instrument counts, four rows each (numpy, tf_function, numpy_routed, tf_routed).
         units, ticks, features, layers, warmup, seed: as in `bench_stream`.
         on_method: called with `"<method> x<instruments>"` before each timing.
     """

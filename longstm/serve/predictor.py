@@ -181,6 +181,7 @@ class StreamingPredictor(RowsByName):
                 f"{len(self.target_columns)} x {horizon} = {len(self.target_columns) * horizon}."
             )
         self._input_mean = self._input_scale = self._output_mean = self._output_scale = None
+        self._panel_meta = None
         if scaler is not None:
             self._input_mean = np.asarray(scaler.mean, np.float64)
             self._input_scale = np.asarray(scaler.scale, np.float64)
@@ -248,7 +249,7 @@ class StreamingPredictor(RowsByName):
         )
 
     @classmethod
-    def from_saved(cls, path: str | Path, *, n_instruments: int = 1, engine: str = "auto"):
+    def from_saved(cls, path: str | Path, *, n_instruments: int | None = None, engine: str = "auto"):
         """A predictor from a `.keras` file: a `StreamingStep` export or a plain protocol model."""
         path = Path(path)
         if not path.is_file() or path.suffix != ".keras":
@@ -260,10 +261,11 @@ class StreamingPredictor(RowsByName):
         loaded = keras.saving.load_model(path, compile=False)
         if isinstance(loaded, StreamingStep):
             return cls.from_metadata(loaded.model, loaded.metadata, n_instruments=n_instruments, engine=engine)
-        return cls(loaded, n_instruments=n_instruments, engine=engine)
+        return cls(loaded, n_instruments=1 if n_instruments is None else n_instruments, engine=engine)
 
     def metadata(self) -> dict[str, Any]:
         """Columns, scaler and pipeline as plain JSON: what `from_metadata` rebuilds from."""
+        panel = self._panel_meta or {}  # a panel run's series, their scalers and its columns
         return {
             "columns": self.column_names,
             "scaler": None if self.scaler is None else self.scaler.to_dict(),
@@ -272,7 +274,7 @@ class StreamingPredictor(RowsByName):
             "target_columns": self.target_columns,
             "horizon": self.horizon,
             "n_features": self.n_features,
-        }
+        } | panel
 
     # ---- state ------------------------------------------------------------------------------
 

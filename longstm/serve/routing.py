@@ -53,6 +53,11 @@ class RowsByName:
             predictor._input_mean, predictor._input_scale = means[:, inputs], scales[:, inputs]
             predictor._output_mean, predictor._output_scale = means[:, targets], scales[:, targets]
         predictor.target_columns = targets
+        predictor._panel_meta = {
+            "series": instruments,
+            "scaler": None if scalers is None else {name: scalers[name] for name in instruments},
+            "columns": names,
+        }
         return predictor
 
     def update_instrument(self, instrument, x_t, timestamp=None) -> np.ndarray:

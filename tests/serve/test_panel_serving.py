@@ -99,3 +99,17 @@ def test_follow_routes_a_panel_runs_rows_by_series_and_update_instrument_takes_n
     feed.drop(columns="series").to_csv(source, index=False)
     with pytest.raises(DataValidationError, match=r"has no instrument column \(one of \['series', 'unique_id', 'instrument'\]\)"):
         follow_stream(StreamingPredictor.from_run(run), source, io.StringIO(), target_names=["f10", "f60"], idle_timeout=0)
+
+
+def test_a_panel_predictor_exports_and_loads_back_with_its_series_and_scalers(panel_run, tmp_path):
+    from longstm.serve import export_run
+
+    run, store = panel_run
+    path = export_run(run, "keras", tmp_path / "step.keras")
+    loaded = StreamingPredictor.from_saved(path)
+    assert loaded.instruments == ["a", "b", "c"]
+    frames = {name: _last_session(store, name).iloc[:30] for name in loaded.instruments}
+    feed = pd.concat([frame.assign(series=name) for name, frame in frames.items()]).sort_values("timestamp", kind="stable")
+    np.testing.assert_allclose(loaded.update_many(feed), StreamingPredictor.from_run(run).update_many(feed), rtol=1e-5, atol=1e-10)
+    subset = StreamingPredictor.from_metadata(loaded.model, StreamingPredictor.from_run(run, instruments=["c"]).metadata())
+    assert subset.instruments == ["c"] and np.allclose(subset._input_mean, loaded._input_mean[2:])
