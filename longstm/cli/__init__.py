@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -41,11 +44,23 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: user errors become one clear line, exit code 2.
+def _save_traceback(error: BaseException) -> Path:
+    """The full traceback of an unexpected error, in a file of its own (the screen gets one line)."""
+    handle, name = tempfile.mkstemp(prefix="longstm-error-", suffix=".txt")
+    with os.fdopen(handle, "w") as out:
+        out.write(f"longstm {' '.join(sys.argv[1:])}\n\n")
+        out.write("".join(traceback.format_exception(error)))
+    return Path(name)
 
-    Typer runs in standalone mode, so usage errors (an unknown command or option) are
-    printed by Typer itself with the usage line and exit code 2.
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script.
+
+    - A user error (bad input, config, data: a `LongstmError`) is one clear line, exit code 2.
+    - A usage error (an unknown command or option, a bad argument type) is Typer's usage box,
+      exit code 2 (Typer runs in standalone mode).
+    - Anything else is a bug or an environment failure: one line naming a file that holds the
+      full traceback, exit code 1.
     """
     try:
         app(args=argv, prog_name="longstm")
@@ -54,6 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        error_console.print("interrupted", highlight=False)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        path = _save_traceback(error)
+        message = " ".join(str(error).split())[:300]
+        error_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {escape(message)} (full traceback in {path}; "
+            f"please report it)",
+            highlight=False,
+        )
+        return 1
     return 0
 
 
