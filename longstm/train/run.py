@@ -366,8 +366,14 @@ def train_from_config(
         config = load_config(config)
     # First: a multi-worker strategy must exist before any other TensorFlow operation runs.
     strategy = get_strategy(config.train.strategy if strategy is None else strategy)
-    chief = is_chief(strategy)
     run = RunDir(run_dir)
+    if is_chief(strategy):  # one writer per run directory: held before anything is written
+        with run.lock():
+            return _train_into(config, run, strategy, resume, progress, callbacks, chief=True)
+    return _train_into(config, run, strategy, resume, progress, callbacks, chief=False)
+
+
+def _train_into(config: Config, run: RunDir, strategy, resume: bool, progress: bool, callbacks, *, chief: bool) -> dict[str, Any]:
     run.path.mkdir(parents=True, exist_ok=True)
     # The saved config.toml must find the data from anywhere: store an absolute path.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(resolve_data_path(config).resolve())))

@@ -110,3 +110,26 @@ def test_training_into_a_held_run_directory_stops_before_writing(tmp_path):
         holder.kill()
         holder.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+def test_a_second_longstm_train_into_a_held_run_directory_is_one_line_and_overwrites_nothing(tmp_path, capsys):
+    from longstm.cli import main
+
+    values = np.cumsum(np.random.default_rng(0).normal(size=(300, 2)), axis=0)
+    np.save(tmp_path / "s.npy", values.astype(np.float32))
+    (tmp_path / "c.toml").write_text(
+        f'[data]\npath = "{tmp_path / "s.npy"}"\n[model]\nunits = 3\n[train]\nlanes = 2\nk1 = 8\nk2 = 8\nepochs = 1\n'
+        "[eval]\nlanes = 1\nwarmup = 0\n"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text("# the first run's config\n")
+    holder = _holder(run, "hold")
+    try:
+        assert main(["train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(run)]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert f"held by training (pid {holder.pid}" in err and len(err.strip().splitlines()) == 1
+    assert (run / "config.toml").read_text() == "# the first run's config\n"
