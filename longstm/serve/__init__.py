@@ -4,7 +4,9 @@
     predictor = StreamingPredictor.from_run("runs/etth1")
     forecast = predictor.update(row)
 
-One file per job: `predictor` (`StreamingPredictor`), `numpy_engine` and `compiled` (the two
+One file per job: `predictor` (`StreamingPredictor`), `rows` (pandas/dict/Arrow rows read by
+column name), `routing` (rows of mixed instruments, each to its own state; a panel run's
+per-series scalers), `numpy_engine` and `compiled` (the two
 engines that run a model's own `step`), `state` (the model state as NumPy), `loading` (a run
 directory -> model + metadata), `step_model` (`StreamingStep`, one tick as a Keras model),
 `export` (SavedModel/.keras/TFLite), `follow` (forecasting a growing file). Features come

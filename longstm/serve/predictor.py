@@ -8,6 +8,10 @@ and gives a prediction at once, without re-running any history.
     for row in live_rows:                                        # (columns,) raw, data units
         forecast = predictor.update(row)                         # (outputs,) data units
 
+Rows may also come the way users hold them (a pandas row or DataFrame, a dict, an Arrow batch),
+matched by column name, timestamps parsed, and rows of mixed instruments routed to their own
+state by an id column (`longstm.serve.rows`, `longstm.serve.routing`).
+
 What a tick does, for `n_instruments` lanes at once (one state row per instrument):
 
     features = pipeline.step(raw_row, its state)     # optional, causal (e.g. log returns)
@@ -401,7 +405,8 @@ class StreamingPredictor(RowsByName):
     def _check_features(values: np.ndarray) -> None:
         if not np.isfinite(values).all():
             raise DataValidationError(
-                "the feature pipeline gave a non-finite value (a log return of a zero or negative price?); "
+                "the feature pipeline gave a non-finite value (a log return of a zero or negative price, or time "
+                "going backwards?); "
                 "the state was not changed"
             )
 

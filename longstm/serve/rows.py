@@ -18,6 +18,8 @@ NumPy arrays never come here: the predictor's per-tick NumPy path stays free of 
 
 from __future__ import annotations
 
+import datetime as dt
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -52,6 +54,30 @@ class UserRows:
 def is_table(data: Any) -> bool:
     """Whether `data` is a container matched by column name (not a NumPy array or a list)."""
     return isinstance(data, TABLE_TYPES)
+
+
+def _dict_row(data: dict, columns, needed, needs_timestamps: bool, instrument: str | None) -> UserRows | None:
+    """One row given as a dict of plain numbers, without pandas (about 50x faster than a DataFrame
+    of one row); None when anything is unusual, so the pandas path gives its precise message."""
+    if any(name not in data for name in needed) or (instrument is not None and instrument not in data):
+        return None
+    row = [data.get(name, 0.0) for name in columns]
+    if not all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in row):
+        return None
+    stamps = None
+    if needs_timestamps:
+        key = next((key for key in data if str(key).strip().lower() in TIMESTAMP_NAMES and key not in columns), None)
+        value = None if key is None else data[key]
+        if not isinstance(value, (str, dt.datetime, np.datetime64)):
+            return None
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return None
+        stamp = stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+        stamps = np.array([stamp.as_unit("ns").value], np.int64)
+    ids = None if instrument is None else np.array([data[instrument]], object)
+    return UserRows(np.array([row], np.float64), stamps, ids, True)
 
 
 def _as_frame(data, source: str) -> tuple[pd.DataFrame, bool]:
@@ -140,9 +166,15 @@ def read_rows(
         DataValidationError: a missing column (named, with the run's columns), a value that is
             not a number (its column and row), no or bad timestamps, no instrument column.
     """
+    needed = list(columns) if required is None else list(required)
+    if instrument is None and route and isinstance(data, dict):
+        instrument = next((name for name in INSTRUMENT_COLUMNS if name in data), None)
+    if isinstance(data, dict) and all(np.ndim(value) == 0 for value in data.values()):
+        fast = _dict_row(data, columns, needed, needs_timestamps, instrument)
+        if fast is not None:
+            return fast
     frame, single = _as_frame(data, source)
     frame.columns = [str(name) for name in frame.columns]
-    needed = list(columns) if required is None else list(required)
     missing = [name for name in needed if name not in frame.columns]
     if missing:
         raise DataValidationError(

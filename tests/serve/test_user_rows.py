@@ -60,6 +60,11 @@ def test_timezone_aware_timestamps_are_converted_to_utc(timed_run):
     np.testing.assert_allclose(StreamingPredictor.from_run(timed_run).warm_up(indexed), utc, atol=1e-6)
     aware = frame.assign(date=pd.to_datetime(local["date"]))
     np.testing.assert_allclose(StreamingPredictor.from_run(timed_run).warm_up(pa.Table.from_pandas(aware)), utc, atol=1e-6)
+    # Dict rows (read without pandas): a text stamp with its offset, and an aware Timestamp.
+    predictor = StreamingPredictor.from_run(timed_run)
+    texts = [predictor.update(row) for row in local.iloc[:3].to_dict("records")]
+    stamps = [predictor.update(row) for row in aware.iloc[3:6].to_dict("records")]
+    np.testing.assert_allclose(np.stack(texts + stamps), utc[:6], atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "tf"])
