@@ -83,7 +83,7 @@ def chronological_counts(n_rows: int, fractions) -> tuple[int, int, int]:
 
     `num_train = int(n * train)`, `num_test = int(n * test)` and validation the rest; a part
     may be empty (callers decide whether that is allowed). The one rounding rule behind
-    `chronological_split` and the run splits of `longstm.train.run.split_rows`.
+    `chronological_split` and the run splits of `split_rows`.
 
     Example:
 
@@ -93,6 +93,15 @@ def chronological_counts(n_rows: int, fractions) -> tuple[int, int, int]:
     num_train = int(n_rows * fractions[0])
     num_test = int(n_rows * fractions[2])
     return num_train, n_rows - num_train - num_test, num_test
+
+
+def split_rows(n_rows: int, fractions) -> dict[str, tuple[int, int]]:
+    """A run's chronological row ranges (`data.split` fractions) with Informer's rounding:
+    `int(n * train)` and `int(n * test)` rows, validation the rest; empty parts allowed."""
+    train, _, test = chronological_counts(n_rows, fractions)
+    if train < 1:
+        raise DataValidationError(f"data.split {list(fractions)} leaves no training rows out of {n_rows}")
+    return {"train": (0, train), "val": (train, n_rows - test), "test": (n_rows - test, n_rows)}
 
 
 def chronological_split(n_rows: int, lookback: int, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> Split:

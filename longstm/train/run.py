@@ -52,7 +52,7 @@ import tensorflow as tf
 from longstm.data import FeaturePipeline, StandardScaler, load_series
 from longstm.data.lanes import LaneWindows
 from longstm.data.panel import CalendarSplit, PanelDataset
-from longstm.data.splits import chronological_counts
+from longstm.data.splits import split_rows
 from longstm.data.store import is_store
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.registry import build_model
@@ -239,15 +239,6 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
         fitted = StandardScaler(names).fit(series.values[start:stop])
         mean, std = fitted.mean.astype(np.float32), fitted.scale.astype(np.float32)
     return PreparedData(series, features, targets, splits, mean, std, pipeline)
-
-
-def split_rows(n_rows: int, fractions) -> dict[str, tuple[int, int]]:
-    """Chronological row ranges with Informer's rounding (`chronological_counts`):
-    `int(n * train)` and `int(n * test)` rows, validation the rest; empty parts allowed."""
-    train, _, test = chronological_counts(n_rows, fractions)
-    if train < 1:
-        raise DataValidationError(f"data.split {list(fractions)} leaves no training rows out of {n_rows}")
-    return {"train": (0, train), "val": (train, n_rows - test), "test": (n_rows - test, n_rows)}
 
 
 def set_seed_and_precision(config: Config) -> None:

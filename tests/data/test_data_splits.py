@@ -10,7 +10,7 @@ import pytest
 
 from longstm.data.scaling import StandardScaler
 from longstm.data.series import TimeSeries
-from longstm.data.splits import chronological_split, ett_split
+from longstm.data.splits import chronological_counts, chronological_split, ett_split, split_rows
 from longstm.errors import DataValidationError
 from longstm.evaluate.ett import prepare_ett
 from longstm.train.config import config_from_dict
@@ -118,3 +118,15 @@ def test_the_ett_protocol_fits_its_scaler_on_training_rows_only():
     assert split.train == (0, 8640) and int(17420 * 0.5) >= split.train[1]
     np.testing.assert_allclose(scaler.mean, values[:8640].astype(np.float32).astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-6)
     assert np.abs(scaler.mean).max() < 1.0
+
+
+@pytest.mark.parametrize("n_rows", [7, 100, 1000, 17420])
+@pytest.mark.parametrize("fractions", [(0.7, 0.1, 0.2), (0.6, 0.2, 0.2), (0.8, 0.0, 0.2), (1.0, 0.0, 0.0)])
+def test_run_splits_and_the_protocol_split_share_one_rounding(n_rows, fractions):
+    train, val, test = chronological_counts(n_rows, fractions)
+    assert (train, test) == (int(n_rows * fractions[0]), int(n_rows * fractions[2])) and train + val + test == n_rows
+    rows = split_rows(n_rows, fractions)
+    assert rows == {"train": (0, train), "val": (train, train + val), "test": (train + val, n_rows)}
+    if min(train, val, test) >= 1:  # the protocol split, with no lookback overlap, cuts at the same rows
+        split = chronological_split(n_rows, 1, fractions)
+        assert (split.train[1], split.val[1], split.test[1]) == (train, train + val, n_rows)
