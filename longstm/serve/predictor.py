@@ -283,7 +283,7 @@ class StreamingPredictor(RowsByName):
     # ---- state ------------------------------------------------------------------------------
 
     def reset(self, instrument: int | Sequence[int] | None = None) -> None:
-        """Zero the state of one instrument, a list of them, or (None) all of them."""
+        """Zero the state of one instrument (its lane index, or its id), a list of them, or (None) all of them."""
         if instrument is None:
             self._model_state = _states().zero_step_state(self.model, self.n_instruments)
             self._pipeline_state = None if self.feature_pipeline is None else self.feature_pipeline.start(self.n_instruments)
@@ -291,9 +291,12 @@ class StreamingPredictor(RowsByName):
             self._to_engine()
             return
         lanes = np.atleast_1d(np.asarray(instrument))
+        if lanes.dtype.kind not in "iu" and lanes.size and all(i in self._lane_of for i in lanes.tolist()):
+            lanes = np.array([self._lane_of[i] for i in lanes.tolist()], np.intp)  # ids, e.g. a panel's series names
         if lanes.dtype.kind not in "iu" or lanes.size == 0 or lanes.min() < 0 or lanes.max() >= self.n_instruments:
             raise DataValidationError(
-                f"reset(instrument) expects instrument indices in [0, {self.n_instruments}); got {instrument!r}"
+                f"reset(instrument) expects instrument indices in [0, {self.n_instruments}); got {instrument!r} "
+                f"(or ids of {self.instruments})"
             )
         keep = np.ones(self.n_instruments, np.float32)
         keep[lanes] = 0.0

@@ -96,6 +96,14 @@ def test_follow_routes_a_panel_runs_rows_by_series_and_update_instrument_takes_n
     np.testing.assert_allclose(np.stack(got), expected, rtol=1e-5, atol=1e-10)
     with pytest.raises(DataValidationError, match=r"x_t: row 0: instrument 'd' is not one of this predictor's instruments \['a', 'b', 'c'\]"):
         numpy_rows.update_instrument("d", rows[0], stamps[0])
+    # Reset by id: that series starts afresh, as a new one-series predictor would.
+    numpy_rows.reset("b")
+    assert list(numpy_rows.ticks) == [40, 0, 40]
+    later = _last_session(store, "b").iloc[40:45]
+    fresh = StreamingPredictor.from_run(run, instruments=["b"]).update_many(later)
+    np.testing.assert_allclose(numpy_rows.update_many(later.assign(series="b")), fresh, rtol=1e-5, atol=1e-10)
+    with pytest.raises(DataValidationError, match=r"reset\(instrument\) expects instrument indices in \[0, 3\); got 'z'"):
+        numpy_rows.reset("z")
     feed.drop(columns="series").to_csv(source, index=False)
     with pytest.raises(DataValidationError, match=r"has no instrument column \(one of \['series', 'unique_id', 'instrument'\]\)"):
         follow_stream(StreamingPredictor.from_run(run), source, io.StringIO(), target_names=["f10", "f60"], idle_timeout=0)
