@@ -20,6 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from longstm.bench import stream
+from longstm.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -106,3 +107,31 @@ def all_sweeps(
         typer.echo(f"== bench {name}")
         png = sweeps.plot_sweep(sweeps.run_sweep(name, out))
         typer.echo(f"   wrote {png.with_suffix('.json')} and {png}")
+
+
+@app.command("scale")
+def scale(
+    rows: str = typer.Option("1e6", "--rows", help="Ticks in the synthetic panel (1e6, 1e8, ...); ~24 bytes a row on disk, twice."),
+    series: int = typer.Option(50, "--series", min=1, help="Series (instruments) the rows are spread over."),
+    updates: int = typer.Option(50, "--updates", min=1, help="TBPTT updates of the train stage (64 lanes x 256 steps each)."),
+    folder: Path = typer.Option(None, "--folder", help="Where the temporary dataset and store go (default: the system temp folder)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the rows as JSON here."),
+) -> None:
+    """Write a synthetic Parquet panel, then time a plain pyarrow scan, the conversion into a store and
+    training on it, each in a fresh process with its peak anonymous memory (RssAnon)."""
+    from longstm.bench.scale import bench_scale
+
+    try:
+        count = int(float(rows))
+    except ValueError:
+        raise ConfigError(f"--rows must be a number like 1e6 or 100000000; got {rows!r}") from None
+    results = bench_scale(count, series, updates=updates, folder=folder, echo=typer.echo)
+    table = Table(title=f"bench scale: {count:,} rows over {series} series")
+    for name in ("stage", "rows", "seconds", "rows/s", "peak RssAnon MB", "before MB"):
+        table.add_column(name, justify="left" if name == "stage" else "right")
+    for row in results:
+        table.add_row(row["stage"], f"{row['rows']:,}", f"{row['seconds']:.2f}", f"{row['rows_per_s']:,}",
+                      f"{row['peak_rss_mb']:.0f}", f"{row['rss_before_mb']:.0f}")
+    Console().print(table)
+    if json_path is not None:
+        _write_json(results, json_path)

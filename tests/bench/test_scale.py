@@ -32,3 +32,16 @@ def test_every_stage_reports_rows_time_and_memory_and_cleans_up(tmp_path):
 def test_bad_sizes_are_refused():
     with pytest.raises(ConfigError, match="--rows must be >= --series >= 1"):
         bench_scale(5, 10)
+
+
+def test_the_command_prints_a_table_and_writes_json(tmp_path, capsys):
+    import json
+
+    from longstm.cli import main
+
+    assert main(["bench", "scale", "--rows", "2e4", "--series", "2", "--updates", "1", "--folder", str(tmp_path),
+                 "--json", str(tmp_path / "scale.json")]) == 0
+    rows = json.loads((tmp_path / "scale.json").read_text())
+    assert [row["stage"] for row in rows] == ["pyarrow_scan", "convert", "train"]
+    assert "bench scale: 20,000 rows over 2 series" in capsys.readouterr().out
+    assert main(["bench", "scale", "--rows", "many"]) == 2
