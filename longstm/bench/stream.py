@@ -18,7 +18,8 @@ Every method carries its state, and the first ticks' predictions are checked to 
 Many instruments (`bench_instruments`, `--many 4,64`): the two engines again, one row per
 engine and setting, where a tick is one `update` of an `(instruments, features)` array (a new
 row for every instrument, each in its own state lane); `us_per_instrument` is p50 / instruments.
-`numpy_routed` / `tf_routed` time `update_instrument(id, row)`, one row of one instrument (drawn
+Their methods are named with the setting (`numpy x64`, `tf_function x64`; `engine` says which),
+so each has its own bar in `bench all`'s plot. `numpy_routed` / `tf_routed` time `update_instrument(id, row)`, one row of one instrument (drawn
 at random) as a feed of mixed instruments delivers them; the other lanes keep their state.
 """
 
@@ -125,8 +126,8 @@ def bench_instruments(
             if on_method is not None:
                 on_method(f"{method} x{instruments}")
             predictor = StreamingPredictor(model, n_instruments=instruments, engine=engine)
-            record = _record(method, _time_ticks(predictor.update, inputs, warmup), units=units, layers=layers,
-                             features=features, instruments=instruments)
+            record = _record(f"{method} x{instruments}", _time_ticks(predictor.update, inputs, warmup), units=units,
+                             layers=layers, features=features, instruments=instruments, engine=engine)
             record["us_per_instrument"] = record["p50_us"] / instruments
             results.append(record)
         for method, engine in (("numpy_routed", "numpy"), ("tf_routed", "tf")):
@@ -135,7 +136,8 @@ def bench_instruments(
             predictor = StreamingPredictor(model, n_instruments=instruments, engine=engine)
             ids = iter(rng.integers(0, instruments, len(inputs)).tolist())
             durations = _time_ticks(lambda x_t: predictor.update_instrument(next(ids), x_t[0]), inputs, warmup)
-            results.append(_record(method, durations, units=units, layers=layers, features=features, instruments=instruments))
+            results.append(_record(f"{method} x{instruments}", durations, units=units, layers=layers, features=features,
+                                   instruments=instruments, engine=engine))
     return results
 
 
