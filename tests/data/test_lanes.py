@@ -91,16 +91,30 @@ def test_windows_never_straddle_a_segment_and_reset_at_each_segment_start():
 
 
 def test_lane_starting_mid_segment_warms_up_on_the_past_only():
+    # Burn-in (30) longer than a window (20): the warm-up spans two windows of each lane, so the
+    # first loss row is found by following the lane across windows, not in its first window.
     values = _series(400)
     lanes = LaneWindows(values, lanes=4, k1=20, k2=20, burn_in=30)
-    first = lanes.batch(0)
-    for lane in range(1, 4):
-        start = first["start"][lane]
-        loss_from = start + np.flatnonzero(first["mask"][lane])[0] if first["mask"][lane].any() else None
-        assert first["reset"][lane]
-        # the lane reads 30 rows of the past (masked) before its first loss row
-        if loss_from is not None:
-            assert loss_from - start == 30
+    found = _loss_rows(lanes)
+    first_batch = lanes.batch(0)
+    assert first_batch["reset"].all()
+    for lane in range(4):
+        read_from = int(first_batch["start"][lane])
+        loss_from, loss_step = min((row, step) for row, owner, step in found if owner == lane)
+        # Lane 0 starts at the segment start and masks its first 30 steps; lanes 1-3 start at
+        # their share of the rows (100, 200, 300) after reading the 30 rows before it.
+        assert loss_from == 100 * lane + 30 * (lane == 0)
+        assert loss_from - read_from == 30
+        assert loss_step == 1  # the burn-in runs through the whole first window
+        # The warm-up is one carried-state pass over consecutive past rows: no reset after the
+        # first window, and the inputs are exactly rows read_from .. loss_from - 1.
+        warm_up = []
+        for step in range(loss_step + 1):
+            batch = lanes.batch(step)
+            assert batch["start"][lane] == read_from + 20 * step
+            assert batch["reset"][lane] == (step == 0)
+            warm_up.append(batch["x"][lane])
+        np.testing.assert_array_equal(np.concatenate(warm_up)[: loss_from - read_from], values[read_from:loss_from])
 
 
 def test_validation_rows_warm_up_from_the_preceding_split():
