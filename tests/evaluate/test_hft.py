@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -327,19 +328,49 @@ def test_a_predictor_returning_the_wrong_count_is_a_clear_error():
 # ---------------------------------------------------------------- real data
 
 
+def directional_accuracy_by_hand(predictions, actuals):
+    """Sign hits over the steps that moved; a zero prediction counts half."""
+    moved = actuals != 0
+    hits = np.where(predictions[moved] == 0, 0.5, np.sign(predictions[moved]) == np.sign(actuals[moved]))
+    return float(np.mean(hits))
+
+
+@pytest.mark.shared
 def test_protocol_on_a_slice_of_real_btc_bars():
     from longstm.data.loaders import load_series
 
-    series = load_series(shared_file("crypto_1m/BTCUSDT_1m.csv"), kind="ohlcv").slice(0, 5000)
+    path = shared_file("crypto_1m/BTCUSDT_1m.csv")
+    series = load_series(path, kind="ohlcv").slice(0, 5000)
     bars = Bars.from_series(series)
     evaluation = evaluate_hft(bars, BASELINES, HFTConfig(lookback=60, cost_bps=1.0))
     assert evaluation.data_summary["periods_per_year"] == 525_600
     rows = {(row["model"], row["horizon"]): row for row in evaluation.rows()}
+    # Every figure recomputed from the raw CSV's closes (no gaps in these rows): train rows
+    # 0..3500, test decision steps 4000..5000 - k, returns in basis points, the AR fitted by
+    # plain least squares on the training steps' last 60 one-bar returns.
+    log_close = np.log(pd.read_csv(path, nrows=5000)["close"].to_numpy(np.float64))
+    one_bar = np.concatenate([[0.0], 1e4 * np.diff(log_close)])
     for horizon in (1, 5, 15):
-        assert rows["zero", horizon]["n_test"] == 1000 - horizon
-        for model in ("momentum", "ar"):
-            assert 0.3 < rows[model, horizon]["directional_accuracy"] < 0.7
-            assert -0.5 < rows[model, horizon]["information_coefficient"] < 0.5
-            assert 0 <= rows[model, horizon]["max_drawdown"] < 1
+        test, train = np.arange(4000, 5000 - horizon), np.arange(60, 3500 - horizon)
+        actual = 1e4 * (log_close[test + horizon] - log_close[test])
+
+        def lags(steps):
+            return np.column_stack([one_bar[steps[:, None] - 59 + np.arange(60)], np.ones(steps.size)])
+
+        coefficients, *_ = np.linalg.lstsq(lags(train), 1e4 * (log_close[train + horizon] - log_close[train]), rcond=None)
+        forecasts = {
+            "zero": np.zeros(test.size),
+            "momentum": 1e4 * (log_close[test] - log_close[test - horizon]),
+            "ar": lags(test) @ coefficients,
+        }
+        for model, forecast in forecasts.items():
+            row = rows[model, horizon]
+            assert row["n_test"] == test.size == 1000 - horizon
+            # The loader keeps float32 values: a close of ~1e5 is exact to ~4e-8, hence the tolerances.
+            assert row["mse_bp2"] == pytest.approx(np.mean((forecast - actual) ** 2), rel=1e-4)
+            assert row["directional_accuracy"] == pytest.approx(directional_accuracy_by_hand(forecast, actual), abs=2e-3)
+            if model != "zero":
+                assert row["information_coefficient"] == pytest.approx(spearmanr(forecast, actual).statistic, abs=5e-3)
+                assert 0 <= row["max_drawdown"] < 1
     # One-minute BTC returns are a few basis points.
     assert 1.0 < rows["zero", 1]["mse_bp2"] ** 0.5 < 50.0
