@@ -5,6 +5,7 @@ The `longstm eval lobster` command is tested in tests/cli/test_eval_lobster.py."
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from longstm.errors import ConfigError, DataValidationError
@@ -147,10 +148,40 @@ def test_bad_books_are_clear_errors():
         evaluate_lobster(book, COLUMNS, BASELINES)
 
 
+AMZN = "lobster/AMZN_2012-06-21_34200000_57600000_{}_1.csv"
+
+
+def amzn_mids(rows: int) -> np.ndarray:
+    """Mid prices of the AMZN sample's first events, read straight from the raw order-book CSV
+    (ask and bid in 1e-4 dollars, columns 0 and 2), independently of the loader."""
+    book = pd.read_csv(shared_file(AMZN.format("orderbook")), header=None, nrows=rows, usecols=[0, 2])
+    return book.to_numpy(np.float64).mean(axis=1) / 1e4
+
+
+def macro_f1_by_hand(predicted, true):
+    """The mean over the classes present on either side of 2 TP / (predicted + true)."""
+    scores = [
+        2 * np.sum((predicted == c) & (true == c)) / (np.sum(predicted == c) + np.sum(true == c))
+        for c in (-1, 0, 1)
+        if np.any(predicted == c) or np.any(true == c)
+    ]
+    return float(np.mean(scores))
+
+
+def baselines_by_hand(mid, k, alpha=2e-5):
+    """(test labels, majority predictions, persistence predictions) on a 70/10/20 event split."""
+    labels = brute_force_labels(mid, k, alpha)
+    train_end, test_start = int(0.7 * mid.size), mid.size - int(0.2 * mid.size)
+    classes, counts = np.unique(labels[: train_end - k], return_counts=True)
+    test = np.arange(test_start, mid.size - k)
+    return labels[test], np.full(test.size, classes[np.argmax(counts)]), labels[test - k]
+
+
+@pytest.mark.shared
 def test_task_on_the_first_rows_of_the_real_amzn_sample():
     from longstm.data.loaders import load_series
 
-    series = load_series(shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv"), kind="lobster")
+    series = load_series(shared_file(AMZN.format("message")), kind="lobster")
     first = series.slice(0, 5000)
     evaluation = evaluate_lobster(first.values, first.columns, BASELINES, LOBConfig(horizons=(10,)))
     rows = {row["model"]: row for row in evaluation.rows()}
@@ -159,7 +190,14 @@ def test_task_on_the_first_rows_of_the_real_amzn_sample():
     assert all(0.05 < share < 0.9 for share in shares.values())
     label_name = {-1: "down", 0: "flat", 1: "up"}[int(evaluation.results[0].predictions[0])]
     assert rows["majority"]["accuracy"] == pytest.approx(shares[label_name])
-    assert 0.0 < rows["persistence"]["macro_f1"] < 1.0
+    # Both baselines recomputed from the raw order book: labels, split, majority, persistence, metrics.
+    truth, majority, persistence = baselines_by_hand(amzn_mids(5000), 10)
+    for name, predicted in (("majority", majority), ("persistence", persistence)):
+        result = next(r for r in evaluation.results if r.model == name)
+        np.testing.assert_array_equal(result.labels, truth)
+        np.testing.assert_array_equal(result.predictions, predicted)
+        assert rows[name]["accuracy"] == pytest.approx(np.mean(predicted == truth), abs=1e-12)
+        assert rows[name]["macro_f1"] == pytest.approx(macro_f1_by_hand(predicted, truth), abs=1e-12)
 
 
 def write_lobster_pair(folder, mid_cents: np.ndarray):
