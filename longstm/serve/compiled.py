@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import weakref
 
-import keras
 import numpy as np
 import tensorflow as tf
 
