@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras.export import ExportArchive
 
 from longstm.errors import ConfigError
+from longstm.serve.loading import load_run_model
 from longstm.serve.predictor import StreamingPredictor
 from longstm.serve.step_model import StreamingStep
 
@@ -89,6 +90,25 @@ def export_predictor(predictor: StreamingPredictor, out: str | Path, format: str
     return out
 
 
+def export_model(model, out: str | Path, format: str, *, n_instruments: int = 1) -> Path:
+    """Write a protocol model (no scaler or columns) as a single-step artefact; returns the path.
+
+    A model that cannot stream (its `streamable()` gives a reason, e.g. a parallel
+    `HierarchicalLSTM`) is refused with one `ConfigError` line naming the format and the reason.
+    """
+    check_exportable(model, format, "this model")
+    return export_predictor(StreamingPredictor(model), out, format, n_instruments=n_instruments)
+
+
+def check_exportable(model, format: str, where: str) -> None:
+    """`ConfigError` (one line naming `where`, the format and the model's reason) unless `model` can stream."""
+    if format not in FORMATS:
+        raise ConfigError(f"export format must be one of {FORMATS}; got {format!r}")
+    reason = model.streamable() if callable(getattr(model, "streamable", None)) else f"{type(model).__name__} is not a longstm RecurrentModel"
+    if reason is not None:
+        raise ConfigError(f"{where}: cannot export to {format}: {reason}")
+
+
 def _tflite_bytes(step: StreamingStep, batch: int) -> tuple[bytes, str]:
     """The step as a TFLite flat buffer (built-in ops if they suffice, else with SELECT_TF_OPS) and which."""
     with tempfile.TemporaryDirectory() as folder:
@@ -124,7 +144,9 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}; got {format!r}")
-    predictor = StreamingPredictor.from_run(run_dir, engine="tf")
+    model, meta = load_run_model(run_dir)
+    check_exportable(model, format, str(run_dir))
+    predictor = StreamingPredictor.from_metadata(model, meta, engine="tf")
     if out is None:
         name = {"keras": "step.keras", "savedmodel": "step_savedmodel", "tflite": "step.tflite"}[format]
         out = Path(run_dir) / "export" / name
