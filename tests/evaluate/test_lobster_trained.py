@@ -15,7 +15,14 @@ from longstm.evaluate.trained import TrainedLOBPredictor, lob_model_inputs, lobs
 from longstm.models.hft_baselines import MajorityClass, Persistence
 from longstm.train.config import read_config
 from tests.conftest import shared_file
-from tests.evaluate.test_lobster_task import trending_book, write_lobster_pair
+from tests.evaluate.test_lobster_task import (
+    AMZN,
+    amzn_mids,
+    baselines_by_hand,
+    macro_f1_by_hand,
+    trending_book,
+    write_lobster_pair,
+)
 
 COLUMNS = ("mid_price", "spread")
 K = 10
@@ -162,10 +169,11 @@ def test_cli_eval_lobster_with_a_trained_model_end_to_end(folder, tmp_path, caps
     assert (out / "runs" / "tiny_lob_fit1" / "protocol.json").exists()
 
 
-def test_trained_model_on_the_first_rows_of_the_real_amzn_sample(folder):
+@pytest.mark.shared
+def test_trained_model_on_the_first_rows_of_the_real_amzn_sample_is_scored_on_the_raw_books_labels(folder):
     from longstm.data.loaders import load_series
 
-    series = load_series(shared_file("lobster/AMZN_2012-06-21_34200000_57600000_message_1.csv"), kind="lobster")
+    series = load_series(shared_file(AMZN.format("message")), kind="lobster")
     first = series.slice(0, 4000)
     name, factory = lobster_factory(read_config(write_config(folder, epochs=2, name="real")))
     evaluation = evaluate_lobster(first.values, first.columns, {"majority": MajorityClass, name: factory},
@@ -173,8 +181,20 @@ def test_trained_model_on_the_first_rows_of_the_real_amzn_sample(folder):
     majority, trained = evaluation.results
     np.testing.assert_array_equal(trained.decision_steps, majority.decision_steps)
     assert trained.labels.size == 800 - K
+    # The labels and the majority's score recomputed from the raw order book.
+    truth, majority_by_hand, _ = baselines_by_hand(amzn_mids(4000), K)
+    np.testing.assert_array_equal(trained.labels, truth)
     rows = {row["model"]: row for row in evaluation.rows()}
-    assert 0.0 < rows["real"]["accuracy"] < 1.0 and np.isfinite(rows["real"]["macro_f1"])
+    assert rows["majority"]["accuracy"] == pytest.approx(np.mean(majority_by_hand == truth), abs=1e-12)
+    assert rows["real"]["accuracy"] == pytest.approx(np.mean(trained.predictions == truth), abs=1e-12)
+    assert rows["real"]["macro_f1"] == pytest.approx(macro_f1_by_hand(trained.predictions, truth), abs=1e-12)
+    assert 0.0 < rows["real"]["accuracy"] < 1.0
+    # No margin over the baselines is asserted here, because none holds honestly: measured with
+    # 2 epochs, the model scores accuracy 0.401 with seed 0 (0.349, 0.399, 0.415 with seeds 1-3)
+    # against the majority's 0.324 and persistence's 0.382, but the same model trained on
+    # shuffled labels scores 0.468 (seed 0): the training majority (down, 47%) is a minority of
+    # the test events (32%), so beating it shows no learning. That the model learns is asserted
+    # on the synthetic book (test_trained_model_is_scored_on_the_baselines_test_events_and_learns_the_runs).
 
 
 # ------------------------------------------------- the trained HFT predictor under walk-forward
@@ -225,3 +245,55 @@ def test_hft_walk_forward_refits_the_trained_model_per_block_without_look_ahead(
         known = before.decision_steps <= row
         np.testing.assert_allclose(after.predictions[known], before.predictions[known], rtol=1e-5, atol=1e-6)
         assert not np.allclose(after.predictions[~known], before.predictions[~known])
+
+
+# ------------------------------------------------- training-time leakage of the LOBSTER protocol
+
+
+def test_poisoning_every_event_after_the_training_part_leaves_the_fit_unchanged(folder, monkeypatch):
+    """The protocol's fit reads nothing at or after the first validation event: with every later
+    mid and spread changed, the scaler, every training batch and the fitted weights are identical
+    (the test predictions, which read those events, are not)."""
+    import longstm.evaluate.trained as trained_module
+
+    fits = []  # per evaluation: the predictor and the training lanes it built
+
+    def recording_lanes(*args, **kwargs):
+        lanes = training_lanes(*args, **kwargs)
+        fits[-1]["lanes"] = lanes
+        return lanes
+
+    training_lanes = trained_module.training_lanes
+    monkeypatch.setattr(trained_module, "training_lanes", recording_lanes)
+    _, make = lobster_factory(read_config(write_config(folder, epochs=2, name="poison")))
+
+    def factory():
+        fits.append({"predictor": make()})
+        return fits[-1]["predictor"]
+
+    clean = trending_book(1200)
+    train_end = 840  # 0.7 of the events; the last training label reads the mids up to train_end - 1
+    poisoned = clean.copy()
+    noise = np.random.default_rng(5).normal(0, 0.05, (len(clean) - train_end, 1))
+    poisoned[train_end:] *= np.exp(noise) * [1.0, 7.0]  # mids moved by ~5%, spreads x7
+    results = [evaluate_lobster(book, COLUMNS, {"tiny": factory}, LOBConfig(horizons=(K,))) for book in (clean, poisoned)]
+    assert [r.data_summary["train_rows"] for r in results] == [[0, train_end]] * 2
+    first, second = (fit["predictor"] for fit in fits)
+    np.testing.assert_array_equal(first.mean, second.mean)
+    np.testing.assert_array_equal(first.std, second.std)
+    lanes_a, lanes_b = fits[0]["lanes"], fits[1]["lanes"]
+    assert len(lanes_a) == len(lanes_b) >= 5
+    for step in range(len(lanes_a)):
+        batch_a, batch_b = lanes_a.batch(step), lanes_b.batch(step)
+        assert batch_a.keys() == batch_b.keys()
+        for key in batch_a:
+            np.testing.assert_array_equal(batch_a[key], batch_b[key], err_msg=f"training batch {step}, {key}")
+    weights_a, weights_b = first._trained.model.get_weights(), second._trained.model.get_weights()
+    assert len(weights_a) == len(weights_b) > 0
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+    # The poison reaches the test events: their scores (and labels) change.
+    test_steps = results[0].results[0].decision_steps
+    inputs = [LOBInputs(book[: test_steps.max() + 1], COLUMNS, test_steps, K, 2e-5) for book in (clean, poisoned)]
+    assert not np.allclose(first.scores(inputs[0]), first.scores(inputs[1]))
+    assert not np.array_equal(results[0].results[0].labels, results[1].results[0].labels)
