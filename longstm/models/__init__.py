@@ -25,6 +25,8 @@ _EXPORTS = {
     "MinGRU": "longstm.models.minrnn",
     "MinLSTM": "longstm.models.minrnn",
     "MinRNNStack": "longstm.models.minrnn_stack",
+    "SegmentDecoder": "longstm.models.segment",
+    "SegmentGRU": "longstm.models.segment",
 }
 
 __all__ = sorted(_EXPORTS)

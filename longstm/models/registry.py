@@ -30,6 +30,7 @@ from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.lags import LinearLagSkip
 from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack, RecurrentModel
+from longstm.models.segment import SegmentGRU
 from longstm.models.stacked import StackedLSTM
 
 Builder = Callable[..., RecurrentModel]
@@ -83,6 +84,13 @@ def min_rnn_builder(cell: str) -> Builder:
     return build
 
 
+def build_segment_gru(config, n_features: int) -> RecurrentModel:
+    """`SegmentGRU(units, segment)` (after SegRNN) with its parallel decoder as the head;
+    `model.options`: `segment` (steps per segment, default 24; TBPTT k1 and k2 must be multiples)."""
+    options = model_options(config, {"segment": 24})
+    return SegmentGRU(config.units, segment=options["segment"], features=n_features)
+
+
 MODELS: dict[str, Builder] = {
     "lstm": build_lstm,
     "gru": build_gru,
@@ -91,6 +99,7 @@ MODELS: dict[str, Builder] = {
     "attention_lstm": build_attention_lstm,
     "minlstm": min_rnn_builder("minlstm"),
     "mingru": min_rnn_builder("mingru"),
+    "segment_gru": build_segment_gru,
 }
 
 
@@ -113,6 +122,8 @@ def build_model(config, n_features: int, n_outputs: int, residual_inputs=()) -> 
     if config.name not in MODELS:
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}; got {config.name!r}")
     core = MODELS[config.name](config, n_features)
+    # A core with a decoder of its own (the segment forecaster) says so; others get a Dense head.
+    head = core.make_head(n_outputs) if hasattr(core, "make_head") else None
     if getattr(config, "lags", 0) > 0:  # a linear skip over the last `lags` inputs (longstm.models.lags)
         core = LinearLagSkip(core, lags=config.lags, width=config.lag_width, features=n_features, relative=config.lag_relative)
-    return Forecaster(core, outputs=n_outputs, residual_inputs=list(residual_inputs))
+    return Forecaster(core, head=head, outputs=n_outputs, residual_inputs=list(residual_inputs))

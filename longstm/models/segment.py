@@ -1,0 +1,204 @@
+"""A segment-level recurrent forecaster (after SegRNN, Lin et al. 2023) behind the state protocol.
+
+SegRNN cuts the look-back window into segments of `w` steps, embeds each segment, runs a GRU
+over the segments (L/w recurrent steps instead of L), and decodes all H future steps at once:
+one GRU step per output segment from the last hidden state, each fed a learned position
+embedding, and a linear map from the GRU's output to the segment's `w` values.
+
+Here the encoder is `SegmentGRU`, a `RecurrentModel` whose state carries across chunks (and
+so holds history beyond any window), and the decoder is `SegmentDecoder`, a per-step head for
+`Forecaster`:
+
+    x (batch, T, F) -> segments of w steps -> Dense + ReLU -> GRU over segments -> h
+    at every step t: the h of the last segment closed at or before t (the standing summary)
+    head: for m in 0..M-1: GRUCell(pos_m, h) -> Dense(w)  ->  the next M * w values
+
+Level-free inputs (the role of SegRNN's last-value normalisation, kept valid across chunks):
+each segment is embedded as its values minus its own last value, plus the change of that last
+value since the previous segment's; with `Forecaster(residual_inputs=...)` the forecast is
+added to the current value, so the model never sees a level.
+
+A segment is used from its last step on: the summary at step t reads steps <= t only (causal).
+Chunks passed to `call` must be a multiple of `w` long (`chunk_multiple`), starting at a
+segment boundary; `step` advances one tick at a time, closing a segment every `w` ticks, and
+returns the standing summary in between (so a streaming forecast changes its encoder summary
+when a segment closes, and otherwise only through the head's residual).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from longstm.models.checks import check_positive_int
+from longstm.models.protocol import RecurrentModel, State
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class SegmentGRU(RecurrentModel):
+    """GRU over level-free segment embeddings; its state is carried between chunks.
+
+    Args:
+        units: width of the segment embedding and of the GRU (SegRNN's `d_model`).
+        segment: steps per segment, `w` (SegRNN uses 48 at L = 720).
+        features: input columns (the state keeps the last value of each); taken from the first
+            call when None, but `initial_state` then needs the model built first.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`, `steps` a multiple of `segment`.
+        state: `(h, last, seen)`: the GRU state `(batch, units)`, the last value of the previous
+            segment `(batch, features)` and whether there was one `(batch, 1)` (0 after a reset,
+            so the first segment's change is 0, not its level); `None` for zeros.
+
+    Returns:
+        `(outputs, new_state)`: `(batch, steps, units)`, at step t the GRU state after the last
+        segment closed at or before t (the carried one before the chunk's first close).
+
+    Example:
+
+    >>> model = Forecaster(SegmentGRU(64, segment=24), head=SegmentDecoder(96, 24, 64), residual_inputs=[0])
+    >>> forecasts, state = model(x, state=model.initial_state(x.shape[0]))   # (batch, T, 96)
+    """
+
+    def __init__(self, units: int, segment: int = 24, features: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("SegmentGRU", "units", units)
+        self.segment = check_positive_int("SegmentGRU", "segment", segment)
+        self.features = None if features is None else check_positive_int("SegmentGRU", "features", features)
+        self.embed = keras.layers.Dense(self.units, activation="relu", name="segment_embedding")
+        self.cell = keras.layers.GRUCell(self.units, name="segment_gru")
+
+    @property
+    def chunk_multiple(self) -> int:
+        return self.segment
+
+    def make_head(self, outputs: int) -> keras.layers.Layer:
+        """The decoder `Forecaster` puts on this core (see `longstm.models.registry.build_model`)."""
+        return SegmentDecoder(outputs, self.segment, self.units)
+
+    def build(self, input_shape):
+        self.features = int(input_shape[-1]) if self.features is None else self.features
+        self.embed.build((None, self.segment * self.features + self.features))
+        self.cell.build((None, self.units))
+        self.built = True
+
+    def initial_state(self, batch_size: int) -> State:
+        if self.features is None:
+            raise ValueError("SegmentGRU needs `features` (or one call) before initial_state: the state keeps the last value of each input column")
+        return (ops.zeros((batch_size, self.units)), ops.zeros((batch_size, self.features)), ops.zeros((batch_size, 1)))
+
+    def _embed(self, segments, last_before, has_before):
+        """`segments (batch, n, w, F)`, the last value before each `(batch, n, F)` and whether there
+        was one `(batch, n, 1)` -> `(batch, n, units)`: level-free values and the change of level."""
+        last = segments[:, :, -1]
+        shape = ops.shape(segments)
+        level_free = ops.reshape(segments - last[:, :, None], (shape[0], shape[1], self.segment * shape[3]))
+        return self.embed(ops.concatenate([level_free, has_before * (last - last_before)], axis=-1))
+
+    def call(self, inputs, state=None, training=None):
+        batch, steps = ops.shape(inputs)[0], inputs.shape[1]
+        if inputs.shape[-1] != self.features:
+            raise ValueError(f"SegmentGRU was made for {self.features} input columns; got inputs of shape {tuple(inputs.shape)}")
+        if steps is not None and steps % self.segment:
+            raise ValueError(
+                f"SegmentGRU chunks must be a multiple of segment={self.segment} steps; got {steps}. "
+                f"Use a chunk length like {max(self.segment, steps // self.segment * self.segment)}."
+            )
+        h0, last, seen = self.initial_state(batch) if state is None else state
+        h = h0
+        count = steps // self.segment
+        segments = ops.reshape(inputs, (batch, count, self.segment, inputs.shape[-1]))
+        lasts = segments[:, :, -1]
+        last_before = ops.concatenate([last[:, None], lasts[:, :-1]], axis=1)
+        has_before = ops.concatenate([seen[:, None], ops.ones((batch, count - 1, 1))], axis=1)
+        embedded = self._embed(segments, last_before, has_before)
+        summaries = []
+        for j in range(count):  # L / w recurrent steps (15 at L = 720, w = 48)
+            h, _ = self.cell(embedded[:, j], [h], training=training)
+            summaries.append(h)
+        closed = ops.stack(summaries, axis=1)  # (batch, count, units)
+        # Step t uses segment j = floor((t + 1) / w) - 1: the carried h before the first close.
+        standing = ops.concatenate([ops.expand_dims(h0, 1), closed], axis=1)
+        index = (ops.arange(steps) + 1) // self.segment
+        outputs = ops.take(standing, index, axis=1)
+        return outputs, (h, lasts[:, -1], ops.ones_like(seen))
+
+    # ---- one tick at a time ---------------------------------------------------------------
+
+    def initial_step_state(self, batch_size: int) -> State:
+        h, last, seen = self.initial_state(batch_size)
+        return (h, last, seen, ops.zeros((batch_size, self.segment, self.features)), ops.zeros((batch_size, 1)))
+
+    def step_state_is_call_state(self) -> bool:
+        return False
+
+    def step(self, x_t, state):
+        h, last, seen, buffer, phase = state
+        position = ops.cast(phase[:, 0], "int32")
+        slot = ops.one_hot(position, self.segment)[:, :, None]  # (batch, w, 1)
+        buffer = buffer * (1.0 - slot) + slot * x_t[:, None]
+        closes = ops.equal(position, self.segment - 1)
+        embedded = self._embed(buffer[:, None], last[:, None], seen[:, None])[:, 0]
+        new_h, _ = self.cell(embedded, [h], training=False)
+        keep = ops.cast(closes, h.dtype)[:, None]
+        h = keep * new_h + (1.0 - keep) * h
+        last = keep * x_t + (1.0 - keep) * last
+        seen = keep + (1.0 - keep) * seen
+        phase = ops.where(closes[:, None], ops.zeros_like(phase), phase + 1.0)
+        return h, (h, last, seen, buffer, phase)
+
+    def get_config(self):
+        return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features}
+
+
+@keras.saving.register_keras_serializable(package="longstm")
+class SegmentDecoder(keras.layers.Layer):
+    """SegRNN's parallel multi-step decoder as a per-step head.
+
+    From the encoder's summary h at a step, `M = ceil(outputs / segment)` GRU steps run side by
+    side, each from h with the learned embedding of its output position; a shared Dense maps
+    each to `segment` values; the first `outputs` of the `M * segment` values are the forecast.
+
+    Args:
+        outputs: values forecast per step (H, or H x targets, horizon-major).
+        segment: values each output position decodes (SegRNN's w).
+        units: width of the decoder GRU (the encoder's units); features of another width (a lag
+            skip beside the encoder) are first mapped to it by a Dense layer.
+    """
+
+    def __init__(self, outputs: int, segment: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.outputs = check_positive_int("SegmentDecoder", "outputs", outputs)
+        self.segment = check_positive_int("SegmentDecoder", "segment", segment)
+        self.units = check_positive_int("SegmentDecoder", "units", units)
+        self.positions = -(-self.outputs // self.segment)
+        self.cell = keras.layers.GRUCell(self.units, name="decoder_gru")
+        self.project = keras.layers.Dense(self.segment, name="decoder_projection")
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.adapt = None if width == self.units else keras.layers.Dense(self.units, name="decoder_input")
+        if self.adapt is not None:
+            self.adapt.build((None, width))
+        self.position_embedding = self.add_weight(
+            name="position_embedding", shape=(self.positions, self.units), initializer="random_normal"
+        )
+        self.cell.build((None, self.units))
+        self.project.build((None, self.units))
+        self.built = True
+
+    def call(self, features, training=None):
+        shape = ops.shape(features)  # (batch, steps, width)
+        flat = ops.reshape(features, (-1, features.shape[-1]))
+        if self.adapt is not None:
+            flat = self.adapt(flat)
+        rows = ops.shape(flat)[0]
+        # Every (row, position) pair is one GRU step: the M positions decode in parallel.
+        h = ops.repeat(flat, self.positions, axis=0)
+        x = ops.tile(self.position_embedding, (rows, 1))
+        decoded, _ = self.cell(x, [h], training=training)
+        values = ops.reshape(self.project(decoded), (rows, self.positions * self.segment))[:, : self.outputs]
+        return ops.reshape(values, (shape[0], shape[1], self.outputs))
+
+    def get_config(self):
+        return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units}

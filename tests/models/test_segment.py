@@ -1,0 +1,127 @@
+"""The segment forecaster (after SegRNN): shapes, chunked = full with carried state, the
+standing summary, causality, tick-by-tick = chunked, level-free inputs, saving, training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from longstm.models.protocol import Forecaster
+from longstm.models.registry import build_model
+from longstm.models.segment import SegmentDecoder, SegmentGRU
+from longstm.serve import StreamingPredictor
+from longstm.train.config import config_from_dict
+from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
+
+W, UNITS, H, F = 4, 8, 6, 2
+
+
+def _model(seed=0, residual=True):
+    keras.utils.set_random_seed(seed)
+    core = SegmentGRU(UNITS, segment=W, features=F)
+    return Forecaster(core, head=core.make_head(H), residual_inputs=[0] if residual else [])
+
+
+def _x(steps=24, batch=3, seed=1):
+    return np.random.default_rng(seed).normal(size=(batch, steps, F)).astype("float32")
+
+
+def test_shapes_and_the_decoder_covers_the_horizon():
+    model = _model()
+    y, (h, last, seen) = model(_x(), state=model.initial_state(3))
+    assert y.shape == (3, 24, H) and h.shape == (3, UNITS) and last.shape == (3, F) and np.all(np.asarray(seen) == 1)
+    decoder = model.head
+    assert isinstance(decoder, SegmentDecoder) and decoder.positions == 2  # ceil(6 / 4) output segments
+
+
+def test_chunked_with_carried_state_equals_one_pass():
+    model = _model()
+    x = _x(48)
+    full, _ = model(x, state=model.initial_state(3))
+    state, parts = model.initial_state(3), []
+    for start in (0, 8, 20, 32):  # chunks of 8, 12, 12 and 16 steps: multiples of w
+        stop = {0: 8, 8: 20, 20: 32, 32: 48}[start]
+        y, state = model(x[:, start:stop], state=state)
+        parts.append(np.asarray(y))
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=1e-5)
+
+
+def test_the_summary_changes_only_when_a_segment_closes_and_never_reads_ahead():
+    core = _model().core
+    x = _x(24)
+    features, _ = core(x, state=core.initial_state(3))
+    features = np.asarray(features)
+    for t in range(24):
+        same_as_before = t > 0 and (t + 1) % W != 0
+        if same_as_before:
+            np.testing.assert_array_equal(features[:, t], features[:, t - 1])
+    # causality: rewriting every step after t leaves steps <= t as they were
+    for t in (2, 3, 10, 15):
+        changed = x.copy()
+        changed[:, t + 1 :] = 50.0
+        np.testing.assert_array_equal(np.asarray(core(changed, state=core.initial_state(3))[0])[:, : t + 1], features[:, : t + 1])
+
+
+def test_tick_by_tick_equals_the_chunked_forward():
+    model = _model()
+    x = _x(20)
+    expected, _ = model(x, state=model.initial_state(3))
+    state, outputs = model.initial_step_state(3), []
+    for t in range(20):
+        y_t, state = model.step(x[:, t], state)
+        outputs.append(np.asarray(y_t))
+    np.testing.assert_allclose(np.stack(outputs, axis=1), expected, atol=1e-5)
+
+
+def test_with_the_residual_a_shift_of_the_inputs_shifts_the_forecast_and_nothing_else():
+    model = _model()
+    x = _x(16)
+    y, _ = model(x, state=model.initial_state(3))
+    shifted = x.copy()
+    shifted[..., 0] += 7.5
+    y_shifted, _ = model(shifted, state=model.initial_state(3))
+    np.testing.assert_allclose(np.asarray(y_shifted) - np.asarray(y), 7.5, atol=1e-4)
+
+
+def test_bad_chunks_and_arguments_are_named():
+    model = _model()
+    with pytest.raises(ValueError, match=r"multiple of segment=4 steps; got 6"):
+        model(_x(6), state=model.initial_state(3))
+    with pytest.raises(Exception, match=r"SegmentGRU argument `segment` must be an integer >= 1; got 0"):
+        SegmentGRU(8, segment=0)
+    with pytest.raises(ValueError, match="made for 2 input columns"):
+        model.core(np.zeros((1, 4, 3), "float32"))
+
+
+def test_keras_round_trip(tmp_path):
+    model = _model()
+    x = _x(8)
+    expected, _ = model(x, state=model.initial_state(3))
+    model.save(tmp_path / "segment.keras")
+    loaded = keras.saving.load_model(tmp_path / "segment.keras")
+    got, _ = loaded(x, state=loaded.initial_state(3))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_the_registry_builds_it_with_its_decoder_and_a_lag_skip_beside_it():
+    raw = {"data": {"path": "x.csv"}, "model": {"name": "segment_gru", "units": 8, "options": {"segment": 4}}}
+    model = build_model(config_from_dict(raw).model, 1, 96, residual_inputs=[0])
+    assert isinstance(model.core, SegmentGRU) and isinstance(model.head, SegmentDecoder) and model.head.positions == 24
+    raw["model"] |= {"lags": 8, "lag_width": 4, "lag_relative": True}
+    skip = build_model(config_from_dict(raw).model, 1, 96, residual_inputs=[0])
+    y, _ = skip(np.zeros((2, 8, 1), "float32"), state=skip.initial_state(2))
+    assert y.shape == (2, 8, 96)
+
+
+def test_trains_through_the_tbptt_trainer():
+    assert_trains_through_the_tbptt_trainer(SegmentGRU(16, segment=4, features=2), chunk=32)
+
+
+def test_streams_through_the_predictor_tick_by_tick_as_the_batch_model():
+    model = _model()
+    x = _x(16, batch=2)
+    expected, _ = model(x, state=model.initial_state(2))
+    predictor = StreamingPredictor(model, n_instruments=2, engine="tf")
+    got = np.stack([predictor.update(x[:, t]) for t in range(16)], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
