@@ -5,20 +5,68 @@ through `longstm.train.run.model_for` (as training and `load_run` build it), the
 same checkpoint files with the same fallback (best, else latest, else latest.old). Unlike
 `load_run` it reads no data and builds no trainer, and the model runs in float32 whatever
 precision training used.
+
+Files from elsewhere are untrusted and never run code: a run directory is TOML, JSON and `.npz`
+arrays read with `allow_pickle=False` (a pickled object is one `ConfigError` line), and a
+`.keras` file is loaded in Keras safe mode after refusing any `Lambda` layer (`load_keras_file`).
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from longstm.errors import ConfigError
 from longstm.train.rundir import RunDir
 from longstm.train.run import model_for
-from longstm.train.checkpoint import assign_checkpoint_arrays
+from longstm.train.checkpoint import assign_checkpoint_arrays, open_arrays
+
+RETRAIN = "train the run again, or copy its checkpoints from where it was trained"
+UNSAFE_LAYERS = ("Lambda", "__lambda__")  # Python code (marshalled bytecode or a function by name)
+
+
+def load_keras_file(path: Path):
+    """The model in a `.keras` file, loaded without running any code the file carries.
+
+    A `.keras` file from elsewhere is untrusted: a `Lambda` layer holds Python code that Keras would
+    run. Such a file is refused before Keras reads it (whatever `keras.config` says about safe
+    mode), and Keras then loads in safe mode; a damaged file or unknown class is one `ConfigError` line.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as reason:
+        raise ConfigError(f"{path}: not a readable .keras file ({reason})") from None
+    found = sorted(_class_names(config) & set(UNSAFE_LAYERS))
+    if found:
+        raise ConfigError(
+            f"{path}: holds a {found[0]} layer (Python code); longstm never runs code from a model file, "
+            f"so it refuses this one. Rebuild the model without Lambda layers"
+        )
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as reason:  # noqa: BLE001 - Keras raises many types for a bad file; each is one line
+        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise ConfigError(f"{path}: cannot be loaded as a longstm model ({first})") from None
+
+
+def _class_names(config) -> set[str]:
+    """Every `class_name` in a Keras config tree."""
+    names: set[str] = set()
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                names.add(node["class_name"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
 
 
 def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dict[str, Any]]:
@@ -55,7 +103,7 @@ def load_run_model(run_dir: str | Path, weights: str = "best") -> tuple[Any, dic
         model.build_for_features(len(features))
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    with np.load(weights_path) as arrays:
+    with open_arrays(weights_path, ConfigError, "weights file", RETRAIN) as arrays:  # allow_pickle=False
         assign_checkpoint_arrays(model.variables, arrays, "model", weights_path, error=ConfigError)
     meta = {
         "columns": names,

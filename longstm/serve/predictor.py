@@ -258,11 +258,10 @@ class StreamingPredictor(RowsByName):
         path = Path(path)
         if not path.is_file() or path.suffix != ".keras":
             raise ConfigError(f"{path}: expected an existing .keras file (from `longstm export --format keras`)")
-        import keras  # TensorFlow: see the module docstring
-
+        from longstm.serve.loading import load_keras_file  # TensorFlow: see the module docstring
         from longstm.serve.step_model import StreamingStep
 
-        loaded = keras.saving.load_model(path, compile=False)
+        loaded = load_keras_file(path)  # safe mode: a Lambda layer (code) is refused, never run
         if isinstance(loaded, StreamingStep):
             return cls.from_metadata(loaded.model, loaded.metadata, n_instruments=n_instruments, engine=engine)
         return cls(loaded, n_instruments=1 if n_instruments is None else n_instruments, engine=engine)

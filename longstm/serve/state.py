@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from longstm.errors import DataValidationError
+from longstm.train.checkpoint import open_arrays
 
 
 def zero_step_state(model, batch_size: int):
@@ -55,7 +56,7 @@ def read_state_file(path: Path, model, n_instruments: int) -> dict:
         raise DataValidationError(f"{path}: no such state file")
     reference = zero_step_state(model, n_instruments)
     count = len(keras.tree.flatten(reference))
-    with np.load(path) as arrays:
+    with open_arrays(path, DataValidationError, "state file", "save the state again") as arrays:  # no pickles
         found = sum(1 for key in arrays.files if key.startswith("model_"))
         if found != count:
             raise DataValidationError(

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from longstm.errors import TrainingError
+from longstm.errors import LongstmError, TrainingError
 from longstm.train.rundir import POSITION, VARIABLES, RunDir
 
 
@@ -88,22 +88,41 @@ def assign_checkpoint_arrays(variables, arrays, prefix: str, source, error=Train
 RECOVERY = "train again without --resume (or delete the checkpoints folder) to start over"
 
 
+PICKLED = "holds pickled Python objects, which longstm never loads (unpickling a file can run any code)"
+
+
 @contextlib.contextmanager
-def open_arrays(path: str | Path, error=TrainingError):
-    """The arrays of a checkpoint `.npz`, or one clear error when the file is missing, truncated
-    or not an `.npz` (a disk that filled up, a copy cut short) — never a raw `BadZipFile`."""
+def open_arrays(path: str | Path, error=TrainingError, what: str = "checkpoint file", recovery: str = RECOVERY):
+    """The arrays of an `.npz` written by longstm (a checkpoint, a serving state), or one clear
+    `error` when the file is missing, truncated or not an `.npz` (a disk that filled up, a copy
+    cut short), or holds pickled objects (never unpickled: `allow_pickle=False`) — never a raw
+    `BadZipFile`.
+
+    Args:
+        path: the `.npz` file.
+        error: the exception type raised (serving raises `ConfigError` or `DataValidationError`).
+        what, recovery: how the message names the file and what it tells the user to do.
+    """
     path = Path(path)
+
+    def damaged(reason: BaseException) -> LongstmError:
+        if "allow_pickle" in str(reason):
+            return error(f"{path}: the {what} {PICKLED}; {recovery}")
+        return error(f"{path}: the {what} is damaged or truncated ({reason}); {recovery}")
+
     try:
         arrays = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise error(f"{path}: the checkpoint file is missing; {RECOVERY}") from None
+        raise error(f"{path}: the {what} is missing; {recovery}") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as reason:
-        raise error(f"{path}: the checkpoint file is damaged or truncated ({reason}); {RECOVERY}") from None
+        raise damaged(reason) from None
     with arrays:
         try:
             yield arrays
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as reason:  # a member cut short
-            raise error(f"{path}: the checkpoint file is damaged or truncated ({reason}); {RECOVERY}") from None
+        except LongstmError:  # the caller's own checks (shapes, counts) pass through as they are
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as reason:  # a member cut short, a pickle
+            raise damaged(reason) from None
 
 
 def load_weights(model, path: str | Path, error=TrainingError) -> None:
