@@ -256,15 +256,17 @@ def test_poisoning_every_event_after_the_training_part_leaves_the_fit_unchanged(
     (the test predictions, which read those events, are not)."""
     import longstm.evaluate.trained as trained_module
 
-    fits = []  # per evaluation: the predictor and the training lanes it built
+    fits = []  # per evaluation: the predictor and the lanes its fit built (training, epoch selection)
 
-    def recording_lanes(*args, **kwargs):
-        lanes = training_lanes(*args, **kwargs)
-        fits[-1]["lanes"] = lanes
-        return lanes
+    def recording(part, build):
+        def build_and_record(*args, **kwargs):
+            fits[-1][part] = build(*args, **kwargs)
+            return fits[-1][part]
 
-    training_lanes = trained_module.training_lanes
-    monkeypatch.setattr(trained_module, "training_lanes", recording_lanes)
+        return build_and_record
+
+    for part in ("training_lanes", "evaluation_lanes"):
+        monkeypatch.setattr(trained_module, part, recording(part, getattr(trained_module, part)))
     _, make = lobster_factory(read_config(write_config(folder, epochs=2, name="poison")))
 
     def factory():
@@ -281,13 +283,16 @@ def test_poisoning_every_event_after_the_training_part_leaves_the_fit_unchanged(
     first, second = (fit["predictor"] for fit in fits)
     np.testing.assert_array_equal(first.mean, second.mean)
     np.testing.assert_array_equal(first.std, second.std)
-    lanes_a, lanes_b = fits[0]["lanes"], fits[1]["lanes"]
-    assert len(lanes_a) == len(lanes_b) >= 5
-    for step in range(len(lanes_a)):
-        batch_a, batch_b = lanes_a.batch(step), lanes_b.batch(step)
-        assert batch_a.keys() == batch_b.keys()
-        for key in batch_a:
-            np.testing.assert_array_equal(batch_a[key], batch_b[key], err_msg=f"training batch {step}, {key}")
+    for part in ("training_lanes", "evaluation_lanes"):
+        lanes_a, lanes_b = fits[0][part], fits[1][part]
+        assert len(lanes_a) == len(lanes_b) >= 1
+        for step in range(len(lanes_a)):
+            batch_a, batch_b = lanes_a.batch(step), lanes_b.batch(step)
+            assert batch_a.keys() == batch_b.keys()
+            for key in batch_a:
+                np.testing.assert_array_equal(batch_a[key], batch_b[key], err_msg=f"{part} batch {step}, {key}")
+    assert len(fits[0]["training_lanes"]) >= 5
+    assert first.summary["val_mse"] == second.summary["val_mse"]
     weights_a, weights_b = first._trained.model.get_weights(), second._trained.model.get_weights()
     assert len(weights_a) == len(weights_b) > 0
     for a, b in zip(weights_a, weights_b):
