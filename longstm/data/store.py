@@ -14,7 +14,8 @@ Layout:
 
 A convert run publishes its shards all at once, by writing its `runs/<run>.json` last (an
 atomic rename); until then nothing of it is visible, and a run that fails or is killed leaves
-only staging files. Several processes can convert disjoint sources into one store at the same
+only staging files (a full disk is one `DataValidationError` line, and the shards it had moved
+into place are removed again). Several processes can convert disjoint sources into one store at the same
 time (each writes its own run file: this is how a cluster converts 10^10 rows), and converting
 new days later appends. Converting a source again replaces its shards (the newest run wins).
 
@@ -61,8 +62,12 @@ def is_store(path: str | Path) -> bool:
 
 def _write_json_atomic(path: Path, payload) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps(payload, indent=1))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(payload, indent=1))
+        os.replace(temporary, path)
+    except OSError as reason:
+        temporary.unlink(missing_ok=True)
+        raise OSError(reason.errno, reason.strerror, str(path)) from None
 
 
 def _safe(name: str) -> str:
@@ -193,6 +198,7 @@ def convert(
     run = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     staging = root / ".staging" / run
     records: list[dict] = []
+    published: list[Path] = []
     try:
         for source in sources:
             writers: dict[str, _ShardWriter] = {}
@@ -213,8 +219,17 @@ def convert(
             target = root / "shards" / record["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / record["file"], target)
+            published.append(target)
         payload = {"run": run, "shards": records, "rows": sum(r["rows"] for r in records)}
         _write_json_atomic(root / "runs" / f"{run}.json", payload)
+    except OSError as reason:  # a full disk: the shards moved so far are not in any run file; remove them too
+        for target in published:
+            target.unlink(missing_ok=True)
+        where = getattr(reason, "filename", None) or root
+        raise DataValidationError(
+            f"{where}: could not be written ({reason.strerror or reason}); nothing of this conversion was published "
+            f"(the store is as it was before it)"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     payload["seconds"] = time.perf_counter() - started

@@ -380,6 +380,6 @@ def build_report(run_dir, out_dir=None, title: str | None = None) -> tuple[Path,
     out_dir = Path(out_dir) if out_dir is not None else Path(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(page, encoding="utf-8")
-    md_path.write_text(markdown, encoding="utf-8")
+    rundir.write_atomic(html_path, page)  # a full disk leaves the previous report, never half a page
+    rundir.write_atomic(md_path, markdown)
     return html_path, md_path

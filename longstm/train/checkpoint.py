@@ -46,11 +46,16 @@ def variable_arrays(variables, prefix: str) -> dict[str, np.ndarray]:
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An `.npz` written through a temporary file and renamed into place."""
+    """An `.npz` written through a temporary file and renamed into place; a write that fails (a
+    full disk) removes the temporary file, leaves `path` as it was and is one `TrainingError` line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    except OSError as reason:
+        temporary.unlink(missing_ok=True)
+        raise TrainingError(f"{path}: could not be written ({reason.strerror or reason}); the previous {path.name}, if any, is kept") from None
 
 
 def save_weights(path: Path, model) -> None:
@@ -147,10 +152,19 @@ def write_checkpoint(run: RunDir, model, optimizer, states: Sequence[np.ndarray]
     temporary.mkdir(parents=True)
     arrays = variable_arrays(model.variables, "model") | variable_arrays(optimizer.variables, "optimizer")
     arrays |= {f"state_{i}": leaf for i, leaf in enumerate(states)}
-    write_arrays(temporary / VARIABLES, arrays)
     best = position["best"]
     position = {**position, "best": best if math.isfinite(best) else None}
-    (temporary / POSITION).write_text(json.dumps(position, indent=1))
+    writing = temporary / VARIABLES
+    try:  # a failed write (a full disk) leaves the previous latest checkpoint the one read
+        np.savez(writing, **arrays)
+        writing = temporary / POSITION
+        writing.write_text(json.dumps(position, indent=1))
+    except OSError as reason:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise TrainingError(
+            f"{writing}: could not be written ({reason.strerror or reason}); the latest checkpoint is still the "
+            f"previous one ({target})"
+        ) from None
     shutil.rmtree(previous, ignore_errors=True)
     if target.exists():
         os.replace(target, previous)

@@ -61,11 +61,19 @@ _HELD: dict[str, list[int]] = {}  # run folder -> [file descriptor, depth]: this
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename."""
+    """Write `text` to `path` through a temporary file in the same folder, then rename.
+
+    A write that fails (a full disk) removes the temporary file and leaves `path` as it was;
+    it is one `TrainingError` line naming the file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as reason:
+        temporary.unlink(missing_ok=True)
+        raise TrainingError(f"{path}: could not be written ({reason.strerror or reason}); the previous file, if any, is unchanged") from None
 
 
 class RunDir:
