@@ -58,11 +58,23 @@ def test_mixed_float16_trains_with_loss_scaling_and_float32_state():
         keras.utils.set_random_seed(0)
         model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
         values = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+        # Targets of ~300: the loss (~1e5) times the initial scale 2^15 overflows float16 (max
+        # 65504) in the backward pass, so the dynamic scale must come down before steps apply.
+        values[:, 0] *= 300.0
         stream = LaneWindows(values, lanes=2, k1=10, k2=10, target_columns=[0])
         trainer = Trainer(model, TrainConfig(k1=10, k2=10, epochs=1, mixed_precision="mixed_float16"), progress=False)
+        initial = [v.numpy().copy() for v in model.trainable_variables]
         history = trainer.fit(stream)
-        assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        optimizer = trainer.optimizer
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         assert np.isfinite(history[0]["train_mse"])
+        # Each overflowing step halves the scale and is skipped; the others are applied.
+        scale = float(optimizer.dynamic_scale)
+        halvings = math.log2(2.0**15 / scale)
+        assert scale < 2.0**15 and halvings == int(halvings)
+        assert int(optimizer.iterations) + halvings == len(stream) and int(optimizer.iterations) > 0
+        for before, after in zip(initial, model.trainable_variables):
+            assert np.isfinite(after.numpy()).all() and not np.array_equal(before, after.numpy())
         assert all(t.dtype == tf.float32 for t in tf.nest.flatten(trainer.state))
         assert model.trainable_variables[0].dtype == "float32"  # float32 master weights
     finally:
