@@ -51,8 +51,10 @@ class SegmentGRU(RecurrentModel):
             so the first segment's change is 0, not its level); `None` for zeros.
 
     Returns:
-        `(outputs, new_state)`: `(batch, steps, units)`, at step t the GRU state after the last
-        segment closed at or before t (the carried one before the chunk's first close).
+        `(outputs, new_state)`: `(batch, steps, units + segment * features + segment)`: at step t
+        the GRU state after the last segment closed at or before t (the carried one before the
+        chunk's first close), the open segment's values so far relative to the value at t, and
+        a one-hot of how many there are.
 
     Example:
 
@@ -121,7 +123,28 @@ class SegmentGRU(RecurrentModel):
         standing = ops.concatenate([ops.expand_dims(h0, 1), closed], axis=1)
         index = (ops.arange(steps) + 1) // self.segment
         outputs = ops.take(standing, index, axis=1)
-        return outputs, (h, lasts[:, -1], ops.ones_like(seen))
+        # The open segment at step t: its first q + 1 values (q = t mod w), none at a close.
+        position = ops.arange(steps) % self.segment
+        open_mask = ops.cast(
+            (ops.arange(self.segment)[None, :] <= position[:, None]) & (position[:, None] < self.segment - 1), inputs.dtype
+        )  # (steps, w)
+        current = ops.take(segments, ops.arange(steps) // self.segment, axis=1)  # (batch, steps, w, F)
+        return self._with_open_segment(outputs, current, open_mask[None], inputs), (h, lasts[:, -1], ops.ones_like(seen))
+
+    def _with_open_segment(self, summary, values, open_mask, x_t):
+        """Per-step features: the standing summary, the open segment's values relative to the
+        current value (left-aligned, zeros past it) and where in its segment the step is.
+
+        Without the open part the head would see the same summary for all w steps of a segment
+        and could not tell how far the series has moved since it closed: a forecast made at the
+        segment's third step would have to be the one made at its first.
+        """
+        relative = (values - x_t[..., None, :]) * open_mask[..., None]
+        shape = ops.shape(relative)
+        flat = ops.reshape(relative, (shape[0], shape[1], self.segment * self.features))
+        count = ops.sum(open_mask, axis=-1)  # values in the open segment: 0 at a close
+        phase = ops.one_hot(ops.cast(count, "int32"), self.segment) * ops.ones_like(summary[..., :1])
+        return ops.concatenate([summary, flat, phase], axis=-1)
 
     # ---- one tick at a time ---------------------------------------------------------------
 
@@ -144,8 +167,10 @@ class SegmentGRU(RecurrentModel):
         h = keep * new_h + (1.0 - keep) * h
         last = keep * x_t + (1.0 - keep) * last
         seen = keep + (1.0 - keep) * seen
+        open_mask = ops.cast(ops.arange(self.segment)[None, :] <= position[:, None], x_t.dtype) * (1.0 - keep)
+        features = self._with_open_segment(h[:, None], buffer[:, None], open_mask[:, None], x_t[:, None])[:, 0]
         phase = ops.where(closes[:, None], ops.zeros_like(phase), phase + 1.0)
-        return h, (h, last, seen, buffer, phase)
+        return features, (h, last, seen, buffer, phase)
 
     def get_config(self):
         return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features}

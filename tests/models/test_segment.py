@@ -52,10 +52,18 @@ def test_the_summary_changes_only_when_a_segment_closes_and_never_reads_ahead():
     x = _x(24)
     features, _ = core(x, state=core.initial_state(3))
     features = np.asarray(features)
-    for t in range(24):
-        same_as_before = t > 0 and (t + 1) % W != 0
-        if same_as_before:
-            np.testing.assert_array_equal(features[:, t], features[:, t - 1])
+    assert features.shape == (3, 24, UNITS + W * F + W)  # summary, open segment, its length
+    summary = features[..., :UNITS]
+    for t in range(1, 24):
+        if t % W != W - 1:
+            np.testing.assert_array_equal(summary[:, t], summary[:, t - 1])
+        else:
+            assert not np.allclose(summary[:, t], summary[:, t - 1])
+    # the open segment: after the q-th value of a segment, q values relative to the current one
+    q = 2
+    np.testing.assert_allclose(features[0, q, UNITS : UNITS + (q + 1) * F], (x[0, : q + 1] - x[0, q]).reshape(-1), atol=1e-6)
+    at_close = np.concatenate([np.zeros(W * F), np.eye(W)[0]])  # nothing open, length 0
+    np.testing.assert_allclose(features[:, W - 1, UNITS:], np.broadcast_to(at_close, (3, W * F + W)), atol=1e-7)
     # causality: rewriting every step after t leaves steps <= t as they were
     for t in (2, 3, 10, 15):
         changed = x.copy()
