@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from longstm.cli import main
 from longstm.data.store import Store, convert
 from longstm.errors import DataValidationError, LongstmError, TrainingError
 from longstm.evaluate.report import build_report
@@ -280,3 +281,21 @@ def test_a_full_disk_while_a_report_is_written_keeps_the_previous_report(tmp_pat
     assert _one_line(caught.value).startswith(f"{html}: could not be written ({FULL})")
     assert (html.read_text(), markdown.read_text()) == before
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "report.html", "report.md"]
+
+
+# ---- what a user sees -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["data convert", "report"])
+def test_the_cli_prints_a_full_disk_as_one_line(command, tmp_path, full_disk, monkeypatch, capsys):
+    if command == "report":
+        (tmp_path / "metrics.json").write_text(json.dumps({"val_loss": 0.5}))
+        full_disk(tmp_path, 100)
+        argv, written = ["report", str(tmp_path)], tmp_path / "report.html"
+    else:
+        monkeypatch.setattr(pa.ipc, "new_file", _ArrowWriterThatFills(fail_at=1).new_file)
+        argv, written = ["data", "convert", str(_source(tmp_path, "eurusd", 30)), "--out", str(tmp_path / "store")], tmp_path / "store"
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert FULL in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "could not be written" in err and str(written) in err.replace("\n", "")
