@@ -37,14 +37,38 @@ def _marker_writing_lambda(marker: Path):
     return keras.layers.Lambda(code, name="payload")
 
 
+def _tiny_model(seed: int, layer=keras.layers.GRU, **head):
+    keras.utils.set_random_seed(seed)
+    model = Forecaster(KerasRNNStack([layer(4)]), **(head or {"outputs": 1}))
+    model(np.zeros((1, 2, 3), np.float32))
+    return model
+
+
+def _refused(load, error, message: str, marker: Path) -> None:
+    """`load()` raises `error` with exactly `message` (one line), and the crafted code never ran."""
+    with pytest.raises(error) as caught:
+        load()
+    assert str(caught.value) == message
+    assert not marker.exists()
+
+
+def _with_a_pickle(path: Path, key: str, marker: Path) -> Path:
+    """`path` (an `.npz`) rewritten with its array `key` replaced by pickled objects of the same shape."""
+    with np.load(path) as arrays:
+        contents = {name: arrays[name] for name in arrays.files}
+    shape = contents[key].shape
+    contents[key] = np.array([_WritesMarker(marker)] * int(np.prod(shape)), dtype=object).reshape(shape)
+    np.savez(path, **contents)
+    return path
+
+
 def _lambda_file(kind: str, folder: Path, marker: Path) -> Path:
     """A `.keras` file whose Lambda layer writes `marker` when the layer is built or called."""
     keras.utils.set_random_seed(11)
     if kind == "sequential":
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), _marker_writing_lambda(marker)])
     else:  # a longstm Forecaster whose head is the Lambda
-        model = Forecaster(KerasRNNStack([keras.layers.GRU(4)]), head=_marker_writing_lambda(marker))
-        model(np.zeros((1, 2, 3), np.float32))
+        model = _tiny_model(11, head=_marker_writing_lambda(marker))
     path = folder / f"{kind}.keras"
     model.save(path)
     marker.unlink(missing_ok=True)  # building the model above ran the lambda once, in this process
@@ -55,13 +79,11 @@ def _lambda_file(kind: str, folder: Path, marker: Path) -> Path:
 def test_a_keras_file_with_a_lambda_layer_is_refused_and_runs_nothing(kind, tmp_path):
     marker = tmp_path / "marker"
     path = _lambda_file(kind, tmp_path, marker)
-    with pytest.raises(ConfigError) as caught:
-        StreamingPredictor.from_saved(path)
-    assert str(caught.value) == (
+    message = (
         f"{path}: holds a Lambda layer (Python code); longstm never runs code from a model file, so it refuses "
         f"this one. Rebuild the model without Lambda layers"
     )
-    assert not marker.exists()
+    _refused(lambda: StreamingPredictor.from_saved(path), ConfigError, message, marker)
 
 
 def test_control_the_crafted_lambda_file_runs_its_code_when_loaded_unsafely(tmp_path):
@@ -72,10 +94,7 @@ def test_control_the_crafted_lambda_file_runs_its_code_when_loaded_unsafely(tmp_
 
 
 def test_a_damaged_keras_file_is_one_line(tmp_path):
-    keras.utils.set_random_seed(12)
-    model = Forecaster(KerasRNNStack([keras.layers.GRU(4)]), outputs=1)
-    model(np.zeros((1, 2, 3), np.float32))
-    model.save(tmp_path / "good.keras")
+    _tiny_model(12).save(tmp_path / "good.keras")
     cut = tmp_path / "cut.keras"
     cut.write_bytes((tmp_path / "good.keras").read_bytes()[:300])
     with pytest.raises(ConfigError, match=r"cut.keras: not a readable .keras file \(") as caught:
@@ -88,14 +107,10 @@ def run_dir(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("untrusted_run"), rows=80)
 
 
-def _pickled_npz(path: Path, marker: Path, **arrays) -> Path:
-    np.savez(path, payload=np.array([_WritesMarker(marker)], dtype=object), **arrays)
-    return path
-
-
 def test_control_the_crafted_npz_runs_its_code_when_unpickled(tmp_path):
     marker = tmp_path / "marker"
-    with np.load(_pickled_npz(tmp_path / "x.npz", marker), allow_pickle=True) as arrays:
+    np.savez(tmp_path / "x.npz", payload=np.zeros(1))
+    with np.load(_with_a_pickle(tmp_path / "x.npz", "payload", marker), allow_pickle=True) as arrays:
         arrays["payload"]
     assert marker.exists()
 
@@ -104,10 +119,7 @@ def test_a_run_directory_with_pickled_weights_is_refused_and_runs_nothing(run_di
     marker = tmp_path / "marker"
     best = run_dir / "checkpoints" / "best.npz"
     original = best.read_bytes()
-    with np.load(best) as arrays:
-        weights = {key: arrays[key] for key in arrays.files}
-    weights["model_0"] = np.array([_WritesMarker(marker)] * weights["model_0"].size, dtype=object).reshape(weights["model_0"].shape)
-    np.savez(best, **weights)
+    _with_a_pickle(best, "model_0", marker)
     try:
         with pytest.raises(ConfigError) as caught:
             StreamingPredictor.from_run(run_dir)
@@ -125,32 +137,23 @@ def test_a_run_directory_with_pickled_weights_is_refused_and_runs_nothing(run_di
 
 def test_a_checkpoint_with_a_pickled_object_is_refused_when_training_reads_it(tmp_path):
     marker = tmp_path / "marker"
-    keras.utils.set_random_seed(14)
-    model = Forecaster(KerasRNNStack([keras.layers.GRU(4)]), outputs=1)
-    model(np.zeros((1, 2, 3), np.float32))
-    weights = {f"model_{i}": np.asarray(v) for i, v in enumerate(model.variables)}
-    weights["model_1"] = np.array([_WritesMarker(marker)], dtype=object)
-    np.savez(tmp_path / "best.npz", **weights)
-    with pytest.raises(TrainingError, match=r"best.npz: the checkpoint file holds pickled Python objects, which longstm never loads"):
-        load_weights(model, tmp_path / "best.npz")
-    assert not marker.exists()
+    model = _tiny_model(14)
+    best = tmp_path / "best.npz"
+    np.savez(best, **{f"model_{i}": np.asarray(v) for i, v in enumerate(model.variables)})
+    message = (
+        f"{_with_a_pickle(best, 'model_1', marker)}: the checkpoint file holds pickled Python objects, which longstm "
+        f"never loads (unpickling a file can run any code); train again without --resume (or delete the checkpoints "
+        f"folder) to start over"
+    )
+    _refused(lambda: load_weights(model, best), TrainingError, message, marker)
 
 
 def test_a_state_file_with_a_pickled_object_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "marker"
-    keras.utils.set_random_seed(13)
-    model = Forecaster(KerasRNNStack([keras.layers.LSTM(4)]), outputs=1)
-    model(np.zeros((1, 2, 3), np.float32))
-    predictor = StreamingPredictor(model)
-    saved = predictor.save_state(tmp_path / "state.npz")
-    with np.load(saved) as arrays:
-        state = {key: arrays[key] for key in arrays.files}
-    state["model_0"] = np.array([_WritesMarker(marker)] * 4, dtype=object).reshape(1, 4)
-    np.savez(saved, **state)
-    with pytest.raises(DataValidationError) as caught:
-        predictor.restore_state(saved)
-    assert str(caught.value) == (
+    predictor = StreamingPredictor(_tiny_model(13, keras.layers.LSTM))
+    saved = _with_a_pickle(predictor.save_state(tmp_path / "state.npz"), "model_0", marker)
+    message = (
         f"{saved}: the state file holds pickled Python objects, which longstm never loads (unpickling a file can "
         f"run any code); save the state again"
     )
-    assert not marker.exists()
+    _refused(lambda: predictor.restore_state(saved), DataValidationError, message, marker)
