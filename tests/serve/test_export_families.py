@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from longstm.cli import main
 from longstm.errors import ConfigError
 from longstm.models.attention import AttentionLSTM
 from longstm.models.heads import QuantileHead
@@ -25,6 +26,7 @@ from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.models.stacked import StackedLSTM
 from longstm.serve.export import SavedModelStep, TFLiteStep, export_model
 from longstm.serve.predictor import StreamingPredictor
+from tests.serve.run_fixture import make_run
 
 # float32 arithmetic in another order (TFLite kernels, a traced graph) over 8 steps of a 4-unit
 # model differs from the batch call by < 1e-6 (measured: at most 6.6e-7, the attention model
@@ -96,3 +98,11 @@ def test_a_family_that_cannot_stream_is_refused_in_one_line(format, tmp_path):
     assert "\n" not in message
     assert f"cannot export to {format}: HierarchicalLSTM(mode='parallel') cannot stream" in message
     assert not (tmp_path / FORMATS[format]).exists()
+
+
+def test_exporting_a_run_that_cannot_stream_is_one_cli_line(tmp_path, capsys):
+    run_dir = make_run(tmp_path, rows=80, model_name="hierarchical_lstm")  # default levels: parallel mode
+    assert main(["export", str(run_dir), "--format", "tflite", "--out", str(tmp_path / "h.tflite")]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert f"{run_dir}: cannot export to tflite: HierarchicalLSTM(mode='parallel') cannot stream" in err
+    assert "Traceback" not in err and not (tmp_path / "h.tflite").exists()
