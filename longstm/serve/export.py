@@ -16,6 +16,12 @@ Three formats (`longstm export RUN_DIR --format ...`):
 
 Inputs and outputs of every artefact are in the model's (scaled) units: the scaler is
 metadata, applied by `StreamingPredictor`, so a caller in another language can apply it too.
+
+Every family that can stream exports to all three formats (tests/serve/test_export_families.py);
+one that cannot (a parallel `HierarchicalLSTM`) is refused with one line naming the format.
+A `.keras` file is loaded without running code it carries (`longstm.serve.loading.load_keras_file`);
+a SavedModel or `.tflite` file is a TensorFlow graph, which runs no Python but may hold any
+TensorFlow op (file reads and writes included): run only the ones you exported.
 """
 
 from __future__ import annotations
