@@ -27,7 +27,7 @@ RESULT_COLUMNS = tuple(
     for name, pattern in (
         ("model", "{}"), ("mode", "{}"), ("horizon", "{}"), ("lookback", "{}"), ("features", "{}"), ("mse", "{:.3f}"),
         ("mae", "{:.3f}"), ("windows", "{}"), ("repeat_mse", "{:.3f}"), ("repeat_mae", "{:.3f}"), ("epochs_run", "{}"),
-        ("best_epoch", "{}"), ("train_seconds", "{:.0f}"),
+        ("best_epoch", "{}"), ("train_seconds", "{:.0f}"), ("score_seconds", "{:.0f}"),
     )
 )
 
@@ -138,9 +138,10 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
         if out is not None:
             write_ett_results(rows, out)
     table = Table(title=f"{name} ({trained.config.model.name})")
-    for column in ("H", "mode", "MSE", "MAE", "repeat MSE", "repeat MAE", "windows", "epochs (best)"):
+    for column in ("H", "mode", "MSE", "MAE", "repeat MSE", "repeat MAE", "windows", "epochs (best)", "train s", "score s"):
         table.add_column(column, justify="left" if column == "mode" else "right")
     for row in rows:
         table.add_row(str(row["horizon"]), row["mode"], f"{row['mse']:.3f}", f"{row['mae']:.3f}", f"{row['repeat_mse']:.3f}",
-                      f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})")
+                      f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})",
+                      f"{row['train_seconds']:.0f}", f"{row['score_seconds']:.0f}")
     return rows, table
