@@ -191,15 +191,16 @@ def convert(
         raise DataValidationError(f"{root}: exists and is not a longstm store (no store.json); choose an empty or new folder")
     given = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     sources = given if given and all(isinstance(s, Source) for s in given) else discover(given, layout=layout, tz=tz)
-    for folder in ("shards", "runs", ".staging"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    if not is_store(root):
-        _write_json_atomic(root / "store.json", FORMAT)
     run = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     staging = root / ".staging" / run
     records: list[dict] = []
     published: list[Path] = []
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not is_store(root):  # first: a folder it could not be written to stays empty, so a retry can use it
+            _write_json_atomic(root / "store.json", FORMAT)
+        for folder in ("shards", "runs", ".staging"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
         for source in sources:
             writers: dict[str, _ShardWriter] = {}
             rows = 0
@@ -301,11 +302,52 @@ class StoreSeries:
             previous = stamps[-1]
         return np.concatenate(rows), np.concatenate(lengths)
 
-    def sessions(self, gap: str | np.timedelta64 = "1h") -> np.ndarray:
-        """Start rows of the sessions: row 0 and every row more than `gap` after the previous one
-        (for FX, one hour finds the weekend close and not UTC midnight, which cuts through trading)."""
-        rows, lengths = self.gaps()
-        return np.concatenate([[0], rows[lengths > int(as_duration(gap))]]).astype(np.int64)
+    def sessions(self, rule: str | np.timedelta64 = "1h") -> np.ndarray:
+        """Start rows of the sessions (see `parse_session_rule`): with a gap (`"1h"`), row 0 and
+        every row more than the gap after the previous one (for FX, one hour finds the weekend
+        close and not UTC midnight, which cuts through trading); with a calendar rule
+        (`"1D@America/New_York"`), row 0 and the first row of every new calendar period in that
+        time zone. Read shard by shard: memory stays at one shard's timestamps."""
+        kind, value, zone = parse_session_rule(rule)
+        if kind == "gap":
+            rows, lengths = self.gaps()
+            return np.concatenate([[0], rows[lengths > int(value)]]).astype(np.int64)
+        starts, previous = [np.zeros(1, np.int64)], None
+        for index in range(len(self.shards)):
+            offset = int(self.offsets[index])
+            local = pd.to_datetime(self.timestamps(offset, int(self.offsets[index + 1])), utc=True).tz_convert(zone)
+            period = local.tz_localize(None).floor(value).asi8  # the wall-clock period each tick falls in
+            joined = period if previous is None else np.concatenate([[previous], period])
+            changed = np.flatnonzero(np.diff(joined) != 0) + (1 if previous is None else 0)
+            starts.append(changed + offset)
+            previous = period[-1]
+        return np.unique(np.concatenate(starts)).astype(np.int64)
+
+
+def parse_session_rule(rule) -> tuple[str, object, str | None]:
+    """`("gap", nanoseconds, None)` for a duration (`"1h"`), or `("calendar", freq, zone)` for
+    `"FREQ@ZONE"` (`"1D@America/New_York"`: a session per calendar day in New York).
+
+    Raises:
+        DataValidationError: neither a positive duration nor FREQ@ZONE with a known zone.
+    """
+    text = str(rule)
+    if "@" not in text:
+        gap = as_duration(rule)
+        if int(gap) <= 0:
+            raise DataValidationError(f"a session gap must be a positive duration like '1h'; got {rule!r}")
+        return "gap", gap, None
+    freq, _, zone = text.partition("@")
+    try:
+        pd.Timestamp("2024-01-01", tz=zone)
+        offset = pd.tseries.frequencies.to_offset(freq)
+        pd.Timestamp("2024-01-01").floor(offset)
+    except (ValueError, TypeError, KeyError) as error:
+        raise DataValidationError(
+            f"a calendar session rule must be FREQ@ZONE like '1D@America/New_York' (a fixed frequency, an IANA "
+            f"time zone); got {rule!r} ({error})"
+        ) from None
+    return "calendar", offset, zone
 
 
 def as_duration(value) -> np.timedelta64:

@@ -264,6 +264,18 @@ def test_a_full_disk_during_a_store_conversion_publishes_nothing(where, tmp_path
     assert _visible(root) == {"eurusd": 50, "gbpusd": 40, "usdjpy": 40}
 
 
+def test_a_full_disk_while_a_new_store_is_created_leaves_a_folder_a_retry_can_use(tmp_path, full_disk, monkeypatch):
+    root = tmp_path / "store"
+    full_disk(root, 5)
+    with pytest.raises(DataValidationError) as caught:
+        convert([_source(tmp_path, "eurusd", 20)], root)
+    assert _one_line(caught.value).startswith(f"{root / 'store.json'}: could not be written ({FULL})")
+    assert list(root.iterdir()) == []
+    monkeypatch.undo()
+    convert([_source(tmp_path, "eurusd", 20)], root)
+    assert _visible(root) == {"eurusd": 20}
+
+
 # ---- a report ---------------------------------------------------------------------------------
 
 
