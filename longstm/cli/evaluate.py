@@ -95,7 +95,7 @@ def ticks(
     model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated: zero, momentum, ar, meanrev (baselines fitted per series on the training part), or training config .toml files (trained on the store with this split and horizons, runs in --out/runs)."),
     series: str = typer.Option(None, "--series", help="Comma-separated series to evaluate (default: all in the store)."),
     lags: int = typer.Option(5, "--lags", help="Past Δ-returns a baseline sees (the AR's lags, the mean-reversion window)."),
-    session_gap: str = typer.Option("1h", "--session-gap", help="A longer gap between ticks starts a new session (1h: the FX weekend)."),
+    session_gap: str = typer.Option("1h", "--session-gap", help="A longer gap between ticks starts a new session (1h: the FX weekend), or FREQ@ZONE for calendar sessions (1D@America/New_York)."),
     sharpe_bar: str = typer.Option("1min", "--sharpe-bar", help="Period on which the equity is sampled for Sharpe and the pooled book."),
     ridge: float = typer.Option(0.0, "--ridge", help="L2 penalty of the AR baseline (0: least squares)."),
     out: Path = typer.Option(None, "--out", help="Directory for metrics CSV/JSON/Markdown, pooled equity PNGs and trained runs."),

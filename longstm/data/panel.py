@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.features import FeaturePipeline
-from longstm.data.store import Store, StoreSeries, as_duration
+from longstm.data.store import Store, StoreSeries, as_duration, parse_session_rule
 from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
 
@@ -186,7 +186,7 @@ class Panel:
         self.columns = list(columns)
         self.split = split
         names = self.store.names if series is None else list(series)
-        as_duration(session_gap)
+        parse_session_rule(session_gap)
         self.sessions: dict[str, np.ndarray] = {}
         self.bounds: dict[str, tuple[int, int, int]] = {}
         train_until, val_until = split.bounds

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.panel import CalendarSplit, first_row_at
-from longstm.data.store import Store, as_duration
+from longstm.data.store import Store, as_duration, parse_session_rule
 from longstm.data.targets import time_targets
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
@@ -107,9 +107,12 @@ class TicksConfig:
         self.horizons = tuple(label for label, _ in parse_horizons(self.horizons))
         if isinstance(self.lags, bool) or not isinstance(self.lags, (int, np.integer)) or self.lags < 1:
             raise ConfigError(f"lags must be a positive whole number; got {self.lags!r}")
-        for key in ("session_gap", "sharpe_bar"):
-            if int(as_duration(getattr(self, key))) <= 0:
-                raise ConfigError(f"{key} must be a positive duration like '1min'; got {getattr(self, key)!r}")
+        if int(as_duration(self.sharpe_bar)) <= 0:
+            raise ConfigError(f"sharpe_bar must be a positive duration like '1min'; got {self.sharpe_bar!r}")
+        try:
+            parse_session_rule(self.session_gap)
+        except DataValidationError as error:
+            raise ConfigError(f"session_gap: {error}") from None
         self.split = CalendarSplit(self.train_until, self.val_until)
 
 

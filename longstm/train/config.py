@@ -20,7 +20,8 @@ gap_policy = "split"           # gaps become segments (state resets)
 # A store (`longstm data convert`; raw folders, globs and lists must be converted first) trains
 # one model on all its series (longstm.train.run.load_panel):
 series = []                    # the series to use (empty: all)
-session_gap = "1h"             # a gap longer than this starts a session (a state reset)
+session_gap = "1h"             # a gap longer than this starts a session (a state reset); or a
+                               # calendar rule FREQ@ZONE, e.g. "1D@America/New_York": one per day there
 scaling = "per_series"         # or "pooled": train-only statistics over all series
 time_targets = []              # e.g. ["10s", "60s"]: the mid's log return over the next Δ
 event_targets = []             # e.g. [1, 10]: the mid's log return over the next k ticks
@@ -88,7 +89,7 @@ import numpy as np
 
 from longstm.data.features import check_pipeline_specs
 from longstm.data.panel import CalendarSplit
-from longstm.data.store import as_duration
+from longstm.data.store import as_duration, parse_session_rule
 from longstm.errors import ConfigError, DataValidationError
 
 OPTIMIZERS = ("adam", "adamw")
@@ -436,7 +437,11 @@ def _validate_panel_keys(config: Config) -> None:
     for key, values in (("series", data.series), ("time_targets", data.time_targets), ("mid", data.mid)):
         if not all(isinstance(value, str) for value in values):
             _fail(config, f"data.{key}", "a list of strings", values)
-    for key, value in [("data.session_gap", data.session_gap)] + [("data.time_targets", v) for v in data.time_targets]:
+    try:
+        parse_session_rule(data.session_gap)
+    except DataValidationError:
+        _fail(config, "data.session_gap", "a positive duration like '1h', or FREQ@ZONE like '1D@America/New_York'", data.session_gap)
+    for key, value in [("data.time_targets", v) for v in data.time_targets]:
         try:
             if as_duration(value) <= np.timedelta64(0, "ns"):
                 raise DataValidationError("not positive")

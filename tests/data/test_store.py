@@ -192,3 +192,23 @@ def test_not_a_store(tmp_path):
         Store(tmp_path)
     with pytest.raises(DataValidationError, match="exists and is not a longstm store"):
         convert([tmp_path / "x.txt"], tmp_path)
+
+
+def test_calendar_sessions_start_at_each_local_day_in_the_named_zone(tmp_path):
+    """Ticks every 30 minutes for two days: a session per New York calendar day starts at the
+    first tick at or after local midnight (04:00 UTC in May), not at UTC midnight."""
+    stamps = pd.date_range("2014-05-01 00:00", "2014-05-02 23:30", freq="30min", tz="UTC")
+    frame = pd.DataFrame({"unique_id": "s", "ds": stamps, "mid": np.arange(len(stamps), dtype=float) + 1})
+    frame.to_parquet(tmp_path / "s.parquet")
+    convert([tmp_path / "s.parquet"], tmp_path / "store", block_rows=7)  # several batches: boundaries inside a shard
+    series = Store(tmp_path / "store").series("s")
+    starts = series.sessions("1D@America/New_York")
+    local_days = stamps.tz_convert("America/New_York").normalize()
+    expected = np.concatenate([[0], np.flatnonzero(local_days[1:] != local_days[:-1]) + 1])
+    np.testing.assert_array_equal(starts, expected)
+    assert [str(stamps[i]) for i in starts[1:]] == ["2014-05-01 04:00:00+00:00", "2014-05-02 04:00:00+00:00"]
+    np.testing.assert_array_equal(series.sessions("1D@UTC"), [0, 48])
+    with pytest.raises(DataValidationError, match="FREQ@ZONE like '1D@America/New_York'"):
+        series.sessions("1D@Mars/Olympus")
+    with pytest.raises(DataValidationError, match="positive duration"):
+        series.sessions("0s")

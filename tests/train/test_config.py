@@ -56,3 +56,14 @@ def test_missing_and_malformed_files_are_config_errors(tmp_path):
 def test_config_is_a_plain_dataclass_with_tables():
     config = Config()
     assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval", "pipeline"}
+
+
+def test_a_session_rule_is_a_gap_or_a_calendar_rule():
+    from longstm.errors import ConfigError
+    from longstm.train.config import config_from_dict
+
+    for rule in ("1h", "90min", "1D@America/New_York", "1h@Asia/Tokyo"):
+        assert config_from_dict({"data": {"path": "x", "session_gap": rule}}).data.session_gap == rule
+    for rule in ("0s", "soon", "1D@Nowhere/Land"):
+        with pytest.raises(ConfigError, match=r"'data.session_gap' must be a positive duration like '1h', or FREQ@ZONE"):
+            config_from_dict({"data": {"path": "x", "session_gap": rule}})
