@@ -170,31 +170,41 @@ def test_cli_eval_lobster_with_a_trained_model_end_to_end(folder, tmp_path, caps
 
 
 @pytest.mark.shared
-def test_trained_model_on_the_first_rows_of_the_real_amzn_sample_is_scored_on_the_raw_books_labels(folder):
+def test_trained_model_beats_persistence_and_every_constant_class_on_the_real_amzn_sample(folder):
     from longstm.data.loaders import load_series
 
     series = load_series(shared_file(AMZN.format("message")), kind="lobster")
-    first = series.slice(0, 4000)
-    name, factory = lobster_factory(read_config(write_config(folder, epochs=2, name="real")))
-    evaluation = evaluate_lobster(first.values, first.columns, {"majority": MajorityClass, name: factory},
+    first = series.slice(0, 20_000)
+    name, factory = lobster_factory(read_config(write_config(folder, epochs=3, name="real")))
+    evaluation = evaluate_lobster(first.values, first.columns,
+                                  {"majority": MajorityClass, "persistence": Persistence, name: factory},
                                   LOBConfig(horizons=(K,)))
-    majority, trained = evaluation.results
+    majority, persistence, trained = evaluation.results
     np.testing.assert_array_equal(trained.decision_steps, majority.decision_steps)
-    assert trained.labels.size == 800 - K
-    # The labels and the majority's score recomputed from the raw order book.
-    truth, majority_by_hand, _ = baselines_by_hand(amzn_mids(4000), K)
+    assert trained.labels.size == 4000 - K
+    # The labels and both baselines' scores recomputed by hand. The loader keeps float32 mids
+    # (within 1e-5 of the raw book's); 9 of 20,000 changes lie within 4e-8 of the flat band's
+    # edge, where that rounding flips a label, so the labels are recomputed from the loaded mids.
+    mids = first.values[:, first.columns.index("mid_price")].astype(np.float64)
+    np.testing.assert_allclose(mids, amzn_mids(20_000), rtol=0, atol=1e-5)
+    truth, majority_by_hand, persistence_by_hand = baselines_by_hand(mids, K)
     np.testing.assert_array_equal(trained.labels, truth)
     rows = {row["model"]: row for row in evaluation.rows()}
     assert rows["majority"]["accuracy"] == pytest.approx(np.mean(majority_by_hand == truth), abs=1e-12)
+    assert rows["persistence"]["accuracy"] == pytest.approx(np.mean(persistence_by_hand == truth), abs=1e-12)
     assert rows["real"]["accuracy"] == pytest.approx(np.mean(trained.predictions == truth), abs=1e-12)
     assert rows["real"]["macro_f1"] == pytest.approx(macro_f1_by_hand(trained.predictions, truth), abs=1e-12)
-    assert 0.0 < rows["real"]["accuracy"] < 1.0
-    # No margin over the baselines is asserted here, because none holds honestly: measured with
-    # 2 epochs, the model scores accuracy 0.401 with seed 0 (0.349, 0.399, 0.415 with seeds 1-3)
-    # against the majority's 0.324 and persistence's 0.382, but the same model trained on
-    # shuffled labels scores 0.468 (seed 0): the training majority (down, 47%) is a minority of
-    # the test events (32%), so beating it shows no learning. That the model learns is asserted
-    # on the synthetic book (test_trained_model_is_scored_on_the_baselines_test_events_and_learns_the_runs).
+    # Measured (3 epochs, 20,000 events): accuracy 0.505 with seed 0 (0.494, 0.508, 0.505 with
+    # seeds 1-3) against persistence 0.427, the training majority 0.340 and the best constant
+    # class chosen on the test labels themselves 0.450; the same model trained on shuffled
+    # labels scores 0.398 and 0.422 (seeds 0, 1). The margins below hold for all four seeds and
+    # fail for the shuffled-label model. (On 4,000 events with 2 epochs nothing was learned: the
+    # shuffled-label model scored above the trained one.) Persistence keeps the better macro F1
+    # (0.392 against 0.368-0.378), so that is not asserted.
+    best_constant = max(np.mean(truth == label) for label in (-1, 0, 1))
+    assert rows["real"]["accuracy"] > rows["persistence"]["accuracy"] + 0.05
+    assert rows["real"]["accuracy"] > best_constant + 0.03
+    assert rows["real"]["macro_f1"] > rows["majority"]["macro_f1"] + 0.1
 
 
 # ------------------------------------------------- the trained HFT predictor under walk-forward
