@@ -151,6 +151,13 @@ def test_bad_books_are_clear_errors():
 AMZN = "lobster/AMZN_2012-06-21_34200000_57600000_{}_1.csv"
 
 
+def amzn_messages():
+    """The AMZN sample's message file; skips (naming the missing file) unless the order-book
+    file the loader reads beside it is there too."""
+    shared_file(AMZN.format("orderbook"))
+    return shared_file(AMZN.format("message"))
+
+
 def amzn_mids(rows: int) -> np.ndarray:
     """Mid prices of the AMZN sample's first events, read straight from the raw order-book CSV
     (ask and bid in 1e-4 dollars, columns 0 and 2), independently of the loader."""
@@ -181,7 +188,7 @@ def baselines_by_hand(mid, k, alpha=2e-5):
 def test_task_on_the_first_rows_of_the_real_amzn_sample():
     from longstm.data.loaders import load_series
 
-    series = load_series(shared_file(AMZN.format("message")), kind="lobster")
+    series = load_series(amzn_messages(), kind="lobster")
     first = series.slice(0, 5000)
     evaluation = evaluate_lobster(first.values, first.columns, BASELINES, LOBConfig(horizons=(10,)))
     rows = {row["model"]: row for row in evaluation.rows()}

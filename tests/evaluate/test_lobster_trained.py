@@ -14,9 +14,8 @@ from longstm.evaluate.lobster_task import LOBConfig, LOBInputs, direction_labels
 from longstm.evaluate.trained import TrainedLOBPredictor, lob_model_inputs, lobster_factory
 from longstm.models.hft_baselines import MajorityClass, Persistence
 from longstm.train.config import read_config
-from tests.conftest import shared_file
 from tests.evaluate.test_lobster_task import (
-    AMZN,
+    amzn_messages,
     amzn_mids,
     baselines_by_hand,
     macro_f1_by_hand,
@@ -173,7 +172,7 @@ def test_cli_eval_lobster_with_a_trained_model_end_to_end(folder, tmp_path, caps
 def test_trained_model_beats_persistence_and_every_constant_class_on_the_real_amzn_sample(folder):
     from longstm.data.loaders import load_series
 
-    series = load_series(shared_file(AMZN.format("message")), kind="lobster")
+    series = load_series(amzn_messages(), kind="lobster")
     first = series.slice(0, 20_000)
     name, factory = lobster_factory(read_config(write_config(folder, epochs=3, name="real")))
     evaluation = evaluate_lobster(first.values, first.columns,
