@@ -31,7 +31,7 @@ from longstm.models.protocol import Forecaster
 from longstm.models.stacked import StackedLSTM
 from longstm.train.config import TrainConfig, load_config
 from longstm.train.trainer import Trainer
-from tests.train.test_long_memory import latch_series
+from tests.train.test_long_memory import latch_series, reset_bound  # the one latch control, shared
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = 16
@@ -52,16 +52,6 @@ def latch_stream(values, lanes, reset_every_chunk):
     )
 
 
-def reset_bound(values) -> float:
-    """The least expected MSE of any model whose state is reset every chunk: predicting 0 where
-    the latest impulse lies before the step's chunk (either sign equally likely), exact elsewhere."""
-    impulses, target = values[:, 0], values[:, 1]
-    steps = np.arange(len(values))
-    latest = np.maximum.accumulate(np.where(impulses != 0, steps, -1))
-    uninformed = latest < steps // CHUNK * CHUNK
-    return float(np.mean(target**2 * uninformed))
-
-
 @pytest.fixture(scope="module")
 def latch_data():
     return latch_series(16 * 800, mean_gap=MEAN_GAP, seed=0), latch_series(4 * 400, mean_gap=MEAN_GAP, seed=1)
@@ -71,7 +61,7 @@ def latch_data():
 @pytest.mark.parametrize("name", sorted(LATCH_MODELS))
 def test_carried_state_learns_the_latch_beyond_any_reset_every_chunk_model(name, latch_data):
     train, test = latch_data
-    bound = reset_bound(test)
+    bound = reset_bound(test, CHUNK)
     assert 0.7 < bound < 0.9  # most steps' latest impulse lies in an earlier chunk
     keras.utils.set_random_seed(0)
     model = Forecaster(LATCH_MODELS[name](), outputs=1)
@@ -92,7 +82,7 @@ def test_reset_bound_is_what_the_within_chunk_oracle_scores(latch_data):
         for step in range(start, min(start + CHUNK, len(test))):
             sign = impulses[step] if impulses[step] != 0 else sign
             oracle[step] = sign
-    assert reset_bound(test) == pytest.approx(float(np.mean((oracle - target) ** 2)), abs=1e-6)
+    assert reset_bound(test, CHUNK) == pytest.approx(float(np.mean((oracle - target) ** 2)), abs=1e-6)
 
 
 # ---- the ready-made configs ---------------------------------------------------------------

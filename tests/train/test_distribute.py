@@ -25,7 +25,12 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 420  # seconds for one subprocess (about 40-100 s on 2 idle cores, 150 was too little under load); a hung collective fails the test instead of CI
+TIMEOUT = 420  # seconds for one subprocess (about 60-100 s on 2 idle cores, 150 was too little under load); a hung collective fails the test instead of CI
+# pytest-timeout (300 s for a test in pyproject.toml) counts the module fixture's subprocess
+# against whichever test sets it up first, and the multi-worker test waits for its own workers
+# after it: those tests get room for both subprocess timeouts, so the subprocess's own timeout
+# (with its output) is what fails first.
+SUBPROCESS_TESTS = pytest.mark.timeout(2 * TIMEOUT + 60)
 
 # ---------------------------------------------------------------------------------------------
 # Shared by the subprocess scripts
@@ -190,6 +195,7 @@ def mirrored_main(out: str, work: str) -> None:
 
     # End to end from a config file, then evaluation of the run on the default strategy.
     results["end_to_end"] = _end_to_end(Path(work), values)
+    results["models"] = _every_model(values, segments)
     Path(out).write_text(json.dumps(results))
 
 
@@ -263,53 +269,59 @@ def worker_main(index: int, out: str, work: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Not run by the tests (too slow for the suite): every config model, mirrored vs one device
-#   .venv/bin/python tests/train/test_distribute.py models OUT.json
+# Every config model, mirrored vs one device (part of the mirrored subprocess)
 # ---------------------------------------------------------------------------------------------
 
+# Tiny settings within each family's constraints (the hierarchical strides and the segment divide
+# the window, a short attention memory); k1 = k2 keeps each trace small (overlapping windows are
+# covered by "adam_clip" above). Tracing the mirrored step dominates: about 2-3 s per family.
+MODEL_K = 8
+MODEL_SETTINGS = {
+    "lstm": {},
+    "gru": {},
+    "stacked_lstm": {"layers": 2},  # residual + layer norm (on by default with 2 layers)
+    "hierarchical_lstm": {"options": {"levels": [[4, 4], [4, 1]]}},  # parallel mode
+    "hierarchical_lstm_sequential": {"name": "hierarchical_lstm", "options": {"levels": [[4, 2], [4, 1]], "mode": "sequential"}},
+    "attention_lstm": {"options": {"heads": 2, "memory": 8, "window": 9}},
+    "minlstm": {},
+    "mingru": {"layers": 2},  # MinRNNStack blocks with RMS norm and the MLP
+    "segment_gru": {"options": {"segment": 4}},
+}
 
-def models_main(out: str) -> None:
-    os.environ["LONGSTM_CPU_REPLICAS"] = "2"
-    from longstm.train.distribute import get_strategy
 
-    strategy = get_strategy("mirrored")
+def _every_model(values, segments) -> dict:
+    """Each family of the registry trained one epoch on one device and mirrored from the same weights
+    (clipnorm 0.1 is far below the gradient norm: clipping is active in every update)."""
     import keras
-    import tensorflow as tf
 
-    from longstm.train.config import ModelConfig, TrainConfig
-    from longstm.train.engine import build_model_for
     from longstm.models.registry import MODELS, build_model
+    from longstm.train.config import ModelConfig, TrainConfig
+    from longstm.train.distribute import get_strategy
+    from longstm.train.engine import build_model_for
     from longstm.train.trainer import Trainer
 
-    tf.config.experimental.enable_op_determinism()
-    values, segments = _series()
-    config = TrainConfig(lanes=LANES, k1=16, k2=16, epochs=1, learning_rate=1e-2, clipnorm=0.1)
-    results = {}
-    for name in MODELS:
-        keras.utils.set_random_seed(0)
-        reference = build_model(ModelConfig(name=name, units=8), 3, 1)
-        build_model_for(reference, 2, 16, 3)
+    strategy = get_strategy("mirrored")  # created by mirrored_main before TensorFlow ran
+    config = TrainConfig(lanes=LANES, k1=MODEL_K, k2=MODEL_K, epochs=1, learning_rate=1e-2, clipnorm=0.1)
+    results = {"registry": sorted(MODELS)}
+    for label, settings in MODEL_SETTINGS.items():
+        model_config = ModelConfig(**{"name": label, "units": 4, **settings})
         runs = {}
         for strategy_name in ("default", "mirrored"):
+            keras.utils.set_random_seed(0)
             with strategy.scope() if strategy_name == "mirrored" else _null():
-                model = build_model(ModelConfig(name=name, units=8), 3, 1)
-                build_model_for(model, 2, 16, 3)
-            model.set_weights(reference.get_weights())
+                model = build_model(model_config, 3, 1)
+                build_model_for(model, 2, MODEL_K, 3)
+            if strategy_name == "default":
+                initial = model.get_weights()
+            model.set_weights(initial)
             record = _Record()
             Trainer(model, config, callbacks=[record], progress=False, strategy=strategy_name).fit(
-                _lanes(values, segments, k1=16, k2=16)
+                _lanes(values, segments, k1=MODEL_K, k2=MODEL_K)
             )
-            runs[strategy_name] = record
-        single, mirrored = runs["default"], runs["mirrored"]
-        loss_error = max(abs(a - b) / abs(a) for a, b in zip(single.losses, mirrored.losses))
-        state_error = max(
-            float(np.max(np.abs(np.array(a) - np.array(b)) / (1 + np.abs(np.array(a)))))
-            for step_a, step_b in zip(single.states, mirrored.states)
-            for a, b in zip(step_a, step_b)
-        )
-        results[name] = {"updates": len(single.losses), "max_rel_loss_diff": loss_error, "max_state_diff": state_error}
-        print(name, results[name], flush=True)
-    Path(out).write_text(json.dumps(results, indent=1))
+            runs[strategy_name] = _summary(record, [w.tolist() for w in model.get_weights()])
+        runs["moved"] = max(float(np.max(np.abs(np.array(w) - a))) for w, a in zip(runs["default"]["weights"], initial))
+        results[label] = runs
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +363,7 @@ def _assert_same_run(single, distributed, rtol=1e-5, updates=None, weights=True,
 
 
 @pytest.mark.slow
+@SUBPROCESS_TESTS
 def test_mirrored_equals_one_device_with_active_clipping(mirrored):
     assert mirrored["replicas"] == 2
     run = mirrored["adam_clip"]
@@ -360,7 +373,8 @@ def test_mirrored_equals_one_device_with_active_clipping(mirrored):
     assert states.shape == (LANES, 5) and np.ptp(states, axis=0).max() > 1e-2
 
 
-@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
+@pytest.mark.slow  # shares the mirrored subprocess (~90 s on 2 idle cores)
+@SUBPROCESS_TESTS
 def test_mirrored_equals_one_device_adamw_cosine_clipping_mixed_float16(mirrored):
     """Equal while both runs make the same loss-scaling decisions.
 
@@ -380,7 +394,8 @@ def test_mirrored_equals_one_device_adamw_cosine_clipping_mixed_float16(mirrored
     )
 
 
-@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
+@pytest.mark.slow  # shares the mirrored subprocess (~90 s on 2 idle cores)
+@SUBPROCESS_TESTS
 def test_checkpoints_move_between_mirrored_and_one_device(mirrored):
     resume = mirrored["resume"]
     reference = resume["reference"]
@@ -393,13 +408,15 @@ def test_checkpoints_move_between_mirrored_and_one_device(mirrored):
         np.testing.assert_allclose(run["second"], reference[4:], rtol=1e-5, err_msg=direction)
 
 
-@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
+@pytest.mark.slow  # shares the mirrored subprocess (~90 s on 2 idle cores)
+@SUBPROCESS_TESTS
 def test_lanes_must_divide_over_replicas(mirrored):
     message = mirrored["lanes_error"]
     assert "train.lanes = 3" in message and "divisible by the 2 replicas" in message
 
 
-@pytest.mark.slow  # shares the mirrored subprocess (~60 s on 2 idle cores)
+@pytest.mark.slow  # shares the mirrored subprocess (~90 s on 2 idle cores)
+@SUBPROCESS_TESTS
 def test_cli_trains_mirrored_and_the_run_evaluates_and_resumes_on_one_device(mirrored):
     run = mirrored["end_to_end"]
     assert run["exit"] == 0, run["output"]
@@ -407,6 +424,25 @@ def test_cli_trains_mirrored_and_the_run_evaluates_and_resumes_on_one_device(mir
     assert run["evaluated"] == pytest.approx(run["test"], rel=1e-6)
     assert run["resume_exit"] == 0, run["resume_output"]
     assert run["resumed"] == pytest.approx(run["test"], rel=1e-6)
+
+
+EVERY_FAMILY = {"lstm", "gru", "stacked_lstm", "hierarchical_lstm", "attention_lstm", "minlstm", "mingru", "segment_gru"}
+
+
+@pytest.mark.slow  # shares the mirrored subprocess (about 30 s of it on 2 idle cores)
+@SUBPROCESS_TESTS
+@pytest.mark.parametrize("label", sorted(MODEL_SETTINGS))
+def test_every_model_family_trains_mirrored_as_on_one_device(mirrored, label):
+    """Each registry model from the same weights, one epoch of clipped Adam on one device and
+    on two replicas: the same losses, carried states per lane after every update, and weights."""
+    runs = mirrored["models"]
+    assert set(runs["registry"]) == EVERY_FAMILY  # a new family joins MODEL_SETTINGS (and this set)
+    assert {settings.get("name", name) for name, settings in MODEL_SETTINGS.items()} == EVERY_FAMILY
+    run = runs[label]
+    _assert_same_run(run["default"], run["mirrored"], state_atol=1e-5)
+    assert run["moved"] > 1e-2  # training changed the weights (the comparison is not of two idle runs)
+    losses = np.array(run["default"]["losses"])
+    assert np.ptp(losses) > 1e-2 * np.abs(losses).max()  # the loss is not constant over the updates
 
 
 def _free_ports(count: int) -> list[int]:
@@ -420,6 +456,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.mark.slow
+@SUBPROCESS_TESTS
 def test_multiworker_on_localhost_equals_one_device(tmp_path, mirrored):
     """Against the single-device run of the mirrored script: same data, weights and config."""
     ports = _free_ports(2)
@@ -519,7 +556,5 @@ def test_lane_block_reads_only_its_lanes_and_matches_the_full_batch():
 if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
         mirrored_main(sys.argv[2], sys.argv[3])
-    elif sys.argv[1] == "models":
-        models_main(sys.argv[2])
     else:
         worker_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -21,6 +21,17 @@ def latch_series(rows: int, mean_gap: int, seed: int) -> np.ndarray:
     return np.stack([impulses, target], axis=1).astype(np.float32)
 
 
+def reset_bound(values, chunk: int = CHUNK) -> float:
+    """The least expected MSE of any model whose state is reset every `chunk` steps: predicting 0
+    where the latest impulse lies before the step's chunk (either sign equally likely), exact
+    elsewhere (tests/models/test_models_train.py checks it against that within-chunk oracle)."""
+    impulses, target = values[:, 0], values[:, 1]
+    steps = np.arange(len(values))
+    latest = np.maximum.accumulate(np.where(impulses != 0, steps, -1))
+    uninformed = latest < steps // chunk * chunk
+    return float(np.mean(target**2 * uninformed))
+
+
 def _latch_lanes(values, lanes, reset_every_chunk):
     segments = list(range(0, len(values), CHUNK)) if reset_every_chunk else None
     return LaneWindows(
@@ -32,19 +43,20 @@ def _latch_lanes(values, lanes, reset_every_chunk):
 def test_latch_is_learned_with_carried_state_and_not_with_reset_every_chunk():
     train = latch_series(16 * 1600, mean_gap=3 * CHUNK, seed=0)  # impulses usually chunks back
     test = latch_series(4 * 800, mean_gap=3 * CHUNK, seed=1)
-    scores = {}
-    for reset in (False, True):
-        keras.utils.set_random_seed(0)
-        model = Forecaster(KerasRNNStack([keras.layers.LSTM(8)]), outputs=1)
-        trainer = Trainer(model, TrainConfig(k1=CHUNK, k2=CHUNK, epochs=6, learning_rate=1e-2), progress=False)
-        trainer.fit(_latch_lanes(train, 16, reset))
-        scores[reset, False] = trainer.evaluate(_latch_lanes(test, 4, False))["mse"]
-        scores[reset, True] = trainer.evaluate(_latch_lanes(test, 4, True))["mse"]
+    # The control: no model whose state is reset every chunk, however it was trained, scores below
+    # this on the test rows (computed, not trained: a model trained with resets scored 0.88 when measured).
+    bound = reset_bound(test)
+    assert 0.7 < bound < 0.9, bound
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(8)]), outputs=1)
+    trainer = Trainer(model, TrainConfig(k1=CHUNK, k2=CHUNK, epochs=6, learning_rate=1e-2), progress=False)
+    trainer.fit(_latch_lanes(train, 16, False))
+    carried = trainer.evaluate(_latch_lanes(test, 4, False))["mse"]
+    cut = trainer.evaluate(_latch_lanes(test, 4, True))["mse"]  # the same model, its memory cut at each chunk
     # Predicting 0 everywhere scores about 1; the latch is remembered only across chunks.
-    assert scores[False, False] < 0.3, scores
-    assert scores[False, True] > 0.6, scores  # the same model, its memory cut at each chunk
-    assert scores[True, True] > 0.6, scores  # trained with resets: never learns the latch
-    assert scores[True, True] > 3 * scores[False, False]
+    assert carried < 0.3, (carried, bound)
+    assert cut > 0.6, (cut, bound)
+    assert bound > 3 * carried
 
 
 @pytest.mark.slow
