@@ -26,17 +26,33 @@ def _twin(layer, **changes):
     return twin
 
 
+LONG = _inputs(10_000)
+LONG_H0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)  # negative entries too
+_STEP_LOOP_RUNS = {}
+
+
+def _step_loop_run(cls, long_memory: bool):
+    """`(layer, outputs, last state)`: one `cls(8)` per cell (and memory setting) run by its step
+    loop over the 10^4 steps of LONG from LONG_H0. The reference of every scan, computed once per
+    cell: each scan's layer is a twin with these weights."""
+    key = (cls, long_memory)
+    if key not in _STEP_LOOP_RUNS:
+        sequential = cls(8, mode="sequential")
+        sequential(LONG[:, :2])
+        if long_memory:
+            _long_memory(sequential)
+        h, (last,) = tf.function(lambda x, s: sequential(x, state=s))(LONG, LONG_H0)
+        _STEP_LOOP_RUNS[key] = sequential, np.asarray(h), np.asarray(last)
+    return _STEP_LOOP_RUNS[key]
+
+
 # Every scan, the two log-space ones included, in float32 over one 10^4-step chunk.
 @pytest.mark.parametrize("scan", ["blocked", "associative", "logcumsumexp"])
 @pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
 def test_parallel_equals_sequential_over_ten_thousand_steps_from_a_signed_state(cls, scan):
-    x = _inputs(10_000)
-    h0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)  # negative entries too
-    parallel = cls(8, scan=scan)
-    parallel(x[:, :2])
-    sequential = _twin(parallel, mode="sequential")
-    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(x, h0)
-    h_sequential, (last_sequential,) = tf.function(lambda x, s: sequential(x, state=s))(x, h0)
+    sequential, h_sequential, last_sequential = _step_loop_run(cls, long_memory=False)
+    parallel = _twin(sequential, mode="parallel", scan=scan)
+    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(LONG, LONG_H0)
     assert np.isfinite(h_parallel).all()
     assert np.abs(np.asarray(h_parallel) - np.asarray(h_sequential)).max() < 1e-4
     np.testing.assert_array_equal(last_parallel, h_parallel[:, -1])
@@ -62,16 +78,11 @@ def _long_memory(layer, units=8):
 @pytest.mark.parametrize("scan", ["blocked", "associative", "logcumsumexp"])
 @pytest.mark.parametrize("cls", [MinLSTM, MinGRU])
 def test_parallel_equals_sequential_over_ten_thousand_steps_with_a_memory_of_a_thousand(cls, scan):
-    x = _inputs(10_000)
-    h0 = (np.random.default_rng(1).normal(size=(2, 8)).astype("float32"),)
-    parallel = cls(8, scan=scan)
-    parallel(x[:, :2])
-    _long_memory(parallel)
-    keep, _ = parallel.coefficients(ops.matmul(x[:, :100], parallel.kernel) + parallel.bias)
+    sequential, h_sequential, last_sequential = _step_loop_run(cls, long_memory=True)
+    parallel = _twin(sequential, mode="parallel", scan=scan)
+    keep, _ = parallel.coefficients(ops.matmul(LONG[:, :100], parallel.kernel) + parallel.bias)
     assert 0.998 < float(np.min(keep)) and float(np.max(keep)) < 0.9995
-    sequential = _twin(parallel, mode="sequential")
-    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(x, h0)
-    h_sequential, (last_sequential,) = tf.function(lambda x, s: sequential(x, state=s))(x, h0)
+    h_parallel, (last_parallel,) = tf.function(lambda x, s: parallel(x, state=s))(LONG, LONG_H0)
     assert np.abs(np.asarray(h_parallel) - np.asarray(h_sequential)).max() < 1e-4
     np.testing.assert_allclose(last_parallel, last_sequential, atol=1e-4)
 
