@@ -21,15 +21,16 @@ def latch_series(rows: int, mean_gap: int, seed: int) -> np.ndarray:
     return np.stack([impulses, target], axis=1).astype(np.float32)
 
 
-def reset_bound(values, chunk: int = CHUNK) -> float:
-    """The least expected MSE of any model whose state is reset every `chunk` steps: predicting 0
-    where the latest impulse lies before the step's chunk (either sign equally likely), exact
-    elsewhere (tests/models/test_models_train.py checks it against that within-chunk oracle)."""
+def reset_bound(values, chunk: int = CHUNK, first: int = 0) -> float:
+    """The least expected MSE over rows `first..` of any model whose state is reset every `chunk`
+    steps: predicting 0 where the latest impulse lies before the step's chunk (either sign equally
+    likely), exact elsewhere (tests/models/test_models_train.py checks it against that
+    within-chunk oracle). `values`: impulses in column 0, the latch target in column 1."""
     impulses, target = values[:, 0], values[:, 1]
     steps = np.arange(len(values))
     latest = np.maximum.accumulate(np.where(impulses != 0, steps, -1))
     uninformed = latest < steps // chunk * chunk
-    return float(np.mean(target**2 * uninformed))
+    return float(np.mean((target**2 * uninformed)[first:]))
 
 
 def _latch_lanes(values, lanes, reset_every_chunk):
