@@ -49,6 +49,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from longstm.atomic import write_atomically
 from longstm.data.sources import DEFAULT_BLOCK_ROWS, Source, discover, read_batches
 from longstm.errors import DataValidationError
 
@@ -61,13 +62,7 @@ def is_store(path: str | Path) -> bool:
 
 
 def _write_json_atomic(path: Path, payload) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(json.dumps(payload, indent=1))
-        os.replace(temporary, path)
-    except OSError as reason:
-        temporary.unlink(missing_ok=True)
-        raise OSError(reason.errno, reason.strerror, str(path)) from None
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=1)))
 
 
 def _safe(name: str) -> str:

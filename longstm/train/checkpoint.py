@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from longstm.atomic import write_atomically
 from longstm.errors import LongstmError, TrainingError
 from longstm.train.rundir import POSITION, VARIABLES, RunDir
 
@@ -48,13 +49,9 @@ def variable_arrays(variables, prefix: str) -> dict[str, np.ndarray]:
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """An `.npz` written through a temporary file and renamed into place; a write that fails (a
     full disk) removes the temporary file, leaves `path` as it was and is one `TrainingError` line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp.npz")
     try:
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: np.savez(temporary, **arrays), suffix=".tmp.npz")
     except OSError as reason:
-        temporary.unlink(missing_ok=True)
         raise TrainingError(f"{path}: could not be written ({reason.strerror or reason}); the previous {path.name}, if any, is kept") from None
 
 

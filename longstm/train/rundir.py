@@ -37,6 +37,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
+from longstm.atomic import write_atomically
 from longstm.errors import ConfigError, TrainingError
 from longstm.train.config import Config, load_config
 
@@ -66,13 +67,9 @@ def write_atomic(path: Path, text: str) -> None:
     A write that fails (a full disk) removes the temporary file and leaves `path` as it was;
     it is one `TrainingError` line naming the file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     except OSError as reason:
-        temporary.unlink(missing_ok=True)
         raise TrainingError(f"{path}: could not be written ({reason.strerror or reason}); the previous file, if any, is unchanged") from None
 
 
