@@ -106,7 +106,8 @@ def check_pipeline_specs(specs: Any, name: str = "pipeline") -> None:
     _kinds(specs, name, None, "<config>")
 
 
-def _nanoseconds(timestamps) -> np.ndarray:
+def as_nanoseconds(timestamps) -> np.ndarray:
+    """`datetime64` values (any unit) or integer nanoseconds as int64 nanoseconds."""
     stamps = np.asarray(timestamps)
     if np.issubdtype(stamps.dtype, np.datetime64):
         return stamps.astype("datetime64[ns]").astype(np.int64)
@@ -191,7 +192,7 @@ class FeaturePipeline:
         kind = next(kind for kind in self.kinds if kind.needs_timestamps)
         if timestamps is None:
             raise DataValidationError(f"{self.source}: feature {kind.kind!r} needs timestamps, and {what} has none")
-        stamps = _nanoseconds(timestamps)
+        stamps = as_nanoseconds(timestamps)
         if stamps.shape != (length,):
             raise DataValidationError(f"{self.source}: {what} needs {length} timestamps, got shape {stamps.shape}")
         return stamps

@@ -45,11 +45,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from longstm.data import loaders
 from longstm.errors import DataValidationError
 
 LAYOUTS = ("auto", "table", "hive", "ticks")
 SERIES_COLUMNS = ("unique_id", "series", "series_id", "instrument", "symbol")
-TIMESTAMP_NAMES = ("timestamp", "ds", "date", "datetime", "time", "ts")
+# The single-file loader's timestamp names, and `ds`: the forecasting libraries' long-table convention.
+TIMESTAMP_NAMES = (*loaders.TIMESTAMP_NAMES, "ds")
 TICK_FILE = re.compile(r"^(\d{8})_quote\.zip$")
 TICK_COLUMNS = ("milliseconds", "bid", "ask")
 DEFAULT_BLOCK_ROWS = 1 << 18

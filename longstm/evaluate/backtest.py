@@ -155,6 +155,15 @@ def run_backtest(closes, positions, *, cost_bps: float, periods_per_year: float)
     )
 
 
+def valid_mid(bid, ask, crossed) -> np.ndarray:
+    """The mid `(bid + ask) / 2` with every crossed quote's mid replaced by the last valid one
+    (crossed quotes before the first valid one take the first valid mid): what positions are
+    marked to, since a crossed quote is not a price. Needs at least one valid quote."""
+    valid = np.flatnonzero(~np.asarray(crossed, dtype=bool))
+    last_valid = np.maximum(np.searchsorted(valid, np.arange(np.size(bid)), side="right") - 1, 0)
+    return ((np.asarray(bid) + np.asarray(ask)) / 2)[valid[last_valid]]
+
+
 def execution_ticks(crossed) -> np.ndarray:
     """For each tick, the first tick at or after it whose quote is not crossed (`len` if none):
     an order decided at a crossed quote (ask < bid: not a real price) fills at the next valid one."""
@@ -205,8 +214,7 @@ def run_quote_backtest(bid, ask, positions, *, periods_per_year: float, crossed=
     if not np.all(np.isfinite(wanted)) or np.any(np.abs(wanted) > 1):
         raise DataValidationError("run_quote_backtest: positions must be finite and within [-1, 1]")
     mid = (bid + ask) / 2
-    valid = np.flatnonzero(~crossed)
-    marked = mid[valid[np.searchsorted(valid, np.arange(mid.size), side="right") - 1]]  # last valid mid
+    marked = valid_mid(bid, ask, crossed)
     # The position held over (t, t+1] is the latest wish that has filled by tick t.
     fills = execution_ticks(crossed)[: wanted.size]
     held = np.zeros(wanted.size)

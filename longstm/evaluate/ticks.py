@@ -55,7 +55,7 @@ from longstm.data.store import Store, as_duration, parse_session_rule
 from longstm.data.targets import time_targets
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
-from longstm.evaluate.backtest import BacktestResult, run_quote_backtest
+from longstm.evaluate.backtest import BacktestResult, run_quote_backtest, valid_mid
 from longstm.models.hft_baselines import RETURN_COLUMN
 
 BASIS_POINTS = 10_000.0
@@ -172,11 +172,9 @@ class SeriesTicks:
         quotes = series.read(0, len(series), ["bid", "ask"])
         bid, ask = quotes[:, 0], quotes[:, 1]
         crossed = series.read(0, len(series), ["crossed"])[:, 0] > 0 if series.has_crossed else ask < bid
-        valid = np.flatnonzero(~crossed)
-        if valid.size == 0:
+        if crossed.all():
             raise DataValidationError(f"{store.path}: series {name!r}: every quote is crossed (ask < bid)")
-        last_valid = np.maximum(np.searchsorted(valid, np.arange(bid.size), side="right") - 1, 0)
-        mid = ((bid + ask) / 2)[valid[last_valid]]  # leading crossed ticks take the first valid mid
+        mid = valid_mid(bid, ask, crossed)
         train_until, val_until = split.bounds
         return cls(name, series.timestamps(), bid, ask, crossed, mid, series.sessions(session_gap),
                    first_row_at(series, train_until), first_row_at(series, val_until))

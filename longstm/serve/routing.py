@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from longstm.data.features import as_nanoseconds
 from longstm.errors import ConfigError, DataValidationError
 from longstm.serve.rows import read_rows
 
@@ -130,7 +131,7 @@ class RowsByName:
             stamp_grid = None
             if stamps is not None:
                 stamp_grid = np.zeros(grid.shape[:2], np.int64)
-                stamp_grid[rounds, lanes] = _nanoseconds(stamps)
+                stamp_grid[rounds, lanes] = as_nanoseconds(stamps)
             features, pipeline_state = self._routed_features(grid, stamp_grid, active)
         scaled = self._scaled(features)
         state, outputs = self._model_state, []
@@ -180,10 +181,3 @@ class RowsByName:
                 )
             lanes[row] = lane
         return lanes
-
-
-def _nanoseconds(stamps) -> np.ndarray:
-    stamps = np.asarray(stamps)
-    if np.issubdtype(stamps.dtype, np.datetime64):
-        return stamps.astype("datetime64[ns]").astype(np.int64)
-    return stamps.astype(np.int64)
