@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.features import FeaturePipeline
-from longstm.data.store import Store, StoreSeries, as_duration, parse_session_rule
+from longstm.data.store import Store, StoreSeries, as_duration, parse_session_rule, spans
 from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
 
@@ -149,14 +149,9 @@ class PanelRows:
             raise TypeError(f"PanelRows supports contiguous row slices only; got {index!r}.")
         start, stop, _ = index.indices(self.shape[0])
         out = np.empty((max(0, stop - start), self.shape[1]), np.float32)
-        first = int(np.searchsorted(self.offsets, start, side="right") - 1)
-        for i in range(max(first, 0), len(self.pieces)):
-            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-            if lo >= stop:
-                break
-            a, b = max(start, lo), min(stop, hi)
+        for i, a, b, at in spans(self.offsets, start, stop):
             piece = self.pieces[i]
-            out[a - start : b - start] = self._read(piece, piece.start + a - lo, piece.start + b - lo)
+            out[at : at + b - a] = self._read(piece, piece.start + a, piece.start + b)
         return out
 
     def _read(self, piece: Piece, start: int, stop: int) -> np.ndarray:

@@ -42,7 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -232,6 +232,19 @@ def convert(
     return payload
 
 
+def spans(offsets: np.ndarray, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
+    """Rows `[start, stop)` of parts laid end to end (part i holds rows `offsets[i]..offsets[i+1]`)
+    as `(part, first row in the part, stop row in the part, where it starts in the output)`."""
+    first = max(int(np.searchsorted(offsets, start, side="right") - 1), 0)
+    for index in range(first, len(offsets) - 1):
+        lo, hi = int(offsets[index]), int(offsets[index + 1])
+        if lo >= stop:
+            break
+        a, b = max(start, lo), min(stop, hi)
+        if b > a:
+            yield index, a - lo, b - lo, a - start
+
+
 class StoreSeries:
     """The rows of one series in a store, read from memory-mapped shards on demand.
 
@@ -258,14 +271,7 @@ class StoreSeries:
 
     def _column(self, name: str, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, start), min(len(self), stop)
-        pieces = []
-        first = int(np.searchsorted(self.offsets, start, side="right") - 1)
-        for index in range(first, len(self.shards)):
-            lo = int(self.offsets[index])
-            if lo >= stop:
-                break
-            a, b = max(start, lo) - lo, min(stop, int(self.offsets[index + 1])) - lo
-            pieces.append(self._table(index).column(name).slice(a, b - a).to_numpy())
+        pieces = [self._table(index).column(name).slice(a, b - a).to_numpy() for index, a, b, _ in spans(self.offsets, start, stop)]
         return np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
 
     def read(self, start: int = 0, stop: int | None = None, columns: Sequence[str] | None = None) -> np.ndarray:
