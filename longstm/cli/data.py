@@ -103,7 +103,7 @@ def inspect(
     kind: str = typer.Option("auto", "--kind", help="auto, csv, parquet, ett, ohlcv, lobster or npy."),
     timestamp_column: str = typer.Option(None, "--timestamp-column", help="Timestamp column (detected when omitted)."),
     bar: str = typer.Option(None, "--bar", help="LOBSTER: aggregate events to bars of this length (e.g. 1s)."),
-    gap: str = typer.Option("1h", "--gap", help="A store: a pause longer than this starts a new session."),
+    gap: str = typer.Option("1h", "--gap", help="A store: a pause longer than this starts a new session, or FREQ@ZONE (1D@America/New_York) for calendar sessions."),
     no_header: bool = typer.Option(False, "--no-header", help="CSV: the first line is data, not column names."),
 ) -> None:
     """Print rows, columns, time span, resolution, gaps and NaNs of a data file, or per series of a store."""

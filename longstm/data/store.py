@@ -403,14 +403,17 @@ class Store:
     def describe(self, gap: str = "1h") -> list[dict]:
         """Per series: rows, first/last timestamp, sessions (gaps over `gap`), the largest gap,
         crossed/dropped quotes and ticks sharing a timestamp — read from the memory maps."""
+        kind, value, _ = parse_session_rule(gap)
         rows = []
         for series in self:
             shards = self._series[series.name]
             _, lengths = series.gaps()
             largest = int(lengths.max()) if lengths.size else 0
+            # a gap rule counts from the gaps already read; a calendar rule reads the timestamps again
+            sessions = 1 + int(np.count_nonzero(lengths > int(value))) if kind == "gap" else series.sessions(gap).size
             rows.append({
                 "series": series.name, "rows": len(series), "first": _iso(shards[0]["first"]), "last": _iso(shards[-1]["last"]),
-                "sources": len(shards), "sessions": int(series.sessions(gap).size),
+                "sources": len(shards), "sessions": int(sessions),
                 "largest_gap": np.timedelta64(largest, "ns"),
                 "crossed": sum(s["crossed"] for s in shards), "dropped": sum(s["dropped"] for s in shards),
                 "ties": sum(s["ties"] for s in shards), "columns": series.columns,
