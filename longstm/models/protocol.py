@@ -108,6 +108,11 @@ class RecurrentModel(keras.Model):
         """
         return f"its core {type(self).__name__} is not an LSTM/GRU stack"
 
+    def make_head(self, outputs: int) -> keras.layers.Layer | None:
+        """The head `Forecaster` should put on this core for `outputs` values per step, or None
+        for the default `Dense(outputs)` (the segment forecaster returns its decoder)."""
+        return None
+
     def numpy_weights(self) -> dict[str, Any] | str:
         """The whole forecaster as NumPy weights (see `Forecaster.numpy_weights`), or why not."""
         return f"{type(self).__name__} has no Dense head (wrap it in a Forecaster)"

@@ -122,8 +122,7 @@ def build_model(config, n_features: int, n_outputs: int, residual_inputs=()) -> 
     if config.name not in MODELS:
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}; got {config.name!r}")
     core = MODELS[config.name](config, n_features)
-    # A core with a decoder of its own (the segment forecaster) says so; others get a Dense head.
-    head = core.make_head(n_outputs) if hasattr(core, "make_head") else None
+    head = core.make_head(n_outputs)  # None: the Forecaster's Dense head
     if getattr(config, "lags", 0) > 0:  # a linear skip over the last `lags` inputs (longstm.models.lags)
         core = LinearLagSkip(core, lags=config.lags, width=config.lag_width, features=n_features, relative=config.lag_relative)
     return Forecaster(core, head=head, outputs=n_outputs, residual_inputs=list(residual_inputs))

@@ -75,7 +75,7 @@ class SegmentGRU(RecurrentModel):
         return self.segment
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
-        """The decoder `Forecaster` puts on this core (see `longstm.models.registry.build_model`)."""
+        """Its parallel decoder, the head `Forecaster` puts on this core."""
         return SegmentDecoder(outputs, self.segment, self.units)
 
     def build(self, input_shape):
