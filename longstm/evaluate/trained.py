@@ -55,11 +55,6 @@ from longstm.train.run import ModelColumns, build_trainer, evaluation_lanes, fit
 from longstm.train.rundir import RunDir, write_atomic
 
 
-def is_config_path(model: str | Path) -> bool:
-    """True when `--model` names a training config (a `.toml` file) rather than a baseline."""
-    return str(model).lower().endswith(".toml")
-
-
 def fit_and_summarise(trainer, train_lanes, val_lanes) -> dict[str, Any]:
     """`fit_and_keep_best`, and what the protocols report of it.
 
