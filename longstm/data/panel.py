@@ -288,13 +288,29 @@ class PanelFeatureRows(PanelRows):
                       for name in panel.names}
 
     def _read(self, piece: Piece, start: int, stop: int) -> np.ndarray:
-        out = self._unscaled(piece, start, stop)
+        return self._scaled(*self._computed(piece, start, stop), piece)[0]
+
+    def _scaled(self, out: np.ndarray, valid: np.ndarray, piece: Piece) -> tuple[np.ndarray, np.ndarray]:
         if self._scaler is not None:
             mean, scale = self._scaler[piece.series]
             out[:, :-1] = (out[:, :-1] - mean) / scale
-        return out
+        return out, valid
 
-    def _unscaled(self, piece: Piece, start: int, stop: int) -> np.ndarray:
+    def read_with_validity(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `[start, stop)` of this source, as `self[start:stop]` gives them, and a
+        `(rows, targets)` bool array: where each target is valid (t + Δ, or tick t + k, inside
+        t's stretch). The weight column says only where *every* target is; a forecast is
+        scored per target where its own is."""
+        values = np.empty((max(0, stop - start), self.shape[1]), np.float32)
+        valid = np.zeros((len(values), len(self.columns) - len(self.features) - 1), bool)
+        for i, a, b, at in spans(self.offsets, start, stop):
+            piece = self.pieces[i]
+            out, ok = self._scaled(*self._computed(piece, piece.start + a, piece.start + b), piece)
+            values[at : at + b - a], valid[at : at + b - a] = out, ok
+        return values, valid
+
+    def _computed(self, piece: Piece, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unscaled rows `[start, stop)` of `piece`'s series and their per-target validity."""
         data, sessions = self._series[piece.series], self.panel.sessions[piece.series]
         session_start = int(sessions[np.searchsorted(sessions, start, side="right") - 1])
         first = max(session_start, start - (self.pipeline.memory if self.pipeline is not None else 0))
@@ -304,7 +320,7 @@ class PanelFeatureRows(PanelRows):
             values = self.pipeline.compute(values, data.timestamps(first, stop), [0, *inside])
         out = np.empty((stop - start, len(self.columns)), np.float64)
         out[:, : len(self.features)] = values[start - first :]
-        valid = np.ones(stop - start, bool)
+        valid = np.ones((stop - start, len(self.columns) - len(self.features) - 1), bool)
         cuts = self._cuts[piece.series]
         lo = start
         while lo < stop:
@@ -312,11 +328,11 @@ class PanelFeatureRows(PanelRows):
             hi = min(stop, end)
             targets, ok = self._targets(data, lo, hi, end)
             out[lo - start : hi - start, len(self.features) : -1] = targets
-            valid[lo - start : hi - start] = ok.all(axis=1)
+            valid[lo - start : hi - start] = ok
             lo = hi
         rows = np.arange(start, stop)
-        out[:, -1] = valid * (rows >= piece.loss_from) * self.weights[piece.series]
-        return out
+        out[:, -1] = valid.all(axis=1) * (rows >= piece.loss_from) * self.weights[piece.series]
+        return out, valid
 
     def _targets(self, data: StoreSeries, start: int, stop: int, end: int):
         """Targets of rows `[start, stop)` of a stretch ending before row `end`, reading ticks
@@ -351,7 +367,7 @@ class PanelFeatureRows(PanelRows):
             # count, sum, sum of squares; for features over all rows, for targets over valid ones
             acc = sums.setdefault(piece.series, np.zeros((3, width)))
             for a in range(piece.loss_from, piece.stop, FIT_BLOCK_ROWS):
-                block = self._unscaled(piece, a, min(piece.stop, a + FIT_BLOCK_ROWS))
+                block = self._computed(piece, a, min(piece.stop, a + FIT_BLOCK_ROWS))[0]
                 counted = np.where(np.arange(width) < n_features, 1.0, (block[:, -1:] > 0).astype(float))
                 acc += [counted.sum(0), (block[:, :-1] * counted).sum(0), (block[:, :-1] ** 2 * counted).sum(0)]
         if not per_series:

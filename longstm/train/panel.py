@@ -30,8 +30,9 @@ def predict_panel(run_dir: str | Path, part: str = "test") -> pd.DataFrame:
 
     Each series' part is run session by session with carried state (reset at each session
     start, as in training); the first piece starts `eval.warmup` rows before the part, on the
-    series' past, and those rows get no forecast. Rows whose targets are not all valid (t + Δ past
-    the last tick of the session or of the part) get none either.
+    series' past, and those rows get no forecast. Every row of the part gets a forecast of every
+    target; a target that is not valid there (t + Δ past the last tick of the session or of the
+    part) has a NaN true value, so it is not scored at that row.
 
     Args:
         run_dir: a run directory written by `train_from_config` on a store.
@@ -40,7 +41,8 @@ def predict_panel(run_dir: str | Path, part: str = "test") -> pd.DataFrame:
     Returns:
         A `pandas.DataFrame`, one row per (series, target row): `series`, `row` (the row in that
         series), `timestamp` (UTC), the mid columns (e.g. `bid`, `ask`) at that row, then per
-        target `pred_<target>` and `true_<target>` in the target's units (a log return).
+        target `pred_<target>` and `true_<target>` in the target's units (a log return; NaN
+        where that target is not valid).
 
     Raises:
         ConfigError: `run_dir` was not trained on a store, or `part` is not a split part.
@@ -58,16 +60,17 @@ def predict_panel(run_dir: str | Path, part: str = "test") -> pd.DataFrame:
         first, stop = int(rows.offsets[index]), int(rows.offsets[index + 1])
         starts = rows.segments[(rows.segments >= first) & (rows.segments < stop)]
         for seg_start, seg_stop in zip(starts, [*starts[1:], stop]):
-            values = rows[int(seg_start) : int(seg_stop)]
-            wanted = np.flatnonzero(values[:, -1] > 0)
+            values, valid = rows.read_with_validity(int(seg_start), int(seg_stop))
+            series_rows = piece.start + int(seg_start) - first + np.arange(len(values))
+            wanted = np.flatnonzero(series_rows >= piece.loss_from)  # the part's rows, not the warm-up on the past
             if wanted.size == 0:
                 continue
             inputs = values[:, data.feature_columns]
             outputs = carried_outputs(compiled, inputs, [0], wanted, chunk=config.train.k2)
-            frames.append(_frame(data, piece.series, piece.start + int(seg_start) - first + wanted, outputs,
-                                 values[wanted][:, data.target_columns], targets))
+            truth = np.where(valid[wanted], values[wanted][:, data.target_columns], np.nan)
+            frames.append(_frame(data, piece.series, series_rows[wanted], outputs, truth, targets))
     if not frames:
-        raise ConfigError(f"{run_dir}: the {part} part has no rows with valid targets")
+        raise ConfigError(f"{run_dir}: the {part} part has no rows")
     return pd.concat(frames, ignore_index=True)
 
 
