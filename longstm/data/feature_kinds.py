@@ -78,6 +78,10 @@ class FeatureKind:
     def latest(self, window: np.ndarray, seen: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
+    def missing_timestamps(self, source: str, what: str) -> Exception:
+        """The error for a kind that needs timestamps given data without them."""
+        return DataValidationError(f"{source}: feature {self.kind!r} needs timestamps, and {what} has none")
+
     # ---- key helpers ----------------------------------------------------------------------
 
     def _fail(self, message: str) -> None:

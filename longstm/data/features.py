@@ -22,6 +22,9 @@ Kinds (keys in brackets are optional; `longstm.data.feature_kinds` has the detai
   (what a trained LOBSTER classifier reads).
 - `per_column`: `transforms, [columns]` `"value"`/`"diff"`/`"log_return"` per column (the
   streaming predictor's former `{"kind": "causal", "transforms": [...]}`).
+- `calendar_boundaries`: `levels` -> `boundary_0`, ...: 1.0 where a row starts a new group of
+  that level (`every = "1s"`, `every_events = N` or a boundary `column`; see
+  `longstm.data.calendar_kinds`), the flags a `calendar_lstm` model reads.
 
 Example, batch (training) and incremental (serving several instruments tick by tick); the
 two give the same numbers:
@@ -59,10 +62,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from longstm.data.calendar_kinds import CalendarBoundaries
 from longstm.data.feature_kinds import FEATURE_KINDS, FeatureKind
 from longstm.data.series import TimeSeries
 from longstm.data.validation import _rows
 from longstm.errors import ConfigError, DataValidationError
+
+# Its own module (it builds on FeatureKind), registered beside the others.
+FEATURE_KINDS[CalendarBoundaries.kind] = CalendarBoundaries
 
 
 def _kinds(specs: Any, name: str, input_columns: Sequence[str] | None, source: str) -> list[FeatureKind]:
@@ -191,7 +198,7 @@ class FeaturePipeline:
             return None
         kind = next(kind for kind in self.kinds if kind.needs_timestamps)
         if timestamps is None:
-            raise DataValidationError(f"{self.source}: feature {kind.kind!r} needs timestamps, and {what} has none")
+            raise kind.missing_timestamps(self.source, what)
         stamps = as_nanoseconds(timestamps)
         if stamps.shape != (length,):
             raise DataValidationError(f"{self.source}: {what} needs {length} timestamps, got shape {stamps.shape}")

@@ -40,6 +40,11 @@ SPECS = {
     "per_column": st.builds(
         lambda t: {"kind": "per_column", "transforms": t}, st.lists(st.sampled_from(["value", "diff", "log_return"]), min_size=5, max_size=5)
     ),
+    "calendar_boundaries": st.builds(  # tests/test_calendar_data.py checks it on dense ticks
+        lambda levels: {"kind": "calendar_boundaries", "levels": levels},
+        st.lists(st.sampled_from([{"every": "10min"}, {"every": "1h"}, {"every": "1D", "tz": "America/New_York"},
+                                  {"every_events": 3}, {"column": "volume"}]), min_size=1, max_size=3),
+    ),
 }
 
 
