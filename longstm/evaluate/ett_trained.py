@@ -69,6 +69,7 @@ from longstm.train.carried import CompiledModel, carried_outputs
 from longstm.train.config import read_config
 from longstm.train.run import ModelColumns, build_trainer, evaluation_lanes, training_lanes
 from longstm.train.rundir import RunDir, write_atomic
+from longstm.train.windows import LookbackWindows, init_linear_forecast, use_window_training, window_forecast
 
 MODES = ("window", "stream")
 # Windows per compiled call in window mode: 1,024 ran 1.35x faster than 256 (and 4,096 slower)
@@ -200,7 +201,10 @@ class TrainedEtt:
             horizon=int(horizon),
             scale=True,
         )
-        return dataclasses.replace(self.config, data=data)
+        train = self.config.train
+        if train.mode == "windows":  # each window of L steps from a zero state, the loss at its last step
+            train = dataclasses.replace(train, k1=1, k2=self.lookback)
+        return dataclasses.replace(self.config, data=data, train=train)
 
     def _series_columns(self, rows) -> dict[str, Any]:
         """The `LaneWindows` arguments that read `rows` of the series, scaled as the protocol scales."""
@@ -232,6 +236,24 @@ class TrainedEtt:
                                      target_columns=[0], segments=segments)
         return train_lanes, val_lanes
 
+    def _window_sets(self, config, horizon: int):
+        """Training and validation `LookbackWindows` (`train.mode = "windows"`): every window of
+        L + H rows inside each part, channel by channel when channel-independent."""
+        sets = []
+        for part, shuffle in ((self.split.train, True), (self.split.val, False)):
+            if self.channel_independent:
+                values, segments = self._stacked_channels(*part)
+                index, columns = WindowIndex(len(values), self.lookback, horizon, segments=segments), ([0], [0])
+            else:
+                values, columns = self.scaled, (self.feature_columns, self.target_columns)
+                index = WindowIndex(len(values), self.lookback, horizon, start=part[0], stop=part[1], segments=self.series.segments)
+            if len(index) == 0 and not shuffle:
+                sets.append(None)
+                continue
+            sets.append(LookbackWindows(values, index.starts(), self.lookback, horizon, config.train.lanes, *columns,
+                                        shuffle=shuffle, seed=config.seed))
+        return sets
+
     def train(self, horizon: int) -> TrainedHorizon:
         """Train (once) the model for `horizon` and return it with its training summary."""
         horizon = int(horizon)
@@ -244,7 +266,12 @@ class TrainedEtt:
                 f"{self.series.source}: the training part [{train_start}, {train_stop}) is too short for horizon {horizon}"
             )
         val_rows = (val_start + self.lookback - 1, val_stop - horizon)
-        if self.channel_independent:
+        windows = config.train.mode == "windows"
+        if windows:
+            train_lanes, val_lanes = self._window_sets(config, horizon)
+            columns = ModelColumns([0], [0], ["value"]) if self.channel_independent else \
+                ModelColumns(self.feature_columns, self.target_columns, list(self.series.columns))
+        elif self.channel_independent:
             train_lanes, val_lanes = self._channel_lanes(config, val_rows)
             columns = ModelColumns([0], [0], ["value"])
         else:
@@ -256,15 +283,23 @@ class TrainedEtt:
         run = RunDir(self.run_dir / f"h{horizon}")
         run.write_config(config)
         trainer = build_trainer(config, columns, run_dir=run.path, progress=self.progress)
+        started = time.perf_counter()
+        if windows:
+            use_window_training(trainer, train_lanes)
+            init_linear_forecast(trainer.model, train_lanes)  # model.options.linear: start at NLinear
+        set_up = time.perf_counter() - started
         summary = fit_and_summarise(trainer, train_lanes, val_lanes)
+        summary["train_seconds"] += set_up  # NLinear's fit is part of the training time
         summary.update(
             horizon=horizon, lookback=self.lookback, features=self.features, protocol=self.split.protocol,
             train_rows=[train_start, train_stop - horizon], validation_rows=list(val_rows),
             model=config.model.name, units=config.model.units, layers=config.model.layers, residual=config.model.residual,
-            channel_independent=self.channel_independent,
+            channel_independent=self.channel_independent, train_mode=config.train.mode,
         )
         write_atomic(run.protocol_summary, json.dumps(summary, indent=1))
-        trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)
+        compiled = CompiledModel(trainer.model)
+        compiled.window = tf.function(lambda x: window_forecast(trainer.model, x))  # the core too at the last step only
+        trained = TrainedHorizon(horizon, trainer, compiled, summary)
         self.models[horizon] = trained
         return trained
 

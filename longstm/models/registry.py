@@ -25,6 +25,7 @@ import keras
 
 from longstm.errors import ConfigError
 from longstm.models.attention import AttentionLSTM
+from longstm.models.calendar import CalendarLSTM
 from longstm.models.checks import model_options
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.lags import LinearLagSkip
@@ -86,9 +87,33 @@ def min_rnn_builder(cell: str) -> Builder:
 
 def build_segment_gru(config, n_features: int) -> RecurrentModel:
     """`SegmentGRU(units, segment)` (after SegRNN) with its parallel decoder as the head;
-    `model.options`: `segment` (steps per segment, default 24; TBPTT k1 and k2 must be multiples)."""
-    options = model_options(config, {"segment": 24})
-    return SegmentGRU(config.units, segment=options["segment"], features=n_features)
+    `model.options`: `segment` (steps per segment, default 24; TBPTT k1 and k2 must be multiples)
+    and `linear` (default false: with `model.lags`, the lag projection is a linear forecast the
+    decoder adds to its own, started at NLinear's solution by window training)."""
+    options = model_options(config, {"segment": 24, "linear": False})
+    if options["linear"] is not False and (options["linear"] is not True or config.lags < 1 or config.lag_relative):
+        raise ConfigError(
+            f"'model.options.linear = true' needs 'model.lags' >= 1 and 'model.lag_relative = false' (the linear "
+            f"forecast reads the raw window); got linear={options['linear']!r}, lags={config.lags}, "
+            f"lag_relative={config.lag_relative}"
+        )
+    linear_width = config.lag_width if options["linear"] else 0
+    return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width)
+
+
+def build_calendar_lstm(config, n_features: int) -> RecurrentModel:
+    """`CalendarLSTM(levels, mode)` (`longstm.models.calendar`); `model.options`: `levels` (required,
+    like `[{units = 32, every = "1s"}, {units = 64}]`; the data layer adds one boundary flag column
+    per level but the top) and `mode` (default "parallel")."""
+    options = model_options(config, {"levels": None, "mode": "parallel"})
+    if options["levels"] is None:
+        raise ConfigError(
+            "'model.options.levels' is required for model 'calendar_lstm': a list like "
+            '[{units = 32, every = "1s"}, {units = 64}]'
+        )
+    model = CalendarLSTM(options["levels"], mode=options["mode"])
+    model.check_columns(n_features)
+    return model
 
 
 MODELS: dict[str, Builder] = {
@@ -100,6 +125,7 @@ MODELS: dict[str, Builder] = {
     "minlstm": min_rnn_builder("minlstm"),
     "mingru": min_rnn_builder("mingru"),
     "segment_gru": build_segment_gru,
+    "calendar_lstm": build_calendar_lstm,
 }
 
 

@@ -43,6 +43,11 @@ class SegmentGRU(RecurrentModel):
         segment: steps per segment, `w` (SegRNN uses 48 at L = 720).
         features: input columns (the state keeps the last value of each); taken from the first
             call when None, but `initial_state` then needs the model built first.
+        linear_width: 0, or the width of a `LinearLagSkip` projection wrapped around this core
+            (`model.lags`, `model.lag_width`): its head (`make_head`) then adds a linear map of
+            those features to the forecast instead of decoding them (the recurrent part refines
+            a linear forecast, as in xLSTM-Mixer; `longstm.train.windows.init_linear_forecast`
+            starts the map at the closed-form NLinear solution).
 
     Call arguments:
         inputs: `(batch, steps, features)`, `steps` a multiple of `segment`.
@@ -62,9 +67,10 @@ class SegmentGRU(RecurrentModel):
     >>> forecasts, state = model(x, state=model.initial_state(x.shape[0]))   # (batch, T, 96)
     """
 
-    def __init__(self, units: int, segment: int = 24, features: int | None = None, **kwargs):
+    def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("SegmentGRU", "units", units)
+        self.linear_width = 0 if linear_width == 0 else check_positive_int("SegmentGRU", "linear_width", linear_width)
         self.segment = check_positive_int("SegmentGRU", "segment", segment)
         self.features = None if features is None else check_positive_int("SegmentGRU", "features", features)
         self.embed = keras.layers.Dense(self.units, activation="relu", name="segment_embedding")
@@ -76,7 +82,7 @@ class SegmentGRU(RecurrentModel):
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
-        return SegmentDecoder(outputs, self.segment, self.units)
+        return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width)
 
     def build(self, input_shape):
         self.features = int(input_shape[-1]) if self.features is None else self.features
@@ -97,8 +103,8 @@ class SegmentGRU(RecurrentModel):
         level_free = ops.reshape(segments - last[:, :, None], (shape[0], shape[1], self.segment * shape[3]))
         return self.embed(ops.concatenate([level_free, has_before * (last - last_before)], axis=-1))
 
-    def call(self, inputs, state=None, training=None):
-        batch, steps = ops.shape(inputs)[0], inputs.shape[1]
+    def _check_chunk(self, inputs):
+        steps = inputs.shape[1]
         if inputs.shape[-1] != self.features:
             raise ValueError(f"SegmentGRU was made for {self.features} input columns; got inputs of shape {tuple(inputs.shape)}")
         if steps is not None and steps % self.segment:
@@ -106,6 +112,11 @@ class SegmentGRU(RecurrentModel):
                 f"SegmentGRU chunks must be a multiple of segment={self.segment} steps; got {steps}. "
                 f"Use a chunk length like {max(self.segment, steps // self.segment * self.segment)}."
             )
+        return steps
+
+    def _encode(self, inputs, state, training):
+        """The GRU over the chunk's segments: `(h0, [h after each segment], segments, new_state)`."""
+        batch, steps = ops.shape(inputs)[0], inputs.shape[1]
         h0, last, seen = self.initial_state(batch) if state is None else state
         h = h0
         count = steps // self.segment
@@ -118,6 +129,11 @@ class SegmentGRU(RecurrentModel):
         for j in range(count):  # L / w recurrent steps (15 at L = 720, w = 48)
             h, _ = self.cell(embedded[:, j], [h], training=training)
             summaries.append(h)
+        return h0, summaries, segments, (h, lasts[:, -1], ops.ones_like(seen))
+
+    def call(self, inputs, state=None, training=None):
+        steps = self._check_chunk(inputs)
+        h0, summaries, segments, new_state = self._encode(inputs, state, training)
         closed = ops.stack(summaries, axis=1)  # (batch, count, units)
         # Step t uses segment j = floor((t + 1) / w) - 1: the carried h before the first close.
         standing = ops.concatenate([ops.expand_dims(h0, 1), closed], axis=1)
@@ -129,7 +145,23 @@ class SegmentGRU(RecurrentModel):
             (ops.arange(self.segment)[None, :] <= position[:, None]) & (position[:, None] < self.segment - 1), inputs.dtype
         )  # (steps, w)
         current = ops.take(segments, ops.arange(steps) // self.segment, axis=1)  # (batch, steps, w, F)
-        return self._with_open_segment(outputs, current, open_mask[None], inputs), (h, lasts[:, -1], ops.ones_like(seen))
+        return self._with_open_segment(outputs, current, open_mask[None], inputs), new_state
+
+    def last_step(self, inputs, state=None, training=None):
+        """The output of `call` at the chunk's last step only, `(batch, features out)`, and the state.
+
+        A chunk ends at a segment close, so nothing is open there: the features are the last
+        summary, zeros for the open segment and the phase of a close. Window-style training
+        and scoring read only this step; it skips building the per-step outputs of all steps
+        (`batch x steps x w x features` values).
+        """
+        self._check_chunk(inputs)
+        _, summaries, _, new_state = self._encode(inputs, state, training)
+        h = summaries[-1]
+        batch = ops.shape(inputs)[0]
+        open_part = ops.zeros((batch, self.segment * self.features), h.dtype)
+        phase = ops.one_hot(ops.zeros((batch,), "int32"), self.segment)
+        return ops.concatenate([h, open_part, ops.cast(phase, h.dtype)], axis=-1), new_state
 
     def _with_open_segment(self, summary, values, open_mask, x_t):
         """Per-step features: the standing summary, the open segment's values relative to the
@@ -173,7 +205,8 @@ class SegmentGRU(RecurrentModel):
         return features, (h, last, seen, buffer, phase)
 
     def get_config(self):
-        return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features}
+        return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features,
+                                       "linear_width": self.linear_width}
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -189,10 +222,26 @@ class SegmentDecoder(keras.layers.Layer):
         segment: values each output position decodes (SegRNN's w).
         units: width of the decoder GRU (the encoder's units); features of another width (a lag
             skip beside the encoder) are first mapped to it by a Dense layer.
+        linear: 0, or how many of the last input features form a linear forecast: they are
+            mapped by a Dense layer straight to the `outputs` values and added to the decoded
+            ones (not fed to the decoder GRU).
+
+    Call arguments:
+        features: `(batch, steps, width)`, the core's output.
+
+    Returns:
+        `(batch, steps, outputs)`.
+
+    Example:
+
+    >>> head = SegmentDecoder(96, segment=48, units=128)
+    >>> head(features).shape                     # features (32, 720, 128 + 48 + 48)
+    (32, 720, 96)
     """
 
-    def __init__(self, outputs: int, segment: int, units: int, **kwargs):
+    def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, **kwargs):
         super().__init__(**kwargs)
+        self.linear = 0 if linear == 0 else check_positive_int("SegmentDecoder", "linear", linear)
         self.outputs = check_positive_int("SegmentDecoder", "outputs", outputs)
         self.segment = check_positive_int("SegmentDecoder", "segment", segment)
         self.units = check_positive_int("SegmentDecoder", "units", units)
@@ -201,7 +250,13 @@ class SegmentDecoder(keras.layers.Layer):
         self.project = keras.layers.Dense(self.segment, name="decoder_projection")
 
     def build(self, input_shape):
-        width = int(input_shape[-1])
+        width = int(input_shape[-1]) - self.linear
+        if width < 1:
+            raise ValueError(f"SegmentDecoder(linear={self.linear}) needs more than {self.linear} input features; got {int(input_shape[-1])}")
+        self.linear_map = None
+        if self.linear:
+            self.linear_map = keras.layers.Dense(self.outputs, name="linear_forecast")
+            self.linear_map.build((None, self.linear))
         self.adapt = None if width == self.units else keras.layers.Dense(self.units, name="decoder_input")
         if self.adapt is not None:
             self.adapt.build((None, width))
@@ -215,6 +270,9 @@ class SegmentDecoder(keras.layers.Layer):
     def call(self, features, training=None):
         shape = ops.shape(features)  # (batch, steps, width)
         flat = ops.reshape(features, (-1, features.shape[-1]))
+        linear_part = None
+        if self.linear:
+            flat, linear_part = flat[:, : -self.linear], self.linear_map(flat[:, -self.linear :])
         if self.adapt is not None:
             flat = self.adapt(flat)
         rows = ops.shape(flat)[0]
@@ -223,7 +281,9 @@ class SegmentDecoder(keras.layers.Layer):
         x = ops.tile(self.position_embedding, (rows, 1))
         decoded, _ = self.cell(x, [h], training=training)
         values = ops.reshape(self.project(decoded), (rows, self.positions * self.segment))[:, : self.outputs]
+        if linear_part is not None:
+            values = values + linear_part
         return ops.reshape(values, (shape[0], shape[1], self.outputs))
 
     def get_config(self):
-        return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units}
+        return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear}

@@ -57,6 +57,9 @@ early_stopping_patience = 0    # epochs without validation improvement (0: off)
 checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
 strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONFIG / Slurm);
                                # lanes must be a multiple of the replica count
+mode = "tbptt"                 # or "windows": batches of `lanes` look-back windows, each from a
+                               # zero state, loss on the last step's forecast (longstm.train.windows;
+                               # the ETT protocol sets k2 = L, k1 = 1)
 
 [eval]
 lanes = 4
@@ -95,7 +98,8 @@ from longstm.errors import ConfigError, DataValidationError
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")  # as longstm.train.distribute.STRATEGIES
+STRATEGIES = ("default", "mirrored", "multiworker")
+TRAIN_MODES = ("tbptt", "windows")  # longstm.train.windows: look-back windows from a zero state  # as longstm.train.distribute.STRATEGIES
 
 
 @dataclass
@@ -157,6 +161,7 @@ class TrainConfig:
     early_stopping_patience: int = 0
     checkpoint_every: int = 0
     strategy: str = "default"
+    mode: str = "tbptt"
 
 
 @dataclass
@@ -397,6 +402,10 @@ def validate(config: Config) -> None:
         _fail(config, "train.optimizer", f"one of {OPTIMIZERS}", train.optimizer)
     if train.schedule not in SCHEDULES:
         _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
+    if train.mode not in TRAIN_MODES:
+        _fail(config, "train.mode", f"one of {TRAIN_MODES}", train.mode)
+    if train.mode == "windows" and train.strategy != "default":
+        _fail(config, "train.strategy", "\"default\" with train.mode = \"windows\" (window training runs on one device)", train.strategy)
     if train.strategy not in STRATEGIES:
         _fail(config, "train.strategy", f"one of {STRATEGIES}", train.strategy)
     if train.mixed_precision not in PRECISIONS:

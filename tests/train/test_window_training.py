@@ -1,0 +1,169 @@
+"""Window-style training (`train.mode = "windows"`): the batches cover every window once per epoch,
+the loss is the hand-computed MSE of the last-step forecast, the last-only forward equals the
+full call's last step, NLinear's start equals NLinear, and an interrupted run resumes exactly."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from longstm.data.windows import WindowIndex
+from longstm.errors import ConfigError, DataValidationError
+from longstm.models.lags import LinearLagSkip
+from longstm.models.linear_baseline import LinearForecaster
+from longstm.models.protocol import Forecaster, KerasRNNStack
+from longstm.models.registry import build_model
+from longstm.models.segment import SegmentGRU
+from longstm.train.config import TrainConfig, config_from_dict
+from longstm.train.logs import read_step_log
+from longstm.train.trainer import Trainer
+from longstm.train.windows import LookbackWindows, WindowEngine, init_linear_forecast, use_window_training, window_forecast
+
+L, H, W = 8, 3, 4
+
+
+def _series(rows=60, columns=1, seed=0):
+    t = np.arange(rows, dtype=np.float32)[:, None]
+    noise = np.random.default_rng(seed).normal(scale=0.1, size=(rows, columns))
+    return (np.sin(t / 3.0 + np.arange(columns)) + noise).astype(np.float32)
+
+
+def _windows(values, batch=4, seed=0, shuffle=True):
+    return LookbackWindows(values, WindowIndex(len(values), L, H).starts(), L, H, batch, shuffle=shuffle, seed=seed)
+
+
+def _segment_model(seed=0, lags=0, linear=False, units=4):
+    keras.utils.set_random_seed(seed)
+    core = SegmentGRU(units, segment=W, features=1, linear_width=H if linear else 0)
+    head = core.make_head(H)
+    if lags:
+        core = LinearLagSkip(core, lags=lags, width=H, features=1)
+    return Forecaster(core, head=head, residual_inputs=[0])
+
+
+def test_every_window_once_per_epoch_in_a_new_order_with_padding_masked():
+    values = _series(40)
+    windows = _windows(values, batch=4)
+    count = len(windows.starts)  # 40 - 8 - 3 + 1 = 30 windows: 7 full batches and one of 2
+    assert (count, len(windows), windows.k1, windows.k2, windows.lanes) == (30, 8, 1, L, 4)
+    seen = {}
+    for epoch in (0, 1):
+        batches = list(windows.for_epoch(epoch).dataset())
+        starts = np.concatenate([b["start"].numpy()[b["mask"].numpy() > 0] for b in batches])
+        assert sorted(starts.tolist()) == list(range(30))
+        assert batches[-1]["mask"].numpy().tolist() == [1, 1, 0, 0]
+        seen[epoch] = starts
+        first = batches[0]
+        s = int(first["start"].numpy()[0])
+        np.testing.assert_array_equal(first["x"].numpy()[0], values[s : s + L])
+        np.testing.assert_array_equal(first["y"].numpy()[0], values[s + L : s + L + H, 0])
+    assert not np.array_equal(seen[0], seen[1])
+    # a resumed epoch continues with the windows an uninterrupted one uses from that update on
+    later = list(windows.for_epoch(1).dataset(first_step=5))
+    np.testing.assert_array_equal(np.concatenate([b["start"].numpy() for b in later])[:6], seen[1][20:26])
+
+
+def test_the_last_only_forward_equals_the_last_step_of_the_full_call():
+    x = _series(3 * 16, 1).reshape(3, 16, 1)
+    keras.utils.set_random_seed(1)
+    lstm = Forecaster(KerasRNNStack([keras.layers.LSTM(5)]), outputs=H, residual_inputs=[0])
+    for model in (_segment_model(), _segment_model(lags=L), _segment_model(lags=16, linear=True), lstm):
+        full, _ = model(x, state=model.initial_state(3))
+        np.testing.assert_allclose(np.asarray(window_forecast(model, x)), np.asarray(full)[:, -1], atol=1e-5)
+
+
+def test_the_window_loss_is_the_mse_of_the_last_step_forecasts_and_training_lowers_it():
+    values = _series(40)
+    windows = _windows(values, batch=4)
+    model = _segment_model()
+    model(values[None, :L], state=model.initial_state(1))  # built before its optimizer
+    engine = WindowEngine(model, keras.optimizers.SGD(0.05))
+    batch = next(iter(windows.for_epoch(0).dataset()))
+    starts = batch["start"].numpy()[:3]
+    by_hand = []
+    for s in starts:  # each window from a zero state through the full model: its last output
+        full, _ = model(values[None, s : s + L], state=model.initial_state(1))
+        by_hand.append(np.mean((np.asarray(full)[0, -1] - values[s + L : s + L + H, 0]) ** 2))
+    mask = np.array([1, 1, 1, 0], np.float32)  # the fourth window is left out
+    loss_sum, count = engine.compiled_train_step(batch["x"], batch["y"], mask)
+    assert float(count) == 3
+    np.testing.assert_allclose(float(loss_sum), np.sum(by_hand), rtol=1e-5)
+    after, _, _, _ = engine.compiled_eval_step(batch["x"], batch["y"], mask)
+    assert float(after) < float(loss_sum)  # one SGD step on that loss lowered it
+
+
+def test_nlinear_start_forecasts_what_nlinear_forecasts():
+    values = _series(120)
+    windows = _windows(values, batch=8)
+    model = _segment_model(lags=L, linear=True)
+    model(values[None, :L], state=model.initial_state(1))  # its variables
+    linear = init_linear_forecast(model, windows)
+    reference = LinearForecaster(H, subtract_last=True).fit(values, L)
+    np.testing.assert_allclose(linear.weights, reference.weights, atol=1e-6)
+    x = np.stack([values[s : s + L] for s in (0, 17, 50)])
+    np.testing.assert_allclose(np.asarray(window_forecast(model, x)), reference.predict_windows(x)[:, :, 0], atol=1e-4)
+    with pytest.raises(ConfigError, match=r"lag_width >= H = 3 .* got lag_width=2"):
+        keras.utils.set_random_seed(0)
+        core = SegmentGRU(4, segment=W, features=1, linear_width=2)
+        narrow = Forecaster(LinearLagSkip(core, lags=L, width=2, features=1), head=core.make_head(H), residual_inputs=[0])
+        narrow(values[None, :L], state=narrow.initial_state(1))
+        init_linear_forecast(narrow, windows)
+
+
+def test_nlinear_start_refuses_windows_with_room_for_others_between_them():
+    values = _series(60)
+    starts = np.r_[0:5, 30:35]  # 15 rows between the runs (and after them) could hold windows NLinear must not see
+    windows = LookbackWindows(values, starts, L, H, 4)
+    model = _segment_model(lags=L, linear=True)
+    model(values[None, :L], state=model.initial_state(1))
+    with pytest.raises(DataValidationError, match=r"less than lags \+ H = 11 rows between runs; got gaps of \[0, 15\] rows"):
+        init_linear_forecast(model, windows)
+
+
+def _fit(tmp_path, name, stop_at=None, resume=False):
+    values = _series(80)
+    windows, validation = _windows(values[:60], batch=8, seed=3), _windows(values[40:], batch=8, shuffle=False)
+    config = TrainConfig(lanes=8, k1=1, k2=L, epochs=3, learning_rate=1e-2, checkpoint_every=2, mode="windows")
+
+    class Interrupt:
+        def on_step_end(self, trainer, step, logs):
+            if step == stop_at:
+                raise KeyboardInterrupt
+
+    trainer = Trainer(_segment_model(seed=5), config, run_dir=tmp_path / name, progress=False, callbacks=[Interrupt()])
+    use_window_training(trainer, windows)
+    try:
+        trainer.fit(windows, validation, resume=resume)
+    except KeyboardInterrupt:
+        return None
+    return trainer
+
+
+def test_an_interrupted_run_resumes_to_the_losses_and_weights_of_an_uninterrupted_one(tmp_path):
+    whole = _fit(tmp_path, "whole")  # 50 windows: 7 updates per epoch, 3 epochs
+    assert _fit(tmp_path, "cut", stop_at=9) is None  # checkpoint at update 8, mid-epoch 2
+    resumed = _fit(tmp_path, "cut", resume=True)
+    assert resumed.global_step == whole.global_step == 21
+    losses = [row["loss"] for row in read_step_log(tmp_path / "whole")]
+    resumed_losses = [row["loss"] for row in read_step_log(tmp_path / "cut")]
+    np.testing.assert_allclose(resumed_losses, losses, rtol=1e-5)
+    assert [round(r["val_mse"], 6) for r in resumed.history] == [round(r["val_mse"], 6) for r in whole.history]
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bad_settings_are_named():
+    values = _series(40)
+    trainer = Trainer(_segment_model(), TrainConfig(lanes=4, k1=4, k2=L, mode="windows"), progress=False)
+    with pytest.raises(ConfigError, match=r"k1 = 1 step; the trainer's config says k1=4, k2=8"):
+        use_window_training(trainer, _windows(values))
+    with pytest.raises(ConfigError, match=r"'train.mode' must be one of \('tbptt', 'windows'\); got 'window'"):
+        config_from_dict({"train": {"mode": "window"}})
+    with pytest.raises(ConfigError, match=r"'train.strategy' must be \"default\" with train.mode"):
+        config_from_dict({"train": {"mode": "windows", "strategy": "mirrored"}})
+    with pytest.raises(DataValidationError, match=r"must leave 8 \+ 3 rows inside the 40 rows; got starts from 0 to 35"):
+        LookbackWindows(values, np.arange(36), L, H, 4)
+    model_config = config_from_dict({"model": {"name": "segment_gru", "options": {"segment": 4, "linear": True}}}).model
+    with pytest.raises(ConfigError, match=r"needs 'model.lags' >= 1 .* got linear=True, lags=0"):
+        build_model(model_config, 1, H, [0])
