@@ -56,6 +56,9 @@ from longstm.data.splits import split_rows
 from longstm.data.store import is_store
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.registry import build_model
+from longstm.train.calendar_data import (
+    boundary_names, check_store_levels, check_timestamps, model_columns, model_pipeline, unscaled_flags,
+)
 from longstm.train.config import Config, load_config
 from longstm.train.distribute import get_strategy, is_chief
 from longstm.train.rundir import RunDir
@@ -172,11 +175,17 @@ def load_panel(config: Config, scaler: dict | None = None) -> PanelDataset:
     if data.targets or data.horizon != 1 or data.offset != 1:
         raise ConfigError(f"{config.source}: on a store the targets are data.time_targets and data.event_targets; "
                           f"leave data.targets, offset and horizon unset")
-    return PanelDataset(
-        resolve_data_path(config), CalendarSplit.from_dict(data.split), data.time_targets, config.pipeline,
-        events=data.event_targets, features=data.features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
+    check_store_levels(config)
+    flags = boundary_names(config)  # a calendar model's boundary flags: its last inputs, unscaled
+    features = [name for name in data.features if name not in flags] + flags if data.features else []
+    panel = PanelDataset(
+        resolve_data_path(config), CalendarSplit.from_dict(data.split), data.time_targets, model_pipeline(config),
+        events=data.event_targets, features=features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
         series_weights=data.series_weights, scaling=data.scaling if data.scale else None, scaler=scaler,
     )
+    for mean, scale in (panel.scaler or {}).values():
+        unscaled_flags(mean, scale, panel.column_names, flags)
+    return panel
 
 
 def load_any(config: Config, scaler: dict | None = None) -> PreparedData | PanelDataset:
@@ -210,8 +219,10 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
         raise ConfigError(f"{config.source}: a calendar split (data.split = {{...}}) needs a store; convert {path} with `longstm data convert`")
     series = load_series(path, kind=config.data.kind, gap_policy=config.data.gap_policy)
     pipeline = None
-    if config.pipeline:  # before picking columns: data.features/targets may name its outputs
-        pipeline = FeaturePipeline(config.pipeline, series.columns, source=str(path))
+    check_timestamps(config, series.timestamps is not None, str(path))
+    specs = model_pipeline(config)  # the [[pipeline]] tables, and a calendar model's boundary flags last
+    if specs:  # before picking columns: data.features/targets may name its outputs
+        pipeline = FeaturePipeline(specs, series.columns, source=str(path))
         series = pipeline.transform(series)
     names = list(series.columns)
 
@@ -225,6 +236,8 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
 
     features = indices("features", config.data.features)
     targets = indices("targets", config.data.targets)
+    flags = boundary_names(config)
+    features, targets = model_columns(names, features, targets, flags)
     splits = split_rows(len(series), config.data.split)
     mean = std = None
     if scaler is not None:
@@ -238,6 +251,8 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
         start, stop = splits["train"]
         fitted = StandardScaler(names).fit(series.values[start:stop])
         mean, std = fitted.mean.astype(np.float32), fitted.scale.astype(np.float32)
+    if mean is not None:
+        unscaled_flags(mean, std, names, flags)
     return PreparedData(series, features, targets, splits, mean, std, pipeline)
 
 
