@@ -152,13 +152,11 @@ def _scan(cell, projected, h, c, restart=None):
     def one_step(carry, inputs):
         h, c = carry
         if restart is None:
-            h, c = _advance(cell, inputs, h, c)
-        else:
-            keep = 1.0 - inputs[1]
-            h, c = _advance(cell, inputs[0], h * keep, c * keep)
-        return (h, c), (h, c)
+            return _advance(cell, inputs, h, c)
+        keep = 1.0 - inputs[1]
+        return _advance(cell, inputs[0], h * keep, c * keep)
 
-    _, (hs, cs) = ops.scan(one_step, (h, c), projected if restart is None else (projected, restart))
+    hs, cs = tf.scan(one_step, projected if restart is None else (projected, restart), initializer=(h, c))
     return hs, cs
 
 
