@@ -4,24 +4,19 @@
 generated tick store appends the `calendar_boundaries` flags as the model's last inputs (never
 scaled, never targets), saves them in the run's pipeline, and `longstm predict` and the
 `StreamingPredictor` (flags computed tick by tick, per series) reproduce the batch model.
-
-Until `longstm.models.calendar` registers `calendar_lstm`, a stand-in LSTM takes its place
-whose every call checks that its last input columns are 0/1 flags.
 """
 
 from __future__ import annotations
 
-import keras
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from longstm.cli import main
 from longstm.data.store import Store, convert
 from longstm.errors import ConfigError
-from longstm.models.protocol import KerasRNNStack
-from longstm.models.registry import MODELS
 from longstm.serve import StreamingPredictor
 from longstm.train.calendar_data import model_pipeline
 from longstm.train.carried import CompiledModel, carried_outputs
@@ -33,33 +28,6 @@ from longstm.train.rundir import RunDir
 SECOND = 10**9
 LEVELS = [{"units": 8, "every": "1s"}, {"units": 8, "every": "10s"}, {"units": 8}]
 FLAGS = ["boundary_0", "boundary_1"]
-
-
-class FlagCheckingLSTM(KerasRNNStack):
-    """The stand-in: one LSTM whose call fails unless its last `n_boundaries` columns are 0 or 1."""
-
-    def __init__(self, units: int, n_boundaries: int, **kwargs):
-        super().__init__([keras.layers.LSTM(units)], **kwargs)
-        self.n_boundaries = n_boundaries
-
-    def call(self, inputs, state=None, training=None):
-        flags = inputs[..., -self.n_boundaries :]
-        tf.debugging.assert_equal(tf.reduce_all((flags == 0) | (flags == 1)), True, message="boundary flags were scaled")
-        return super().call(inputs, state, training)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def calendar_model():
-    """The stand-in as `calendar_lstm` for this module's tests (the registry restored after)."""
-    before = MODELS.get("calendar_lstm")
-    MODELS["calendar_lstm"] = lambda config, n_features: FlagCheckingLSTM(8, len(config.options["levels"]) - 1)
-    try:
-        yield MODELS["calendar_lstm"]
-    finally:
-        if before is None:
-            del MODELS["calendar_lstm"]
-        else:
-            MODELS["calendar_lstm"] = before
 
 
 def reference_flags(stamps: np.ndarray, spans_ns: list[int]) -> np.ndarray:
@@ -131,18 +99,17 @@ def test_predict_and_the_streaming_predictor_reproduce_the_batch_model(csv_run):
     rows = np.arange(len(scaled))
     batch = carried_outputs(CompiledModel(trainer.model), scaled, [0], rows, chunk=config.train.k2)[:, 0]
     batch = batch * data.std[0] + data.mean[0]
-    for engine in ("auto", "tf"):  # auto: NumPy where the model has a NumPy form
-        predictor = StreamingPredictor.from_run(root / "run", engine=engine)
-        streamed = predictor.update_many(frame)  # a DataFrame: timestamps parsed, flags computed per tick
-        np.testing.assert_allclose(streamed[:, 0], batch, rtol=1e-5, atol=1e-5 * float(data.std[0]))
-        # The same tick by tick, after a restart from a state saved in the middle.
-        predictor = StreamingPredictor.from_run(root / "run", engine=engine)
-        predictor.update_many(frame.iloc[:700])
-        predictor.save_state(root / "state.npz")
-        again = StreamingPredictor.from_run(root / "run", engine=engine)
-        again.restore_state(root / "state.npz")
-        ticks = [again.update(frame.iloc[[i]]).reshape(-1)[0] for i in range(700, 760)]
-        np.testing.assert_allclose(ticks, batch[700:760], rtol=1e-5, atol=1e-5 * float(data.std[0]))
+    predictor = StreamingPredictor.from_run(root / "run")
+    streamed = predictor.update_many(frame)  # a DataFrame: timestamps parsed, flags computed per tick
+    np.testing.assert_allclose(streamed[:, 0], batch, rtol=1e-5, atol=1e-5 * float(data.std[0]))
+    # The same tick by tick, after a restart from a state saved in the middle.
+    predictor = StreamingPredictor.from_run(root / "run")
+    predictor.update_many(frame.iloc[:700])
+    predictor.save_state(root / "state.npz")
+    again = StreamingPredictor.from_run(root / "run")
+    again.restore_state(root / "state.npz")
+    ticks = [again.update(frame.iloc[[i]]).reshape(-1)[0] for i in range(700, 760)]
+    np.testing.assert_allclose(ticks, batch[700:760], rtol=1e-5, atol=1e-5 * float(data.std[0]))
 
 
 def test_user_features_keep_the_flags_last_and_bad_levels_name_the_key(csv_run, tmp_path):
@@ -267,6 +234,6 @@ def test_every_events_is_refused_on_a_store(store_run):
 
 
 def test_the_shipped_tick_config_is_a_calendar_model():
-    config = load_config("configs/ticks_calendar.toml")
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "ticks_calendar.toml")
     assert config.model.name == "calendar_lstm"
     assert model_pipeline(config)[-1] == {"kind": "calendar_boundaries", "levels": [{"every": "1s"}, {"every": "1min"}]}
