@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from longstm.bench import calendar_ticks, speed
+from longstm.bench.calendar_ticks import CALENDAR_LEVELS, sequential_depth, tick_chunk_inputs
 from longstm.cli import main
 from longstm.data.store import Store, convert
 from longstm.errors import ConfigError
@@ -24,6 +26,7 @@ from longstm.train.config import config_from_dict, load_config
 from longstm.train.panel import predict_panel
 from longstm.train.run import load_data, load_run, train_from_config
 from longstm.train.rundir import RunDir
+from tests.conftest import shared_file
 
 SECOND = 10**9
 LEVELS = [{"units": 8, "every": "1s"}, {"units": 8, "every": "10s"}, {"units": 8}]
@@ -237,3 +240,40 @@ def test_the_shipped_tick_config_is_a_calendar_model():
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "ticks_calendar.toml")
     assert config.model.name == "calendar_lstm"
     assert model_pipeline(config)[-1] == {"kind": "calendar_boundaries", "levels": [{"every": "1s"}, {"every": "1min"}]}
+
+
+# ---- the benchmarks -----------------------------------------------------------------------
+
+
+def test_sequential_depth_and_event_chunks_for_the_speed_bench():
+    flags = np.zeros((2, 10, 2))
+    flags[0, [0, 3, 4, 8], 0] = 1  # groups of 3, 1, 4, 2 rows
+    flags[0, [0, 8], 1] = 1
+    flags[1, [0, 5], 0] = 1
+    flags[1, [0], 1] = 1
+    assert sequential_depth(flags) == {"longest_group": 5, "groups": [4, 2], "depth": 11}
+    levels = CALENDAR_LEVELS["calendar_events64"](64)
+    chunk = tick_chunk_inputs(levels, lanes=2, steps=200, features=4)  # counted groups: no tick files needed
+    assert chunk.shape == (2, 200, 4) and chunk.dtype == np.float32
+    np.testing.assert_array_equal(np.flatnonzero(chunk[1, :, -1]), [0, 64, 128, 192])
+    assert sequential_depth(chunk[..., -1:])["depth"] == 64 + 4
+
+
+def test_bench_speed_skips_calendar_models_on_tick_times_without_the_tick_files(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(calendar_ticks, "TICK_SERIES", tmp_path / "absent")
+    monkeypatch.setattr(speed, "prepare_train_step", lambda model, lanes, steps, features, chunk=None: lambda: 0.01)
+    rows = speed.run_speed(["calendar_1s_1min", "calendar_events64"], [128], lanes=2, repeats=1)
+    assert [row["model"] for row in rows] == ["keras_lstm", "calendar_events64"]
+    assert rows[1]["sequential_depth"] == 64 + 2 and rows[0]["sequential_depth"] == 128
+    assert f"bench speed: skipping calendar_1s_1min: no tick files under {tmp_path / 'absent'}" in capsys.readouterr().err
+
+
+def test_speed_bench_chunks_carry_flags_of_real_tick_times():
+    ticks = shared_file("ticks/oanda_eurusd/20140501_quote.zip").parent
+    assert ticks == calendar_ticks.TICK_SERIES
+    stamps = calendar_ticks.real_tick_timestamps(2 * 512)
+    assert stamps.dtype == np.int64 and (np.diff(stamps) >= 0).all()
+    assert pd.Timestamp(stamps[0]).date().isoformat() == "2014-05-01"
+    chunk = tick_chunk_inputs(CALENDAR_LEVELS["calendar_1s_1min"](64), lanes=2, steps=512, features=5)
+    expected = np.stack([reference_flags(lane, [SECOND, 60 * SECOND]) for lane in stamps.reshape(2, 512)])
+    np.testing.assert_array_equal(chunk[..., -2:], expected)

@@ -16,6 +16,7 @@ recurrent models. This module imports TensorFlow and the models; `longstm bench 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -23,8 +24,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from longstm.bench.calendar_ticks import (
+    CALENDAR_DESCRIPTIONS, CALENDAR_LEVELS, missing_ticks, sequential_depth, tick_chunk_inputs,
+)
 from longstm.errors import ConfigError
 from longstm.models.attention import AttentionLSTM
+from longstm.models.calendar import CalendarLSTM
 from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.minrnn import MinGRU, MinLSTM
 from longstm.models.stacked import StackedLSTM
@@ -57,6 +62,8 @@ MODEL_BUILDERS: dict[str, Callable[[int], object]] = {
     "attention": _attention,
     "minlstm": MinLSTM,
     "mingru": MinGRU,
+    # Calendar hierarchies (issue 16): their chunks carry boundary flags from real tick times.
+    **{name: (lambda units, levels=levels: CalendarLSTM(levels(units), mode="parallel")) for name, levels in CALENDAR_LEVELS.items()},
 }
 
 MODEL_DESCRIPTIONS: dict[str, str] = {
@@ -66,6 +73,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     "attention": "AttentionLSTM(units, heads=4, memory=64, window=65)",
     "minlstm": "MinLSTM(units), parallel blocked scan",
     "mingru": "MinGRU(units), parallel blocked scan",
+    **CALENDAR_DESCRIPTIONS,
 }
 
 
@@ -89,13 +97,14 @@ def parse_chunks(text: str) -> list[int]:
     return chunks
 
 
-def prepare_train_step(model, lanes: int, steps: int, features: int, seed: int = 0) -> Callable[[], float]:
+def prepare_train_step(model, lanes: int, steps: int, features: int, seed: int = 0, chunk: np.ndarray | None = None) -> Callable[[], float]:
     """A function that runs one train step (forward, backward, Adam update) and returns its seconds.
 
-    The step is traced and run twice here (warm-up: tracing, first allocations).
+    The step is traced and run twice here (warm-up: tracing, first allocations). `chunk`: the
+    `(lanes, steps, features)` inputs (default random normal).
     """
     rng = np.random.default_rng(seed)
-    inputs = tf.constant(rng.normal(size=(lanes, steps, features)).astype("float32"))
+    inputs = tf.constant(rng.normal(size=(lanes, steps, features)).astype("float32") if chunk is None else chunk)
     targets = tf.constant(rng.normal(size=(lanes, steps, 1)).astype("float32"))
     head = keras.layers.Dense(1)
     optimizer = keras.optimizers.Adam(1e-3)
@@ -143,9 +152,18 @@ def run_speed(
     for name, value in (("units", units), ("lanes", lanes), ("features", features), ("repeats", repeats)):
         if value < 1:
             raise ConfigError(f"--{name} must be a positive integer; got {value}.")
+    timed = [name for name in models if any("every" in level for level in CALENDAR_LEVELS.get(name, lambda _: [])(units))]
+    if timed and missing_ticks() is not None:  # calendar models whose groups are cut by real tick times
+        print(f"bench speed: skipping {', '.join(timed)}: {missing_ticks()}", file=sys.stderr)
+        models = [name for name in models if name not in timed]
     results = []
     for steps in chunks:
-        steppers = {name: prepare_train_step(MODEL_BUILDERS[name](units), lanes, steps, features) for name in models}
+        # A calendar model's chunk: the same shape, its last columns boundary flags of real ticks.
+        inputs = {name: tick_chunk_inputs(CALENDAR_LEVELS[name](units), lanes, steps, features) for name in models if name in CALENDAR_LEVELS}
+        steppers = {
+            name: prepare_train_step(MODEL_BUILDERS[name](units), lanes, steps, features, **({"chunk": inputs[name]} if name in inputs else {}))
+            for name in models
+        }
         seconds = {name: [] for name in models}
         for _ in range(repeats):
             for name in models:
@@ -165,8 +183,17 @@ def run_speed(
                 "ratio_vs_keras_lstm": round(ms / baseline_ms, 4),
                 "speedup_vs_keras_lstm": round(baseline_ms / ms, 3),
                 "samples_ms": [round(1000.0 * s, 3) for s in seconds[name]],
+                # Steps run one after the other: T for a flat LSTM; for a calendar model its
+                # longest level-0 group plus the groups of each level below the top.
+                **({"sequential_depth": steps} if name == BASELINE else {}),
+                **({} if name not in inputs else _depth(inputs[name], len(CALENDAR_LEVELS[name](units)) - 1)),
             }
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def _depth(chunk: np.ndarray, n_boundaries: int) -> dict:
+    depth = sequential_depth(chunk[..., -n_boundaries:])
+    return {"sequential_depth": depth["depth"], "longest_group": depth["longest_group"], "groups_per_level": depth["groups"]}

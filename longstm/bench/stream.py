@@ -21,6 +21,11 @@ row for every instrument, each in its own state lane); `us_per_instrument` is p5
 Their methods are named with the setting (`numpy x64`, `tf_function x64`; `engine` says which),
 so each has its own bar in `bench all`'s plot. `numpy_routed` / `tf_routed` time `update_instrument(id, row)`, one row of one instrument (drawn
 at random) as a feed of mixed instruments delivers them; the other lanes keep their state.
+
+A calendar hierarchy (`bench_calendar`): `calendar 3-level` times `update(row, timestamps=t)`
+of a `CalendarLSTM` ticks -> 1 s -> 1 min on the compiled engine, its boundary flags computed
+by the feature pipeline from each tick's timestamp (irregular ticks, ~3 a second), as a
+predictor from a calendar run does; its streamed outputs are checked against the batch model.
 """
 
 from __future__ import annotations
@@ -141,6 +146,50 @@ def bench_instruments(
     return results
 
 
+def bench_calendar(units: int = 64, ticks: int = 2000, features: int = 8, warmup: int = 20, seed: int = 0,
+                   on_method=None) -> list[dict[str, Any]]:
+    """p50/p99 per tick of a 3-level calendar model; see the module docstring.
+
+    Args:
+        units: the widths are `(units // 2, units, units)`, level 0 first.
+        ticks, warmup, seed: as in `bench_stream`.
+        features: inputs per tick before the two boundary flags.
+        on_method: called with the method's name before it is timed.
+
+    Raises:
+        RuntimeError: the streamed outputs differ from the batch model's by more than 1e-5.
+    """
+    _check_integers([("ticks", ticks, 1), ("units", units, 1), ("features", features, 1), ("warmup", warmup, 0)])
+    import keras
+
+    from longstm.bench.calendar_ticks import CALENDAR_LEVELS
+    from longstm.data.calendar_kinds import CalendarBoundaries, boundary_levels
+    from longstm.data.features import FeaturePipeline
+    from longstm.models.calendar import CalendarLSTM
+    from longstm.models.protocol import Forecaster
+    from longstm.serve import StreamingPredictor
+
+    levels = CALENDAR_LEVELS["calendar_1s_1min"](units)
+    columns = [f"x{i}" for i in range(features)]
+    pipeline = FeaturePipeline([{"kind": "raw"}, {"kind": CalendarBoundaries.kind, "levels": boundary_levels(levels, "levels")}], columns)
+    keras.utils.set_random_seed(seed)
+    model = Forecaster(CalendarLSTM(levels), outputs=1)
+    model(np.zeros((1, 1, pipeline.n_outputs), np.float32))
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(warmup + ticks, features))
+    stamps = np.datetime64("2024-01-02T09:00", "ns").astype(np.int64) + np.cumsum(rng.exponential(0.3e9, warmup + ticks)).astype(np.int64)
+    check = min(200, len(values))
+    batch, _ = model(pipeline.compute(values[:check], stamps[:check])[None].astype(np.float32))
+    streamed = StreamingPredictor(model, feature_pipeline=pipeline, engine="tf").update_many(values[:check], stamps[:check, None])
+    if np.abs(streamed[:, 0] - np.asarray(batch)[0, :, 0]).max() > 1e-5:
+        raise RuntimeError(f"bench stream: the calendar model streams {np.abs(streamed[:, 0] - np.asarray(batch)[0, :, 0]).max()} away from its batch outputs")
+    if on_method is not None:
+        on_method("calendar 3-level")
+    predictor = StreamingPredictor(model, feature_pipeline=pipeline, engine="tf")
+    durations = _time_ticks(lambda t: predictor.update(values[t], timestamps=stamps[t : t + 1]), np.arange(len(values)), warmup)
+    return [_record("calendar 3-level", durations, units=units, layers=3, features=features, instruments=1, engine="tf")]
+
+
 def bench_stream(
     units: int = 64,
     ticks: int = 2000,
@@ -242,13 +291,14 @@ def stream_command(
     console = Console()
     settings = parse_many(many)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("timing ticks", total=4 + 4 * len(settings))
+        task = progress.add_task("timing ticks", total=5 + 4 * len(settings))
         advance = lambda name: progress.update(task, advance=1, description=f"timing {name}")  # noqa: E731
         results = bench_stream(
             units=units, ticks=ticks, features=features, layers=layers, instruments=instruments, slow_ticks=slow_ticks,
             on_method=advance,
         )
         results += bench_instruments(settings, units=units, ticks=ticks, features=features, layers=layers, on_method=advance)
+        results += bench_calendar(units=units, ticks=ticks, features=features, on_method=advance)
     table = Table(title=f"per-tick latency, LSTM({units}) x {layers}, {features} features")
     for column in ("method", "instruments", "ticks", "p50 µs", "p99 µs", "mean µs", "p50 speed-up vs predict"):
         table.add_column(column, justify="left" if column == "method" else "right")

@@ -13,7 +13,7 @@ def test_bench_stream_writes_p50_p99_per_method(tmp_path, capsys):
     code = main(["bench", "stream", "--units", "8", "--ticks", "30", "--slow-ticks", "3", "--features", "2", "--json", str(path)])
     assert code == 0
     everything = json.loads(path.read_text())
-    results = [r for r in everything if r["instruments"] == 1]  # the many-instrument rows are checked below
+    results = [r for r in everything if r["instruments"] == 1 and r["method"] != "calendar 3-level"]  # the others below
     assert [r["method"] for r in results] == ["numpy", "tf_function", "eager", "predict"]
     for record in results:
         assert 0 < record["p50_us"] <= record["p99_us"] and math.isfinite(record["p99_us"])
@@ -26,9 +26,12 @@ def test_bench_stream_writes_p50_p99_per_method(tmp_path, capsys):
     many = [(r["method"], r["engine"], r["instruments"]) for r in everything if r["instruments"] > 1]
     methods = [("numpy", "numpy"), ("tf_function", "tf"), ("numpy_routed", "numpy"), ("tf_routed", "tf")]
     assert many == [(f"{method} x{n}", engine, n) for n in (4, 64) for method, engine in methods]
+    # A 3-level calendar model, its flags computed per tick by the pipeline (issue 16).
+    calendar = [r for r in everything if r["method"] == "calendar 3-level"]
+    assert len(calendar) == 1 and calendar[0]["layers"] == 3 and calendar[0]["engine"] == "tf"
     for record in everything[4:]:
         assert 0 < record["p50_us"] <= record["p99_us"] and record["ticks"] == 30
-        if "_routed" not in record["method"]:  # a routed tick is one instrument's row
+        if "_routed" not in record["method"] and "calendar" not in record["method"]:  # a routed tick is one instrument's row
             assert record["us_per_instrument"] == record["p50_us"] / record["instruments"]
 
 
