@@ -18,6 +18,11 @@ not the page cache of memory-mapped or read files, which the kernel can drop at 
 `rss_before_mb` is `RssAnon` just before the stage's work (after imports, a one-row-group
 warm-up read, and for `train` the traced first update).
 
+Row groups are 65,536 rows (1.5 MB): pyarrow decodes a row group's column chunks whole, so a
+reader's memory is one row group and one batch (see `longstm.data.sources`); a file written in
+larger row groups needs about twice their size more. The dataset is flushed to disk (`os.sync`)
+before the stages, as a user's data at rest would be.
+
 Disk: the Parquet files and the store each take about 24 bytes a row (timestamp, bid, ask):
 about 5 GB at 10^8 rows. Everything is written under a temporary folder and removed.
 """
@@ -43,7 +48,7 @@ from longstm.errors import ConfigError
 
 STAGES = ("pyarrow_scan", "convert", "train")
 ROWS_PER_FILE = 1 << 21
-ROW_GROUP = 1 << 18
+ROW_GROUP = 1 << 16
 LANES, CHUNK, UNITS = 64, 256, 32
 BYTES_PER_ROW = 24
 
@@ -106,9 +111,10 @@ def write_dataset(folder: Path, rows: int, series: int, seed: int = 0) -> list[P
 
 
 def _warm_up(folder: Path) -> None:
-    """Read one row group first, so that neither reader's timing holds pyarrow's one-time set-up."""
+    """Read a few rows first, so that neither reader's timing holds pyarrow's one-time set-up
+    (a page at a time: a whole row group would leave its buffers in the allocator's cache)."""
     first = next(iter(sorted(folder.rglob("*.parquet"))))
-    pq.ParquetFile(first).read_row_group(0)
+    next(pq.ParquetFile(first).iter_batches(batch_size=1024, row_groups=[0], use_threads=False))
 
 
 def _scan(folder: Path) -> dict:
@@ -189,6 +195,7 @@ def bench_scale(rows: int, series: int, updates: int = 50, folder: Path | None =
     try:
         started = time.perf_counter()
         write_dataset(work / "parquet", rows, series)
+        os.sync()  # the dataset at rest on disk, as a user's is: its write-back must not slow the conversion's writes
         echo(f"wrote {rows:,} rows over {series} series in {time.perf_counter() - started:.1f} s")
         for stage in STAGES:
             command = [sys.executable, "-m", "longstm.bench.scale", stage, str(work / "parquet"), str(work / "store"), str(updates)]

@@ -54,7 +54,7 @@ SERIES_COLUMNS = ("unique_id", "series", "series_id", "instrument", "symbol")
 TIMESTAMP_NAMES = (*loaders.TIMESTAMP_NAMES, "ds")
 TICK_FILE = re.compile(r"^(\d{8})_quote\.zip$")
 TICK_COLUMNS = ("milliseconds", "bid", "ask")
-DEFAULT_BLOCK_ROWS = 1 << 18
+DEFAULT_BLOCK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -249,9 +249,9 @@ def _locate_non_numeric(reopen, read_options) -> str | None:
 def _table_batches(source: Source, block_rows: int, series_column: str | None, timestamp_column: str | None) -> Iterator[SeriesBatch]:
     name = source.path.name.lower()
     if name.endswith((".parquet", ".pq")):
-        parquet = pq.ParquetFile(source.path)
+        parquet = pq.ParquetFile(source.path, pre_buffer=False)
         names = parquet.schema_arrow.names
-        batches = parquet.iter_batches(batch_size=block_rows)
+        batches = _parquet_batches(parquet, block_rows)
     else:
         read_options = pa_csv.ReadOptions(block_size=max(block_rows * 64, 1 << 16))
         reader = pa_csv.open_csv(source.path, read_options=read_options)
@@ -287,6 +287,16 @@ def _table_batches(source: Source, block_rows: int, series_column: str | None, t
                 first = int(np.flatnonzero(picked.to_numpy(zero_copy_only=False))[0])
                 yield SeriesBatch(str(series), row + first, table.filter(picked))
         row += batch.num_rows
+
+
+def _parquet_batches(parquet: pq.ParquetFile, block_rows: int) -> Iterator[pa.RecordBatch]:
+    """`block_rows`-row batches of a Parquet file, one row group after the other. Asked for all
+    row groups at once, pyarrow reads ahead and holds several; asked for one, it holds that one
+    (it decodes a row group's column chunks whole), so memory is one row group and one batch
+    however long the file is. One thread decodes (a thread pool keeps an allocator arena per
+    thread); a buffered stream (`buffer_size`) was measured to hold more, not less."""
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=block_rows, row_groups=[group], use_threads=False)
 
 
 def _first_non_numeric(column: pa.Array) -> int | None:

@@ -95,10 +95,10 @@ class _ShardWriter:
             if crossed_policy == "drop":
                 self.dropped += count
                 table = table.filter(pc.invert(crossed))
+                stamps = table.column("timestamp").cast(pa.int64()).to_numpy()
             else:
                 self.crossed += count
                 table = table.append_column("crossed", crossed)
-            stamps = table.column("timestamp").cast(pa.int64()).to_numpy()
         if table.num_rows == 0:
             return
         if self.writer is None:
@@ -198,10 +198,12 @@ def convert(
             (root / folder).mkdir(parents=True, exist_ok=True)
         for source in sources:
             writers: dict[str, _ShardWriter] = {}
-            rows = 0
+            rows, stem = 0, _shard_stem(source.path)
             for batch in read_batches(source, block_rows=block_rows, series_column=series_column, timestamp_column=timestamp_column):
-                name = f"{_safe(batch.series)}/{_shard_stem(source.path)}.{run}.arrow"
-                writer = writers.setdefault(batch.series, _ShardWriter(batch.series, source.path, staging / name))
+                writer = writers.get(batch.series)
+                if writer is None:
+                    name = f"{_safe(batch.series)}/{stem}.{run}.arrow"
+                    writer = writers[batch.series] = _ShardWriter(batch.series, source.path, staging / name)
                 writer.write(batch.table, batch.first_row, crossed)
                 rows += batch.table.num_rows
             for writer in writers.values():
