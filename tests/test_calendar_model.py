@@ -14,6 +14,7 @@ from longstm.errors import ConfigError, DataValidationError
 from longstm.models.calendar import CalendarLSTM
 from longstm.models.protocol import Forecaster
 from longstm.models.registry import build_model
+from longstm.serve import StreamingPredictor
 from longstm.train.config import TrainConfig, config_from_dict
 from longstm.train.trainer import Trainer
 
@@ -207,6 +208,18 @@ def test_gradients_through_the_packed_groups_equal_those_of_the_row_by_row_steps
 
     for got, expected in zip(gradients(lambda: model(inputs)[0]), gradients(by_steps)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-4)
+
+
+def test_streams_tick_by_tick_through_the_predictor_as_the_batch_model():
+    model = Forecaster(_model("parallel"), outputs=1)
+    inputs = _inputs(steps=12, batch=2, seed=9)
+    expected = np.asarray(model(inputs)[0])
+    predictor = StreamingPredictor(model, n_instruments=2, engine="tf")
+    got = np.stack([predictor.update(inputs[:, t]) for t in range(12)], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    warmed = StreamingPredictor(model, n_instruments=2, engine="tf")  # warm-up runs chunks of rows
+    warmed.warm_up(np.transpose(inputs[:, :8], (1, 0, 2)))
+    np.testing.assert_allclose(np.stack([warmed.update(inputs[:, t]) for t in range(8, 12)], axis=1), expected[:, 8:], atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", MODES)
