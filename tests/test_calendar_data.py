@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from longstm.data import FeaturePipeline
 from longstm.data.calendar_kinds import boundary_levels
 from longstm.errors import ConfigError, DataValidationError
+from tests.data.test_feature_pipeline import _incremental as step_lanes
 
 COLUMNS = ["price", "mark"]
 START = np.datetime64("2024-03-09T23:59:30", "ns").astype(np.int64)
@@ -42,25 +43,14 @@ def ticks(draw):
     return values, stamps, segments
 
 
-def incremental(pipeline, values, stamps, segments):
-    """Step all lanes tick by tick, resetting a lane at each of its segment starts."""
-    state, outputs = pipeline.start(len(values)), []
-    for t in range(values.shape[1]):
-        starting = [lane for lane, starts in enumerate(segments) if t in starts and t > 0]
-        if starting:
-            state = pipeline.reset(state, starting)
-        step, state = pipeline.step(values[:, t], state, timestamps=stamps[:, t])
-        outputs.append(step)
-    return np.stack(outputs, axis=1)
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(levels=st.lists(level, min_size=1, max_size=3), data=ticks(), cut=st.floats(0, 1))
 def test_batch_equals_incremental_nested_and_causal(levels, data, cut):
     values, stamps, segments = data
     pipeline = FeaturePipeline([{"kind": "calendar_boundaries", "levels": levels}], COLUMNS)
     batch = np.stack([pipeline.compute(v, s, g) for v, s, g in zip(values, stamps, segments)])
-    np.testing.assert_array_equal(incremental(pipeline, values, stamps, segments), batch)
+    incremental, _ = step_lanes(pipeline, values, stamps, segments)  # reset at each segment start
+    np.testing.assert_array_equal(incremental, batch)
     assert set(np.unique(batch)) <= {0.0, 1.0}
     # Nested: a group start at a level is one at every level below it; a segment starts all.
     assert (np.diff(batch, axis=-1) <= 0).all()
