@@ -383,29 +383,28 @@ class LaneWindows:
         Built from an index range, so its cardinality is known; each element is gathered
         by `batch(step)` in a `tf.numpy_function`. Order is fixed (TBPTT needs it).
         """
-        import tensorflow as tf
+        return lanes_dataset(self, first_step)
 
-        lanes, k2 = self.lanes, self.k2
-        keys = ("x", "y", "mask", "reset", "start")
-        dtypes = (tf.float32, tf.float32, tf.float32, tf.bool, tf.int64)
-        shapes = (
-            (lanes, k2, self.n_features),
-            (lanes, k2, self.n_outputs),
-            (lanes, k2),
-            (lanes,),
-            (lanes,),
-        )
 
-        def gather(step):
-            arrays = self.batch(int(step))
-            return tuple(arrays[key] for key in keys)
+def lanes_dataset(lanes, first_step: int):
+    """`lanes.batch(step)` for the updates `first_step .. len(lanes) - 1` as a `tf.data.Dataset`."""
+    import tensorflow as tf
 
-        def to_dict(step):
-            tensors = tf.numpy_function(gather, [step], dtypes, stateful=False)
-            return {key: tf.ensure_shape(tensor, shape) for key, tensor, shape in zip(keys, tensors, shapes)}
+    count, k2 = lanes.lanes, lanes.k2
+    keys = ("x", "y", "mask", "reset", "start")
+    dtypes = (tf.float32, tf.float32, tf.float32, tf.bool, tf.int64)
+    shapes = ((count, k2, lanes.n_features), (count, k2, lanes.n_outputs), (count, k2), (count,), (count,))
 
-        steps = tf.data.Dataset.range(first_step, self.steps)
-        return steps.map(to_dict, num_parallel_calls=1, deterministic=True).prefetch(2)
+    def gather(step):
+        arrays = lanes.batch(int(step))
+        return tuple(arrays[key] for key in keys)
+
+    def to_dict(step):
+        tensors = tf.numpy_function(gather, [step], dtypes, stateful=False)
+        return {key: tf.ensure_shape(tensor, shape) for key, tensor, shape in zip(keys, tensors, shapes)}
+
+    steps = tf.data.Dataset.range(first_step, len(lanes))
+    return steps.map(to_dict, num_parallel_calls=1, deterministic=True).prefetch(2)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.features import FeaturePipeline
+from longstm.data.panel_scaling import scaler_from_moments
 from longstm.data.store import Store, StoreSeries, as_duration, parse_session_rule, spans
 from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
@@ -265,11 +266,12 @@ class PanelFeatureRows(PanelRows):
         scaler: `{series: (mean, scale)}` over the feature and target columns, or None.
         warmup: rows of the past before each validation/test piece (see `Panel.pieces`).
         series_weights: `{series: weight}`; series not named weigh 1.
+        series: only these series' pieces (default all of the panel's).
     """
 
     def __init__(self, panel: Panel, part: str, *, pipeline: FeaturePipeline | None, horizons: Sequence[str],
                  events: Sequence[int] = (), mid_columns: Sequence[str] = ("bid", "ask"), scaler=None, warmup: int = 0,
-                 series_weights: dict[str, float] | None = None):
+                 series_weights: dict[str, float] | None = None, series: Sequence[str] | None = None):
         self.panel, self.part, self.pipeline = panel, part, pipeline
         self.horizons = list(horizons)
         self.horizons_ns = np.array([int(as_duration(h)) for h in self.horizons], np.int64)
@@ -281,7 +283,8 @@ class PanelFeatureRows(PanelRows):
         self.features = list(pipeline.output_columns) if pipeline is not None else list(panel.columns)
         targets = [target_name(h) for h in self.horizons] + [event_target_name(k) for k in self.events]
         columns = self.features + targets + [WEIGHT]
-        super().__init__(panel.store, panel.pieces(part, warmup), columns, panel.sessions, scaler)
+        pieces = [p for p in panel.pieces(part, warmup) if series is None or p.series in series]
+        super().__init__(panel.store, pieces, columns, panel.sessions, scaler)
         self.weights = {name: float((series_weights or {}).get(name, 1.0)) for name in panel.names}
         # stretch ends per series: sessions cut at the split rows
         self._cuts = {name: np.unique(np.concatenate([panel.sessions[name], panel.bounds[name]]))
@@ -356,33 +359,24 @@ class PanelFeatureRows(PanelRows):
             raise DataValidationError(f"{self.panel.store.path}: series {data.name!r} row {bad}: the mid of "
                                       f"{[self.panel.columns[i] for i in self.mid_index]} must be > 0 for a log return") from error
 
-    def fit_scaler(self, per_series: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Mean and scale of the features, and the scale of the targets (their mean stays 0, so
-        a forecast's sign is kept), over this part's rows of weight > 0 (targets) or all
-        rows (features), per series or pooled; read a block at a time."""
-        width = len(self.columns) - 1
-        n_features = len(self.features)
+    def moments(self) -> dict[str, np.ndarray]:
+        """Per series, `(3, columns)` float64: count, sum and sum of squares of every column but
+        the weight, over this part's rows (features) or its rows of weight > 0 (targets); read
+        a block at a time."""
+        width, n_features = len(self.columns) - 1, len(self.features)
         sums: dict[str, np.ndarray] = {}
         for piece in self.pieces:
-            # count, sum, sum of squares; for features over all rows, for targets over valid ones
             acc = sums.setdefault(piece.series, np.zeros((3, width)))
             for a in range(piece.loss_from, piece.stop, FIT_BLOCK_ROWS):
                 block = self._computed(piece, a, min(piece.stop, a + FIT_BLOCK_ROWS))[0]
                 counted = np.where(np.arange(width) < n_features, 1.0, (block[:, -1:] > 0).astype(float))
                 acc += [counted.sum(0), (block[:, :-1] * counted).sum(0), (block[:, :-1] ** 2 * counted).sum(0)]
-        if not per_series:
-            pooled = sum(sums.values())
-            sums = {name: pooled for name in self.panel.names}
-        scaler = {}
-        for name in self.panel.names:
-            count, total, squares = sums.get(name, np.zeros((3, width)))
-            if count[0] < 2:
-                raise DataValidationError(f"{self.panel.store.path}: series {name!r} has {int(count[0])} {self.part} rows; scaling needs 2 or more")
-            safe = np.maximum(count, 1)
-            mean = np.where(np.arange(width) < n_features, total / safe, 0.0)
-            scale = np.sqrt(np.maximum(squares / safe - mean * mean, 0.0))
-            scaler[name] = (mean, np.where(scale > 0, scale, 1.0))
-        return scaler
+        return sums
+
+    def fit_scaler(self, per_series: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Mean and scale of the features, and the scale of the targets (their mean stays 0, so
+        a forecast's sign is kept), over this part's rows (see `moments`), per series or pooled."""
+        return scaler_from_moments(self.moments(), self.panel.names, per_series, len(self.features), f"{self.panel.store.path}", self.part)
 
 
 class PanelDataset:
@@ -400,6 +394,11 @@ class PanelDataset:
         mid_columns, series_weights: see `PanelFeatureRows`.
         scaling: "per_series", "pooled" (statistics of the training rows) or None (no scaling).
         scaler: a saved scaler (`record()["scaler"]`) to use instead of fitting one.
+        all_series, all_reduce: a multi-worker run, where this process reads only `series` (its
+            share) of `all_series`: `all_reduce(array)` sums a float64 array over the processes,
+            so the per-series moments and split rows of every series (each filled in by the
+            process that reads it) give every process the scaler and record of the whole panel,
+            pooled or per series, without opening another process's shards.
 
     Example:
 
@@ -412,7 +411,8 @@ class PanelDataset:
     def __init__(self, store: Store | str, split: CalendarSplit, horizons: Sequence[str], pipeline_specs=(), *,
                  events: Sequence[int] = (), features: Sequence[str] = (), series: Sequence[str] | None = None, session_gap: str = "1h",
                  mid_columns: Sequence[str] = ("bid", "ask"), series_weights: dict[str, float] | None = None,
-                 scaling: str | None = "per_series", scaler: dict | None = None):
+                 scaling: str | None = "per_series", scaler: dict | None = None, all_series: Sequence[str] | None = None,
+                 all_reduce=None):
         store = store if isinstance(store, Store) else Store(store)
         if not horizons and not events:
             raise ConfigError(f"{store.path}: a store run forecasts time or event targets; set data.time_targets, e.g. "
@@ -423,9 +423,10 @@ class PanelDataset:
         self.panel = Panel(store, columns, split, session_gap=session_gap, series=names)
         self.horizons, self.events, self.mid_columns = list(horizons), [int(k) for k in events], list(mid_columns)
         self.series_weights = dict(series_weights or {})
-        unknown = sorted(set(self.series_weights) - set(names))
+        self.all_series = list(all_series or names)
+        unknown = sorted(set(self.series_weights) - set(self.all_series))
         if unknown:
-            raise ConfigError(f"data.series_weights names series {unknown} that are not used; the series are {names}")
+            raise ConfigError(f"data.series_weights names series {unknown} that are not used; the series are {self.all_series}")
         self.session_gap, self.scaler = session_gap, None
         train = self.rows("train")
         self.column_names = list(train.columns)
@@ -435,15 +436,28 @@ class PanelDataset:
             raise ConfigError(f"data.features names columns {missing} that the panel lacks; it has {train.features}")
         self.feature_columns = [self.column_names.index(name) for name in wanted]
         self.target_columns = list(range(len(train.features), len(self.column_names) - 1))
+        self.bounds, fit = dict(self.panel.bounds), scaler is None and scaling is not None
         if scaler is not None:
             self.scaler = {name: (np.asarray(s["mean"]), np.asarray(s["scale"])) for name, s in scaler.items()}
-        elif scaling is not None:
+        elif fit and all_reduce is None:
             self.scaler = train.fit_scaler(per_series=scaling == "per_series")
+        if all_reduce is not None:  # one sum over the processes: every series' split rows and moments
+            own, width = train.moments() if fit else {}, len(self.column_names) - 1
+            shared = np.zeros((len(self.all_series), 3 + 3 * width))
+            for i, name in enumerate(self.all_series):
+                if name in self.panel.bounds:
+                    shared[i, :3] = self.panel.bounds[name]
+                    shared[i, 3:] = own[name].ravel() if name in own else 0.0
+            shared = np.asarray(all_reduce(shared), np.float64)
+            self.bounds = {name: tuple(int(v) for v in shared[i, :3]) for i, name in enumerate(self.all_series)}
+            if fit:
+                moments = {name: shared[i, 3:].reshape(3, width) for i, name in enumerate(self.all_series)}
+                self.scaler = scaler_from_moments(moments, self.all_series, scaling == "per_series", len(train.features), str(store.path))
 
-    def rows(self, part: str, warmup: int = 0) -> PanelFeatureRows:
-        """The rows of `part`, validation/test with `warmup` rows of the past (weight 0)."""
+    def rows(self, part: str, warmup: int = 0, series: Sequence[str] | None = None) -> PanelFeatureRows:
+        """The rows of `part` (of `series` only, when given), validation/test with `warmup` rows of the past (weight 0)."""
         return PanelFeatureRows(self.panel, part, pipeline=self.pipeline, horizons=self.horizons, events=self.events, mid_columns=self.mid_columns,
-                                scaler=self.scaler, warmup=warmup, series_weights=self.series_weights)
+                                scaler=self.scaler, warmup=warmup, series_weights=self.series_weights, series=series)
 
     def has(self, part: str) -> bool:
         return bool(self.panel.pieces(part))
@@ -459,10 +473,10 @@ class PanelDataset:
         return {
             "source": str(self.panel.store.path.resolve()), "store": str(self.panel.store.path.resolve()),
             "split": {"train_until": self.panel.split.train_until, "val_until": self.panel.split.val_until},
-            "series": self.panel.names, "session_gap": self.session_gap, "columns": names,
+            "series": self.all_series, "session_gap": self.session_gap, "columns": names,
             "features": [names[i] for i in self.feature_columns], "targets": [names[i] for i in self.target_columns],
             "time_targets": self.horizons, "event_targets": self.events, "mid": self.mid_columns, "series_weights": self.series_weights,
-            "rows": {name: list(bounds) for name, bounds in self.panel.bounds.items()},
+            "rows": {name: list(bounds) for name, bounds in self.bounds.items()},
             "scaler": None if self.scaler is None else {
                 name: {"columns": names[:-1], "mean": mean.tolist(), "scale": scale.tolist()}
                 for name, (mean, scale) in self.scaler.items()},

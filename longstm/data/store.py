@@ -394,6 +394,12 @@ class Store:
     def names(self) -> list[str]:
         return list(self._series)
 
+    def indexed_rows(self, name: str) -> int:
+        """The rows of series `name`, from the run files alone (no shard is opened)."""
+        if name not in self._series:
+            raise DataValidationError(f"{self.path}: no series {name!r}; it has {self.names}")
+        return sum(int(shard["rows"]) for shard in self._series[name])
+
     def series(self, name: str) -> StoreSeries:
         if name not in self._series:
             raise DataValidationError(f"{self.path}: no series {name!r}; it has {self.names}")

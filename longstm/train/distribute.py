@@ -182,10 +182,13 @@ def lane_block(windows, first: int, stop: int):
 
     The block reads only its own lanes' rows (same windows, resets and masks as those lanes
     have in the full schedule, same number of updates), so a worker never touches the rows
-    of other workers' lanes. Returns `windows` itself for the full range.
+    of other workers' lanes. Returns `windows` itself for the full range. A schedule with its
+    own `lane_block` (`longstm.data.lane_groups.LaneGroups`: each worker holds only its groups) cuts itself.
     """
     if (first, stop) == (0, windows.lanes):
         return windows
+    if hasattr(windows, "lane_block"):
+        return windows.lane_block(first, stop)
     if not 0 <= first < stop <= windows.lanes:
         raise ValueError(f"lane block must satisfy 0 <= first < stop <= {windows.lanes}; got ({first}, {stop})")
     block = copy.copy(windows)  # shares the row source; the schedule arrays are sliced below

@@ -61,6 +61,7 @@ from longstm.train.calendar_data import (
 )
 from longstm.train.config import Config, load_config
 from longstm.train.distribute import get_strategy, is_chief
+from longstm.train.panel_workers import grouped_training_lanes, panel_share
 from longstm.train.rundir import RunDir
 from longstm.train.trainer import Trainer
 
@@ -166,9 +167,10 @@ def resolve_data_path(config: Config) -> Path:
     return path
 
 
-def load_panel(config: Config, scaler: dict | None = None) -> PanelDataset:
+def load_panel(config: Config, scaler: dict | None = None, share=None) -> PanelDataset:
     """The panel of the store at `data.path`: its series, calendar split, `[[pipeline]]`,
-    time targets and train-only scaler (`scaler`, a saved one, instead of fitting)."""
+    time targets and train-only scaler (`scaler`, a saved one, instead of fitting); with a
+    `share` (`longstm.train.panel_workers.PanelShare`), only this worker's series are read."""
     data = config.data
     if not isinstance(data.split, dict):
         raise ConfigError(f"{config.source}: a store needs a calendar split: data.split = {{ train_until = \"...\", val_until = \"...\" }}")
@@ -180,8 +182,9 @@ def load_panel(config: Config, scaler: dict | None = None) -> PanelDataset:
     features = [name for name in data.features if name not in flags] + flags if data.features else []
     panel = PanelDataset(
         resolve_data_path(config), CalendarSplit.from_dict(data.split), data.time_targets, model_pipeline(config),
-        events=data.event_targets, features=features, series=data.series, session_gap=data.session_gap, mid_columns=data.mid,
+        events=data.event_targets, features=features, series=share.series if share else data.series, session_gap=data.session_gap, mid_columns=data.mid,
         series_weights=data.series_weights, scaling=data.scaling if data.scale else None, scaler=scaler,
+        **({} if share is None else {"all_series": share.all_series, "all_reduce": share.all_reduce}),
     )
     for mean, scale in (panel.scaler or {}).values():
         unscaled_flags(mean, scale, panel.column_names, flags)
@@ -386,13 +389,19 @@ def _train_into(config: Config, run: RunDir, strategy, resume: bool, progress: b
     if resume and run.config_path.exists():
         if _without_strategy(run.read_config()) != _without_strategy(config):
             raise ConfigError(f"{run.path}: cannot resume with a different config than the one saved in config.toml")
-    data = load_any(config)
+    # A store over several workers: each reads only its own series (longstm.train.panel_workers).
+    share = panel_share(config, config.data.path, strategy) if is_store(config.data.path) else None
+    data = load_panel(config, share=share) if share else load_any(config)
     if chief:
         run.write_config(config)
         run.write_data_record(data.record() if isinstance(data, PanelDataset) else _data_record(config, data))
     trainer = build_trainer(
         config, data, run_dir=run.path, progress=progress, callbacks=callbacks, strategy=strategy or "default"
     )
+    if share:  # no validation or scores: they would read every series (`longstm evaluate RUN` afterwards)
+        train = grouped_training_lanes(config, data, share.groups, held=share.index, all_reduce=share.all_reduce)
+        fit_and_keep_best(trainer, train, None, resume=resume)
+        return {}
     validation = part_lanes(config, data, "val") if has_part(data, "val") else None
     fit_and_keep_best(trainer, part_lanes(config, data, "train"), validation, resume=resume)
     return _final_scores(trainer, config, data, run)
