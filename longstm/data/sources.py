@@ -87,6 +87,22 @@ class SeriesBatch:
     table: pa.Table
 
 
+def convert_advice(path: str | Path) -> str:
+    """The one command that turns raw sources into a store, for an error message.
+
+    Training does not convert raw sources on the fly: the vendor tick zips hold local times
+    whose zone per venue only the user knows (`--tz`), a conversion at scale is a job of its
+    own (several processes, appends), and one store serves every run, `eval ticks` and
+    `data inspect`. Where `path` holds tick zips the command names `--tz`.
+    """
+    try:
+        ticks = sorted({s.series for s in discover(path) if s.layout == "ticks"})
+    except DataValidationError:
+        ticks = []
+    zones = f" --tz '{ticks[0]}=<zone>'  (tick zips hold local times: name each venue's zone, e.g. 'fxcm_*=-05:00')" if ticks else ""
+    return f"convert them into a store first: `longstm data convert {path} --out STORE{zones}` and set data.path to the store"
+
+
 def _tz_for(path: Path, tz: Mapping[str, str] | str | None) -> str:
     """The time zone a rule gives `path` (patterns match any part of the path), else UTC."""
     if tz is None:

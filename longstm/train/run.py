@@ -19,7 +19,8 @@ A store (`longstm data convert`) as `data.path` trains one model over all its se
 `load_panel` gives a `PanelDataset` (calendar split, sessions as state resets, `[[pipeline]]`
 features, `data.time_targets`, train-only scaling per series or pooled), `part_lanes` its lanes
 packed with (series, session) segments, and `longstm.train.panel.predict_panel` its forecasts.
-Raw folders, globs and lists of sources are refused with the `longstm data convert` advice.
+Raw folders, globs and lists of sources are refused with the one `longstm data convert` command
+that makes the store (`longstm.data.sources.convert_advice` says why training does not convert).
 
 Splits are chronological (`data.split`, Informer's rounding). Validation and test lanes
 start with `eval.warmup` rows of the past (the end of the preceding split for the first
@@ -52,6 +53,7 @@ import tensorflow as tf
 from longstm.data import FeaturePipeline, StandardScaler, load_series
 from longstm.data.lanes import LaneWindows
 from longstm.data.panel import CalendarSplit, PanelDataset
+from longstm.data.sources import convert_advice
 from longstm.data.splits import split_rows
 from longstm.data.store import is_store
 from longstm.errors import ConfigError, DataValidationError
@@ -160,10 +162,7 @@ def resolve_data_path(config: Config) -> Path:
         beside = Path(config.source).parent / path
         path = beside if beside.exists() else path
     if not is_store(path) and (path.is_dir() or any(char in str(path) for char in "*?[")):
-        raise ConfigError(
-            f"{config.source}: 'data.path' {str(path)!r} is a folder or glob of raw sources; convert them into a store "
-            f"first (`longstm data convert {path} --out STORE`) and set data.path to the store"
-        )
+        raise ConfigError(f"{config.source}: 'data.path' {str(path)!r} is a folder or glob of raw sources; {convert_advice(path)}")
     return path
 
 
@@ -219,7 +218,7 @@ def load_data(config: Config, path: str | Path | None = None, scaler: dict | Non
     """
     path = resolve_data_path(config) if path is None else Path(path)
     if isinstance(config.data.split, dict):
-        raise ConfigError(f"{config.source}: a calendar split (data.split = {{...}}) needs a store; convert {path} with `longstm data convert`")
+        raise ConfigError(f"{config.source}: a calendar split (data.split = {{...}}) needs a store; {convert_advice(path)}")
     series = load_series(path, kind=config.data.kind, gap_policy=config.data.gap_policy)
     pipeline = None
     check_timestamps(config, series.timestamps is not None, str(path))

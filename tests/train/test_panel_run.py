@@ -248,3 +248,22 @@ def test_event_targets_are_the_next_k_ticks_inside_the_stretch(stores):
     assert got[-5:, -1].sum() == 0 and got[-6, -1] == 1  # the last 5 ticks before train_until have no 5-tick target
     with pytest.raises(ConfigError, match="'data.event_targets' must be a list of tick counts >= 1"):
         panel_config(stores[0], event_targets=[0])
+
+
+def test_raw_sources_are_refused_with_the_one_convert_command_naming_the_tick_time_zones(stores, tmp_path):
+    """Training does not convert raw sources on the fly (`convert_advice` says why): the error is
+    the command to run, and for vendor tick zips (local times) it names `--tz`."""
+    import re
+    import zipfile
+
+    ticks = tmp_path / "ticks"
+    (ticks / "fxcm_eurusd").mkdir(parents=True)
+    with zipfile.ZipFile(ticks / "fxcm_eurusd" / "20140501_quote.zip", "w") as archive:
+        archive.writestr("20140501_quote.csv", "0,1.1,1.2\n1000,1.1,1.2\n")
+    message = f"'data.path' '{ticks}' is a folder or glob of raw sources; convert them into a store first: " \
+              f"`longstm data convert {ticks} --out STORE --tz 'fxcm_eurusd=<zone>'  (tick zips hold local times"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_panel(panel_config(ticks))
+    parquet = stores[0].parent / "quotes.parquet"  # a table: no --tz to name
+    with pytest.raises(ConfigError, match=re.escape(f"needs a store; convert them into a store first: `longstm data convert {parquet} --out STORE` and set")):
+        train_from_config(panel_config(parquet), tmp_path / "run", progress=False)
