@@ -119,6 +119,10 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
                          target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
                          progress=True, channel_independent=channel_independent)
     baseline = evaluate_ett(series, "repeat", lookback, horizons, **options)
+    # With --drop-last-batch the same trained models are also scored on all test windows (the
+    # fixed protocol's primary figure): rows with more windows, at no extra training.
+    all_windows = dict(options, drop_last_batch=None)
+    baseline_all = evaluate_ett(series, "repeat", lookback, horizons, **all_windows) if options["drop_last_batch"] else None
 
     def announce(horizon, summary):
         console.print(
@@ -129,12 +133,19 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
 
     name = Path(config_path).stem + (" (channel-independent)" if channel_independent else "")
     results: dict[str, list] = {m: [] for m in modes}
+    results_all: dict[str, list] = {m: [] for m in modes}
     rows: list[dict] = []
     for horizon in horizons:
         scored = trained.evaluate([horizon], modes, drop_last_batch=options["drop_last_batch"], on_horizon=announce)
         for m, mode_results in scored.items():
             results[m] += mode_results
-        rows = ett_table_rows(results, baseline, {h: t.summary for h, t in trained.models.items()}, name)
+        summaries = {h: t.summary for h, t in trained.models.items()}
+        rows = ett_table_rows(results, baseline, summaries, name)
+        if baseline_all is not None:
+            for m, mode_results in trained.evaluate([horizon], modes).items():
+                results_all[m] += mode_results
+            rows = sorted(rows + ett_table_rows(results_all, baseline_all, summaries, name),
+                          key=lambda row: (row["horizon"], row["mode"], row["windows"]))
         if out is not None:
             write_ett_results(rows, out)
     table = Table(title=f"{name} ({trained.config.model.name})")

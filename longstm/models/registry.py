@@ -89,7 +89,8 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
     """`SegmentGRU(units, segment)` (after SegRNN) with its parallel decoder as the head;
     `model.options`: `segment` (steps per segment, default 24; TBPTT k1 and k2 must be multiples)
     and `linear` (default false: with `model.lags`, the lag projection is a linear forecast the
-    decoder adds to its own, started at NLinear's solution by window training)."""
+    decoder adds to its own, started at NLinear's solution by window training); `model.dropout`
+    is the decoder's dropout before its projection."""
     options = model_options(config, {"segment": 24, "linear": False})
     if options["linear"] is not False and (options["linear"] is not True or config.lags < 1 or config.lag_relative):
         raise ConfigError(
@@ -98,7 +99,8 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
             f"lag_relative={config.lag_relative}"
         )
     linear_width = config.lag_width if options["linear"] else 0
-    return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width)
+    return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width,
+                      decoder_dropout=config.dropout)
 
 
 def build_calendar_lstm(config, n_features: int) -> RecurrentModel:

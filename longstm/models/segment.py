@@ -48,6 +48,7 @@ class SegmentGRU(RecurrentModel):
             those features to the forecast instead of decoding them (the recurrent part refines
             a linear forecast, as in xLSTM-Mixer; `longstm.train.windows.init_linear_forecast`
             starts the map at the closed-form NLinear solution).
+        decoder_dropout: the dropout of the head `make_head` gives (`model.dropout`).
 
     Call arguments:
         inputs: `(batch, steps, features)`, `steps` a multiple of `segment`.
@@ -67,8 +68,10 @@ class SegmentGRU(RecurrentModel):
     >>> forecasts, state = model(x, state=model.initial_state(x.shape[0]))   # (batch, T, 96)
     """
 
-    def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0, **kwargs):
+    def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0,
+                 decoder_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        self.decoder_dropout = float(decoder_dropout)
         self.units = check_positive_int("SegmentGRU", "units", units)
         self.linear_width = 0 if linear_width == 0 else check_positive_int("SegmentGRU", "linear_width", linear_width)
         self.segment = check_positive_int("SegmentGRU", "segment", segment)
@@ -82,7 +85,7 @@ class SegmentGRU(RecurrentModel):
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
-        return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width)
+        return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width, dropout=self.decoder_dropout)
 
     def build(self, input_shape):
         self.features = int(input_shape[-1]) if self.features is None else self.features
@@ -206,7 +209,7 @@ class SegmentGRU(RecurrentModel):
 
     def get_config(self):
         return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features,
-                                       "linear_width": self.linear_width}
+                                       "linear_width": self.linear_width, "decoder_dropout": self.decoder_dropout}
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -225,6 +228,8 @@ class SegmentDecoder(keras.layers.Layer):
         linear: 0, or how many of the last input features form a linear forecast: they are
             mapped by a Dense layer straight to the `outputs` values and added to the decoded
             ones (not fed to the decoder GRU).
+        dropout: dropout on the decoder GRU's outputs before their projection, in training
+            (SegRNN's regulariser; 0: none).
 
     Call arguments:
         features: `(batch, steps, width)`, the core's output.
@@ -239,8 +244,12 @@ class SegmentDecoder(keras.layers.Layer):
     (32, 720, 96)
     """
 
-    def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, **kwargs):
+    def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"SegmentDecoder dropout must be in [0, 1); got {dropout!r}")
+        self.dropout = float(dropout)
+        self.drop = keras.layers.Dropout(self.dropout, name="decoder_dropout")
         self.linear = 0 if linear == 0 else check_positive_int("SegmentDecoder", "linear", linear)
         self.outputs = check_positive_int("SegmentDecoder", "outputs", outputs)
         self.segment = check_positive_int("SegmentDecoder", "segment", segment)
@@ -280,10 +289,11 @@ class SegmentDecoder(keras.layers.Layer):
         h = ops.repeat(flat, self.positions, axis=0)
         x = ops.tile(self.position_embedding, (rows, 1))
         decoded, _ = self.cell(x, [h], training=training)
-        values = ops.reshape(self.project(decoded), (rows, self.positions * self.segment))[:, : self.outputs]
+        values = ops.reshape(self.project(self.drop(decoded, training=training)), (rows, self.positions * self.segment))[:, : self.outputs]
         if linear_part is not None:
             values = values + linear_part
         return ops.reshape(values, (shape[0], shape[1], self.outputs))
 
     def get_config(self):
-        return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear}
+        return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear,
+                                       "dropout": self.dropout}

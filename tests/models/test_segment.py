@@ -133,3 +133,41 @@ def test_streams_through_the_predictor_tick_by_tick_as_the_batch_model():
     predictor = StreamingPredictor(model, n_instruments=2, engine="tf")
     got = np.stack([predictor.update(x[:, t]) for t in range(16)], axis=1)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_linear_forecast_beside_the_decoder_is_added_to_it_and_survives_a_round_trip(tmp_path):
+    """`model.options.linear`: the lag projection's features go through the decoder's linear map
+    straight into the forecast."""
+    raw = {"model": {"name": "segment_gru", "units": 8, "lags": 8, "lag_width": 6, "dropout": 0.5,
+                     "options": {"segment": 4, "linear": True}}}
+    keras.utils.set_random_seed(0)
+    model = build_model(config_from_dict(raw).model, 1, H, residual_inputs=[0])
+    x = np.random.default_rng(2).normal(size=(3, 8, 1)).astype("float32")
+    y, _ = model(x, state=model.initial_state(3))
+    head = model.head
+    assert head.linear == 6 and head.dropout == 0.5 and head.linear_map.kernel.shape == (6, H)
+    # The linear part alone: zero the decoder's projection and the forecast is last value + linear map.
+    head.project.kernel.assign(np.zeros(head.project.kernel.shape, "float32"))
+    head.project.bias.assign(np.zeros(head.project.bias.shape, "float32"))
+    features, _ = model.core(x, state=model.core.initial_state(3))
+    linear = np.asarray(features)[:, :, -6:] @ np.asarray(head.linear_map.kernel) + np.asarray(head.linear_map.bias)
+    got, _ = model(x, state=model.initial_state(3))
+    np.testing.assert_allclose(got, linear + x[:, :, :1], atol=1e-5)
+    assert not np.allclose(got, y)
+    model.save(tmp_path / "linear.keras")
+    loaded = keras.saving.load_model(tmp_path / "linear.keras")
+    np.testing.assert_allclose(loaded(x, state=loaded.initial_state(3))[0], got, atol=1e-6)
+    assert loaded.head.linear == 6 and loaded.head.dropout == 0.5
+
+
+def test_decoder_dropout_changes_training_outputs_only():
+    keras.utils.set_random_seed(0)
+    core = SegmentGRU(UNITS, segment=W, features=F, decoder_dropout=0.5)
+    model = Forecaster(core, head=core.make_head(H), residual_inputs=[0])
+    x = _x(8)
+    features, _ = core(x, state=core.initial_state(3))
+    inference = np.asarray(model.head(features, training=False))
+    np.testing.assert_array_equal(np.asarray(model.head(features, training=False)), inference)
+    assert not np.allclose(np.asarray(model.head(features, training=True)), inference)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.0"):
+        SegmentDecoder(H, W, UNITS, dropout=1.0)
