@@ -143,8 +143,8 @@ def test_user_features_keep_the_flags_last_and_bad_levels_name_the_key(csv_run, 
     ):
         bad = csv_config(root / "ticks.csv")
         bad["model"]["options"]["levels"] = levels
-        with pytest.raises(ConfigError, match=message):
-            load_data(config_from_dict(bad))
+        with pytest.raises(ConfigError, match=message):  # when the config is read, before any data
+            config_from_dict(bad)
 
 
 # ---- a tick store ---------------------------------------------------------------------------

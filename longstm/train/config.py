@@ -94,6 +94,7 @@ from longstm.data.features import check_pipeline_specs
 from longstm.data.panel import CalendarSplit
 from longstm.data.store import as_duration, parse_session_rule
 from longstm.errors import ConfigError, DataValidationError
+from longstm.train.calendar_data import boundary_spec
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -437,6 +438,8 @@ def validate(config: Config) -> None:
 
     if model.name not in MODELS:
         _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
+    if "levels" in model.options:  # a calendar model's levels, checked before any data is read (none: the builder says)
+        boundary_spec(config)
 
 
 def _validate_panel_keys(config: Config) -> None:
