@@ -33,11 +33,13 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import glob
+import queue
 import re
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -349,3 +351,43 @@ def read_batches(
     if source.layout == "ticks":
         return _tick_batches(source, block_rows)
     return _table_batches(source, block_rows, series_column, timestamp_column)
+
+
+def prefetched(items: Iterable, depth: int = 2) -> Iterator:
+    """`items`, read ahead by a thread (at most `depth` waiting): pyarrow decodes the next batch
+    while the caller writes this one. An error in `items` is raised here; stopping early stops
+    the thread."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as error:  # handed to the caller, raised there
+            put((end, error))
+
+    thread = threading.Thread(target=produce, name="longstm-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = waiting.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

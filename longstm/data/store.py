@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from longstm.atomic import write_atomically
-from longstm.data.sources import DEFAULT_BLOCK_ROWS, Source, discover, read_batches
+from longstm.data.sources import DEFAULT_BLOCK_ROWS, Source, discover, prefetched, read_batches
 from longstm.errors import DataValidationError
 
 FORMAT = {"format": "longstm-store", "version": 1}
@@ -196,23 +196,26 @@ def convert(
             _write_json_atomic(root / "store.json", FORMAT)
         for folder in ("shards", "runs", ".staging"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        for source in sources:
-            writers: dict[str, _ShardWriter] = {}
-            rows, stem = 0, _shard_stem(source.path)
-            for batch in read_batches(source, block_rows=block_rows, series_column=series_column, timestamp_column=timestamp_column):
-                writer = writers.get(batch.series)
-                if writer is None:
-                    name = f"{_safe(batch.series)}/{stem}.{run}.arrow"
-                    writer = writers[batch.series] = _ShardWriter(batch.series, source.path, staging / name)
-                writer.write(batch.table, batch.first_row, crossed)
-                rows += batch.table.num_rows
-            for writer in writers.values():
-                record = writer.close()
-                if record is not None:
-                    record["file"] = str(writer.path.relative_to(staging))
-                    records.append(record)
-            if on_source is not None:
-                on_source(source, rows)
+        writers: dict[str, _ShardWriter] = {}
+        rows = 0
+        # the next batch is read (decoded) by a thread while this one is checked and written
+        for source, batch in prefetched(_batches_of(sources, block_rows, series_column, timestamp_column), depth=1):
+            if batch is None:  # the end of this source: its shards are complete
+                for writer in writers.values():
+                    record = writer.close()
+                    if record is not None:
+                        record["file"] = str(writer.path.relative_to(staging))
+                        records.append(record)
+                if on_source is not None:
+                    on_source(source, rows)
+                writers, rows = {}, 0
+                continue
+            writer = writers.get(batch.series)
+            if writer is None:
+                name = f"{_safe(batch.series)}/{_shard_stem(source.path)}.{run}.arrow"
+                writer = writers[batch.series] = _ShardWriter(batch.series, source.path, staging / name)
+            writer.write(batch.table, batch.first_row, crossed)
+            rows += batch.table.num_rows
         for record in records:  # publish: the shards first, then the run file that makes them visible
             target = root / "shards" / record["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +235,14 @@ def convert(
         shutil.rmtree(staging, ignore_errors=True)
     payload["seconds"] = time.perf_counter() - started
     return payload
+
+
+def _batches_of(sources: Sequence[Source], block_rows: int, series_column, timestamp_column) -> Iterator[tuple[Source, object]]:
+    """`(source, batch)` for every batch of every source, then `(source, None)` at its end."""
+    for source in sources:
+        for batch in read_batches(source, block_rows=block_rows, series_column=series_column, timestamp_column=timestamp_column):
+            yield source, batch
+        yield source, None
 
 
 def spans(offsets: np.ndarray, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:

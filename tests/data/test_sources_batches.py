@@ -29,3 +29,24 @@ def test_a_long_parquet_file_is_read_one_row_group_at_a_time(tmp_path):
     np.testing.assert_array_equal(np.concatenate(pieces), table.column("bid").to_numpy())
     # one row group is 16,384 rows x 24 bytes; reading all row groups at once held about 20 of them
     assert held <= 5 * ROW_GROUP * 24
+
+
+def test_prefetched_keeps_the_order_raises_the_readers_error_here_and_stops_its_thread():
+    import threading
+
+    import pytest
+
+    from longstm.data.sources import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=1)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("row 7 of x.csv")
+
+    with pytest.raises(ValueError, match="row 7 of x.csv"):
+        list(prefetched(failing()))
+    endless = prefetched(iter(range(10**9)), depth=2)
+    assert next(endless) == 0
+    endless.close()  # the caller stops early: the reader thread ends too
+    assert not any(t.name == "longstm-prefetch" for t in threading.enumerate())
