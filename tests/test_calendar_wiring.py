@@ -208,6 +208,9 @@ def test_a_store_run_appends_unscaled_flags_for_every_series(store_run):
         stamps = Store(store).series(piece.series).timestamps(piece.start, piece.start + stop - first)
         expected = reference_flags(stamps, [5 * SECOND, 60 * SECOND])
         np.testing.assert_array_equal(values[first:stop][:, [rows.columns.index(f) for f in FLAGS]], expected)
+    # Lanes read a few rows at a time from mid-session: the same flags (row t - 1 is read with them).
+    blocks = np.concatenate([rows[a : min(a + 37, len(rows))] for a in range(0, len(rows), 37)])
+    np.testing.assert_array_equal(blocks, values)
 
 
 def test_a_store_run_streams_each_series_with_its_own_flags(store_run):
