@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from longstm.cli import main
 from longstm.data import bundled_path
 from longstm.data.windows import WindowIndex
 from longstm.errors import ConfigError, DataValidationError
+from longstm.evaluate.ett import evaluate_ett
 from longstm.evaluate.ett_trained import TrainedEtt
 from longstm.models.lags import LinearLagSkip
 from longstm.models.linear_baseline import LinearForecaster
@@ -192,3 +194,21 @@ def test_under_the_ett_protocol_the_kept_validation_mse_is_that_of_the_validatio
     np.testing.assert_allclose(trained.summary["val_mse"], np.mean((forecast - y) ** 2), rtol=1e-4)
     results = protocol.evaluate([8], modes=("window", "stream"))
     assert np.isfinite(results["window"][0].mse) and np.isfinite(results["stream"][0].mse)
+
+
+def test_eval_ett_with_a_dropped_last_batch_also_scores_all_windows_of_the_same_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    pd.read_csv(bundled_path("ETTh1")).iloc[:1200].to_csv(tmp_path / "ett.csv", index=False)
+    (tmp_path / "seg.toml").write_text(
+        '[model]\nname = "segment_gru"\nunits = 4\nresidual = true\noptions = { segment = 8 }\n'
+        '[train]\nmode = "windows"\nlanes = 64\nepochs = 1\n'
+    )
+    out = tmp_path / "out"
+    assert main(["eval", "ett", "--data", str(tmp_path / "ett.csv"), "--model", str(tmp_path / "seg.toml"), "--lookback", "32",
+                 "--horizons", "8", "--mode", "window", "--drop-last-batch", "32", "--channel-independent", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "ett_results.csv").sort_values("windows")
+    dropped, every = (evaluate_ett(tmp_path / "ett.csv", "repeat", 32, [8], drop_last_batch=n)[0] for n in (32, None))
+    assert table["windows"].tolist() == [dropped.windows, every.windows] and every.windows % 32 != 0
+    np.testing.assert_allclose(table["repeat_mse"], [dropped.mse, every.mse])
+    assert table["train_seconds"].nunique() == 1  # one trained model, scored twice
+    assert table["mse"].iloc[0] != table["mse"].iloc[1]
