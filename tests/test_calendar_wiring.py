@@ -20,6 +20,7 @@ from longstm.cli import main
 from longstm.data.store import Store, convert
 from longstm.errors import ConfigError
 from longstm.serve import StreamingPredictor
+from longstm.serve.export import export_predictor
 from longstm.train.calendar_data import model_pipeline
 from longstm.train.carried import CompiledModel, carried_outputs
 from longstm.train.config import config_from_dict, load_config
@@ -113,6 +114,15 @@ def test_predict_and_the_streaming_predictor_reproduce_the_batch_model(csv_run):
     again.restore_state(root / "state.npz")
     ticks = [again.update(frame.iloc[[i]]).reshape(-1)[0] for i in range(700, 760)]
     np.testing.assert_allclose(ticks, batch[700:760], rtol=1e-5, atol=1e-5 * float(data.std[0]))
+
+
+def test_an_exported_calendar_model_computes_its_flags_from_the_saved_pipeline(csv_run):
+    root, frame = csv_run
+    expected = StreamingPredictor.from_run(root / "run").update_many(frame.iloc[:300])
+    path = export_predictor(StreamingPredictor.from_run(root / "run"), root / "calendar.keras", "keras")
+    loaded = StreamingPredictor.from_saved(path)
+    assert loaded.feature_pipeline.output_columns[-2:] == FLAGS
+    np.testing.assert_allclose(loaded.update_many(frame.iloc[:300]), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_user_features_keep_the_flags_last_and_bad_levels_name_the_key(csv_run, tmp_path):
