@@ -39,8 +39,8 @@ Running the groups in parallel. In parallel mode level 0's ragged groups are pac
 batch axis: each lane is cut into windows of P rows (P = the longest group in the chunk), a
 group goes with the window its first row falls in, and one packed row holds the groups of one
 window back to back (at most 2P - 1 rows), with a restart at each group start. The sequential
-depth of level 0 is then below twice the longest group, not T, and the padding is at most the
-chunk itself. The group open at a chunk start continues from the carried level-0 state, so a
+depth of level 0 is then below twice the longest group, not T, and the packed array holds at
+most about twice the chunk's rows, however ragged the groups. The group open at a chunk start continues from the carried level-0 state, so a
 chunked forward with carried state equals one pass. Upper levels step only on closes: each
 lane's closes are gathered to the front of a `(closes, batch)` array and run in one scan, so
 their depth is the most closes in any lane of the chunk. Sequential mode runs level 0 over all
@@ -136,28 +136,44 @@ def check_levels(levels: Any) -> list[dict[str, Any]]:
     return checked
 
 
-def _advance(cell, projected, h, c):
-    """One LSTM step from the input projection `x @ kernel + bias` (computed outside the loop)."""
-    z = projected + ops.matmul(h, cell.recurrent_kernel)
+def _advance(cell, x, h, c):
+    """One step of `cell`'s arithmetic (`keras.layers.LSTMCell`'s): `(h, c)` after reading `x`."""
+    z = ops.matmul(x, cell.kernel) + ops.matmul(h, cell.recurrent_kernel) + cell.bias
     i, f, g, o = ops.split(z, 4, axis=-1)
     c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
     return cell.recurrent_activation(o) * cell.activation(c), c
 
 
-def _scan(cell, projected, h, c, restart=None):
-    """The cell over a time-major `projected (steps, rows, 4 units)` from `(h, c)`; with
-    `restart (steps, rows, 1)`, the state is zeroed before each step where it is 1.
-    Returns every step's `(h, c)`, each `(steps, rows, units)`."""
+def _recur(cell, inputs, h, c, restart=None, active=None):
+    """`cell` over time-major `inputs (steps, rows, width)` from `(h, c)`.
 
-    def one_step(carry, inputs):
-        h, c = carry
-        if restart is None:
-            return _advance(cell, inputs, h, c)
-        keep = 1.0 - inputs[1]
-        return _advance(cell, inputs[0], h * keep, c * keep)
+    `restart (steps, rows, 1)`: where 1, the state is zeroed before the step. `active`: where
+    0, the step leaves the state as it was (padding). Returns every step's h `(steps, rows,
+    units)` and the final `(h, c)`. A `tf.while_loop` like Keras' own RNN loop, with narrow
+    inputs (projected inside the loop) and only h stacked: its backward pass ran 2-3x faster
+    than `tf.scan` over inputs projected beforehand, with both h and c stacked.
+    """
+    width = inputs.shape[-1]
+    controls = [ops.cast(t, inputs.dtype) for t in (restart, active) if t is not None]
+    sequence = ops.concatenate([inputs, *controls], axis=-1) if controls else inputs
+    steps = tf.shape(sequence)[0]
+    rows = tf.TensorArray(sequence.dtype, size=steps).unstack(sequence)
+    outputs = tf.TensorArray(h.dtype, size=steps, element_shape=h.shape)
 
-    hs, cs = tf.scan(one_step, projected if restart is None else (projected, restart), initializer=(h, c))
-    return hs, cs
+    def body(t, h, c, outputs):
+        row = rows.read(t)
+        keep = 1.0 - row[:, width : width + 1] if restart is not None else 1.0
+        new_h, new_c = _advance(cell, row[:, :width], h * keep, c * keep)
+        if active is not None:
+            on = row[:, -1:]
+            new_h, new_c = on * new_h + (1.0 - on) * h, on * new_c + (1.0 - on) * c
+        return t + 1, new_h, new_c, outputs.write(t, new_h)
+
+    _, h, c, outputs = tf.while_loop(
+        lambda t, *_: t < steps, body, (tf.constant(0), h, c, outputs),
+        maximum_iterations=steps, parallel_iterations=32, swap_memory=True,
+    )
+    return outputs.stack(), h, c
 
 
 def _pack_groups(starts):
@@ -288,21 +304,30 @@ class CalendarLSTM(RecurrentModel):
     def _lowest(self, features, starts, h, c):
         """Level 0 over the chunk: its output at every row and its `(h, c)` after the last row."""
         cell = self.cells[0]
-        projected = ops.matmul(features, cell.kernel) + cell.bias
         if self.mode == "sequential":
-            hs, cs = _scan(cell, ops.transpose(projected, (1, 0, 2)), h, c)
-            return ops.transpose(hs, (1, 0, 2)), (hs[-1], cs[-1])
+            hs, h, c = _recur(cell, ops.transpose(features, (1, 0, 2)), h, c)
+            return ops.transpose(hs, (1, 0, 2)), (h, c)
         batch, steps = tf.shape(features)[0], tf.shape(features)[1]
         row_starts = tf.logical_or(starts, tf.range(steps)[None, :] == 0)
         row, position, rows, length, lane_of_row, first_window = _pack_groups(row_starts)
         where = tf.stack([position, row], axis=1)  # time-major (length, rows)
-        packed = tf.scatter_nd(where, tf.reshape(projected, [-1, 4 * cell.units]), [length, rows, 4 * cell.units])
-        restart = tf.scatter_nd(where, tf.reshape(tf.cast(starts, projected.dtype), [-1, 1]), [length, rows, 1])
+
+        def packed(values):
+            values = tf.reshape(values, [batch * steps, -1])
+            return tf.scatter_nd(where, values, tf.stack([length, rows, tf.shape(values)[1]]))
+
         carried = tf.cast(first_window, h.dtype)[:, None]  # a lane's first packed row continues its open group
-        hs, cs = _scan(cell, packed, tf.gather(h, lane_of_row) * carried, tf.gather(c, lane_of_row) * carried, restart)
+        hs, last_h, last_c = _recur(
+            cell,
+            tf.ensure_shape(packed(features), [None, None, features.shape[-1]]),
+            tf.gather(h, lane_of_row) * carried,
+            tf.gather(c, lane_of_row) * carried,
+            restart=packed(tf.cast(starts, features.dtype)),
+            active=packed(tf.ones_like(starts, features.dtype)),
+        )
         outputs = tf.reshape(tf.gather_nd(hs, where), [batch, steps, cell.units])
-        last = tf.gather(where, tf.range(1, batch + 1) * steps - 1)
-        return outputs, (tf.gather_nd(hs, last), tf.gather_nd(cs, last))
+        last = tf.gather(row, tf.range(1, batch + 1) * steps - 1)  # the packed row of each lane's last row
+        return outputs, (tf.gather(last_h, last), tf.gather(last_c, last))
 
     @staticmethod
     def _upper(cell, summaries, close, h, c):
@@ -310,21 +335,15 @@ class CalendarLSTM(RecurrentModel):
         every row and its `(h, c)` after the chunk."""
         batch = tf.shape(close)[0]
         count = tf.cumsum(tf.cast(close, tf.int32), axis=1)  # steps taken up to and including row t
-        taken = count[:, -1]
         at = tf.where(close)  # (closes, 2): lane, row; row-major, so in order within a lane
-        inputs = tf.gather_nd(summaries, at)
-        projected = ops.matmul(inputs, cell.kernel) + cell.bias
-        depth = tf.maximum(tf.reduce_max(taken), 1)
-        lanes = tf.cast(at[:, 0], tf.int32)
-        where = tf.stack([tf.gather_nd(count, at) - 1, lanes], axis=1)
-        packed = tf.scatter_nd(where, projected, [depth, batch, 4 * cell.units])
-        hs, cs = _scan(cell, packed, h, c)
+        where = tf.stack([tf.gather_nd(count, at) - 1, tf.cast(at[:, 0], tf.int32)], axis=1)
+        depth = tf.maximum(tf.reduce_max(count[:, -1]), 1)
+        packed = tf.scatter_nd(where, tf.gather_nd(summaries, at), tf.stack([depth, batch, summaries.shape[-1]]))
+        active = tf.scatter_nd(where, tf.ones_like(where[:, :1], summaries.dtype), tf.stack([depth, batch, 1]))
+        hs, h_after, c_after = _recur(cell, tf.ensure_shape(packed, [None, None, summaries.shape[-1]]), h, c, active=active)
         hs = ops.concatenate([h[None], hs], axis=0)  # index 0: the carried output, before any step
-        cs = ops.concatenate([c[None], cs], axis=0)
         lane_ids = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(count))
-        latest = tf.gather_nd(hs, tf.stack([count, lane_ids], axis=-1))
-        final = tf.stack([taken, tf.range(batch)], axis=1)
-        return latest, (tf.gather_nd(hs, final), tf.gather_nd(cs, final))
+        return tf.gather_nd(hs, tf.stack([count, lane_ids], axis=-1)), (h_after, c_after)
 
     # ---- one row at a time ---------------------------------------------------------------------
 
@@ -336,14 +355,14 @@ class CalendarLSTM(RecurrentModel):
         summary, new_state = h, [None]
         for cell, close, (upper_h, upper_c) in zip(self.cells[1:], closes, state[1:-1]):
             step_now = ops.cast(ops.logical_and(close, seen > 0.5), h.dtype)  # (batch, 1)
-            new_h, new_c = _advance(cell, ops.matmul(summary, cell.kernel) + cell.bias, upper_h, upper_c)
+            new_h, new_c = _advance(cell, summary, upper_h, upper_c)
             summary = step_now * new_h + (1.0 - step_now) * upper_h
             new_state.append((summary, step_now * new_c + (1.0 - step_now) * upper_c))
         lowest = self.cells[0]
         if self.mode == "parallel":
             keep = 1.0 - ops.cast(closes[0], h.dtype)
             h, c = h * keep, c * keep
-        h, c = _advance(lowest, ops.matmul(features[:, 0], lowest.kernel) + lowest.bias, h, c)
+        h, c = _advance(lowest, features[:, 0], h, c)
         new_state[0] = (h, c)
         outputs = ops.concatenate([h] + [level_h for level_h, _ in new_state[1:]], axis=-1)
         return outputs, tuple(new_state) + (ops.ones_like(seen),)
