@@ -245,7 +245,9 @@ def use_window_training(trainer, windows: LookbackWindows) -> None:
             f"window training reads windows of k2 = L = {windows.k2} steps with the loss at k1 = 1 step; the trainer's "
             f"config says k1={trainer.config.k1}, k2={trainer.config.k2}"
         )
-    build_model_for(trainer.model, windows.lanes, windows.k2, windows.n_features)
+    # Built on one window: a full call puts the head on every step (at H = 720, 256 windows of
+    # L = 720 would hold 2.8 million decoder rows).
+    build_model_for(trainer.model, 1, windows.k2, windows.n_features)
     trainer.optimizer = make_optimizer(trainer.config, trainer.config.epochs * len(windows))
     trainer.engine = WindowEngine(trainer.model, trainer.optimizer)
 
