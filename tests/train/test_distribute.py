@@ -455,21 +455,19 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-@pytest.mark.slow
-@SUBPROCESS_TESTS
-def test_multiworker_on_localhost_equals_one_device(tmp_path, mirrored):
-    """Against the single-device run of the mirrored script: same data, weights and config."""
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+def run_local_workers(script: str, work: Path, count: int = 2) -> list[dict]:
+    """Run `python script worker INDEX OUT WORK` as `count` workers of one cluster on localhost
+    (TF_CONFIG each); every worker must exit 0; returns what each wrote to OUT (JSON)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(count)]}
     processes, outputs = [], []
-    for index in range(2):
+    for index in range(count):
         env = _environment()
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env["LONGSTM_COLLECTIVE_TIMEOUT"] = "60"
-        out = tmp_path / f"worker{index}.json"
-        log = open(tmp_path / f"worker{index}.log", "w")
+        out = work / f"worker{index}.json"
+        log = open(work / f"worker{index}.log", "w")
         processes.append(subprocess.Popen(
-            [sys.executable, __file__, "worker", str(index), str(out), str(tmp_path)],
+            [sys.executable, script, "worker", str(index), str(out), str(work)],
             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         ))
         outputs.append(out)
@@ -481,9 +479,16 @@ def test_multiworker_on_localhost_equals_one_device(tmp_path, mirrored):
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    logs = [(tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(2)]
-    assert [p.returncode for p in processes] == [0, 0], logs
-    chief, other = (json.loads(out.read_text()) for out in outputs)
+    logs = [(work / f"worker{i}.log").read_text()[-3000:] for i in range(count)]
+    assert [p.returncode for p in processes] == [0] * count, logs
+    return [json.loads(out.read_text()) for out in outputs]
+
+
+@pytest.mark.slow
+@SUBPROCESS_TESTS
+def test_multiworker_on_localhost_equals_one_device(tmp_path, mirrored):
+    """Against the single-device run of the mirrored script: same data, weights and config."""
+    chief, other = run_local_workers(__file__, tmp_path)
     assert chief["replicas"] == other["replicas"] == 2
     assert (chief["chief"], other["chief"]) == (True, False)
     assert (chief["first_lane"], other["first_lane"]) == (0, LANES // 2)

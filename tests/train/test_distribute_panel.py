@@ -12,17 +12,13 @@ scaler need every series: the workers get it through the strategy's all-reduce o
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.train.test_distribute import SUBPROCESS_TESTS, TIMEOUT, _environment, _free_ports
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.train.test_distribute import SUBPROCESS_TESTS, run_local_workers
 
 def _config(store):
     from tests.train.test_panel_run import panel_config
@@ -82,27 +78,7 @@ def test_each_worker_reads_only_its_series_and_the_run_equals_one_process(tmp_pa
 
     store = _store(tmp_path)
     config = _config(store)
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    processes = []
-    for index in range(2):
-        env = _environment()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        env["LONGSTM_COLLECTIVE_TIMEOUT"] = "60"
-        log = open(tmp_path / f"worker{index}.log", "w")
-        processes.append(subprocess.Popen([sys.executable, __file__, "worker", str(index), str(tmp_path / f"worker{index}.json"), str(tmp_path)],
-                                          env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
-    try:
-        for process in processes:
-            process.wait(timeout=TIMEOUT)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    logs = [(tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(2)]
-    assert [p.returncode for p in processes] == [0, 0], logs
-    chief, other = (json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2))
+    chief, other = run_local_workers(__file__, tmp_path)
 
     groups = series_groups(Store(store), ["a", "b", "c"], 2)
     assert groups == [["a", "c"], ["b"]]  # equal rows: the largest first to the lightest group
