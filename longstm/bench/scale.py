@@ -11,7 +11,9 @@ Stages, each in a fresh subprocess so one stage's memory cannot hide in another'
 4. `train`: a fixed number of TBPTT updates of a small LSTM, 64 lanes spread over the whole
    store (each lane starts in a different part of the panel), rows read from its memory maps.
 
-A row: `{stage, rows, series, seconds, rows_per_s, peak_rss_mb, rss_before_mb}`. `peak_rss_mb`
+A row: `{stage, rows, series, seconds, cpu_seconds, rows_per_s, peak_rss_mb, rss_before_mb}`;
+`cpu_seconds` is the process's CPU time over the stage (all its threads): beside the wall time,
+a view that other processes on the machine do not inflate. `peak_rss_mb`
 is the stage's peak *anonymous* resident memory (`RssAnon` in /proc/self/status, sampled every
 5 ms by a thread): the process's own allocations, the TensorFlow import included for `train`,
 not the page cache of memory-mapped or read files, which the kernel can drop at any time.
@@ -122,21 +124,23 @@ def _scan(folder: Path) -> dict:
     _warm_up(folder)
     before = rss_anon_mb()
     with PeakSampler() as peak:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for path in sorted(folder.rglob("*.parquet")):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP):
                 rows += batch.num_rows
                 total += float(np.sum(batch.column(1).to_numpy()))
-        seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": seconds, "peak": peak.peak, "before": before, "checksum": total}
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"rows": rows, "seconds": seconds, "cpu": cpu, "peak": peak.peak, "before": before, "checksum": total}
 
 
 def _convert(folder: Path, store: Path) -> dict:
     _warm_up(folder)
     before = rss_anon_mb()
     with PeakSampler() as peak:
+        cpu = time.process_time()
         report = convert([folder], store)
-    return {"rows": report["rows"], "seconds": report["seconds"], "peak": peak.peak, "before": before}
+        cpu = time.process_time() - cpu
+    return {"rows": report["rows"], "seconds": report["seconds"], "cpu": cpu, "peak": peak.peak, "before": before}
 
 
 def _train(store: Path, updates: int) -> dict:
@@ -162,11 +166,11 @@ def _train(store: Path, updates: int) -> dict:
     count = min(updates, len(lanes))
     before = rss_anon_mb()
     with PeakSampler() as peak:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for step in range(count):
             _, _, state = engine.train_step(lanes.batch(step), state)
-        seconds = time.perf_counter() - started
-    return {"rows": count * LANES * CHUNK, "seconds": seconds, "peak": peak.peak, "before": before}
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"rows": count * LANES * CHUNK, "seconds": seconds, "cpu": cpu, "peak": peak.peak, "before": before}
 
 
 def run_stage(stage: str, folder: str, store: str, updates: int) -> dict:
@@ -179,7 +183,7 @@ def run_stage(stage: str, folder: str, store: str, updates: int) -> dict:
         result = _train(Path(store), updates)
     else:
         raise ConfigError(f"stage must be one of {STAGES}; got {stage!r}")
-    return {"rows": result["rows"], "seconds": round(result["seconds"], 3), "peak_rss_mb": round(result["peak"], 1),
+    return {"rows": result["rows"], "seconds": round(result["seconds"], 3), "cpu_seconds": round(result["cpu"], 3), "peak_rss_mb": round(result["peak"], 1),
             "rss_before_mb": round(result["before"], 1)}
 
 
@@ -203,7 +207,7 @@ def bench_scale(rows: int, series: int, updates: int = 50, folder: Path | None =
             if done.returncode != 0:
                 raise ConfigError(f"bench scale stage {stage} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            row = {"stage": stage, "rows": row["rows"], "series": series, "seconds": row["seconds"],
+            row = {"stage": stage, "rows": row["rows"], "series": series, "seconds": row["seconds"], "cpu_seconds": row["cpu_seconds"],
                    "rows_per_s": round(row["rows"] / max(row["seconds"], 1e-9)), "peak_rss_mb": row["peak_rss_mb"],
                    "rss_before_mb": row["rss_before_mb"]}
             echo(json.dumps(row))

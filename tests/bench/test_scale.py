@@ -24,7 +24,7 @@ def test_every_stage_reports_rows_time_and_memory_and_cleans_up(tmp_path):
     assert rows[0]["rows"] == rows[1]["rows"] == 20_000
     assert rows[2]["rows"] == 2 * LANES * CHUNK
     for row in rows:
-        assert row["series"] == 2 and row["seconds"] > 0 and row["rows_per_s"] > 0
+        assert row["series"] == 2 and row["seconds"] > 0 and row["rows_per_s"] > 0 and row["cpu_seconds"] > 0
         assert row["peak_rss_mb"] >= row["rss_before_mb"] > 0
     assert list(tmp_path.iterdir()) == []
 
