@@ -150,6 +150,18 @@ def test_a_group_summary_is_used_at_the_row_that_closes_it(mode):
     assert np.abs(moved[:, 16, level_1] - base[:, 16, level_1]).max() > 1e-4
 
 
+def test_sequential_depths_are_the_packed_row_length_and_the_most_closes_of_a_lane():
+    inputs = np.zeros((2, 32, 4), "float32")
+    inputs[:, ::8, 2] = 1.0  # level-0 groups of 8 rows; row 0's flag closes nothing in a fresh lane
+    inputs[0, 16, 3] = 1.0  # one level-1 close in lane 0
+    inputs[1, 3, 2] = 1.0  # lane 1: one more level-0 close, groups of 3 and 5 rows
+    assert _model("parallel").sequential_depths(inputs) == (8, 4, 1)
+    assert _model("sequential").sequential_depths(inputs) == (32, 4, 1)
+    state = _model("parallel").initial_state(2)
+    carried = state[:-1] + (np.ones((2, 1), "float32"),)  # after earlier rows: row 0's flags close groups
+    assert _model("parallel").sequential_depths(inputs, carried) == (8, 5, 1)
+
+
 def _second_flags(seconds):
     """What the data layer builds for `every = "1s"`: a new floor(second) starts a group."""
     whole = np.floor(seconds)

@@ -367,6 +367,31 @@ class CalendarLSTM(RecurrentModel):
         outputs = ops.concatenate([h] + [level_h for level_h, _ in new_state[1:]], axis=-1)
         return outputs, tuple(new_state) + (ops.ones_like(seen),)
 
+    def sequential_depths(self, inputs, state=None) -> tuple[int, ...]:
+        """How many steps each level runs in sequence on the chunk `inputs` (what a chunk's time
+        grows with): level 0's packed row length (T in sequential mode), then each upper level's
+        most closes in any lane.
+
+        Args:
+            inputs: `(batch, steps, features + n_boundaries)`, as for `call`.
+            state: the state before the chunk (`None`: a fresh one, so a flag at row 0 closes nothing).
+
+        Returns:
+            one int per level, level 0 first.
+        """
+        self.check_columns(inputs.shape[-1])
+        seen = self.initial_state(inputs.shape[0])[-1] if state is None else state[-1]
+        features, closes = self._split(ops.convert_to_tensor(inputs))
+        steps = int(features.shape[1])
+        if self.mode == "sequential":
+            depths = [steps]
+        else:
+            depths = [int(_pack_groups(tf.logical_or(closes[0], tf.range(steps)[None, :] == 0))[3])]
+        has_previous = ops.concatenate([seen > 0.5, ops.ones_like(closes[0][:, 1:])], axis=1)
+        for close in closes:
+            depths.append(int(ops.max(ops.sum(ops.cast(ops.logical_and(close, has_previous), "int32"), axis=1))))
+        return tuple(depths)
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.units)
 
