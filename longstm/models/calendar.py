@@ -40,11 +40,13 @@ batch axis: each lane is cut into windows of P rows (P = the longest group in th
 group goes with the window its first row falls in, and one packed row holds the groups of one
 window back to back (at most 2P - 1 rows), with a restart at each group start. The sequential
 depth of level 0 is then below twice the longest group, not T, and the packed array holds at
-most about twice the chunk's rows, however ragged the groups. The group open at a chunk start continues from the carried level-0 state, so a
-chunked forward with carried state equals one pass. Upper levels step only on closes: each
-lane's closes are gathered to the front of a `(closes, batch)` array and run in one scan, so
+most about twice the chunk's rows, however ragged the groups. The group open at a chunk start
+continues from the carried level-0 state, so a chunked forward with carried state equals one
+pass. Upper levels step only on closes: each lane's closes are gathered to the front of a
+`(closes, batch)` array and run in one loop (a lane with fewer closes holds its state), so
 their depth is the most closes in any lane of the chunk. Sequential mode runs level 0 over all
-T rows. The model uses TensorFlow ops for the packing (Keras ops have no ragged gathers).
+T rows. `sequential_depths` gives these depths for a chunk. The packing uses TensorFlow ops
+(Keras ops have no ragged gathers).
 
 The state is `((h, c) per level, seen)`: every level's LSTM state (h is also its latest
 output) and `seen (batch, 1)`, 1 once the lane has had a row. `step` carries the same state,
