@@ -88,8 +88,21 @@ def series_groups(store: Store, names: Sequence[str], groups: int) -> list[list[
     """`names` in `groups` groups of about equal rows (from the store's index: no shard is
     opened), each in the given order: the largest series first to the lightest group.
 
+    Args:
+        store: the `Store`.
+        names: the series to share out.
+        groups: how many groups (the workers of a run).
+
+    Returns:
+        One list of series names per group.
+
     Raises:
         ConfigError: more groups than series (a worker would have nothing to read).
+
+    Example:
+
+    >>> series_groups(store, ["a", "b", "c"], 2)     # a, b, c of equal length
+    [['a', 'c'], ['b']]
     """
     names = list(names)
     if groups > len(names):

@@ -72,6 +72,15 @@ def all_reduce_sum(strategy, array: np.ndarray) -> np.ndarray:
 def panel_share(config: Config, store_path, strategy, names: Sequence[str] | None = None) -> PanelShare | None:
     """This worker's series and the all-reduce, or None with one worker.
 
+    Args:
+        config: the run's config (`train.lanes`, `data.series`).
+        store_path: the store.
+        strategy: the run's strategy (None: one device).
+        names: the series to share out (default `data.series`, else all of the store's).
+
+    Returns:
+        A `PanelShare`, or None when the strategy has one worker.
+
     Raises:
         ConfigError: `train.lanes` not a multiple of the workers, or fewer series than workers.
     """
@@ -97,6 +106,9 @@ def grouped_training_lanes(config: Config, data: PanelDataset, groups: Sequence[
         held: the one group this process reads (None: all).
         all_reduce: sums an array over the processes (needed with `held`): the groups agree
             on the number of updates.
+
+    Returns:
+        A `LaneGroups` of `train.lanes` lanes (other processes' groups as lane counts).
     """
     width = config.train.lanes // len(groups)
     train = config.train
