@@ -55,12 +55,15 @@ def speed(
             names, lengths, units, lanes, features, repeats, on_result=lambda _: progress.advance(task)
         )
     table = Table(title=f"train step, {lanes} lanes, {units} units, {features} features (median of {repeats})")
-    for column in ("model", "T", "ms/step", "steps/s", "time vs keras_lstm", "speed-up"):
+    # Sequential depth (steps run one after another in a chunk) explains the speed-ups of the
+    # hierarchies; the calendar models report it with their longest group.
+    for column in ("model", "T", "ms/step", "steps/s", "time vs keras_lstm", "speed-up", "depth", "longest group"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in results:
         table.add_row(
             row["model"], str(row["T"]), f"{row['ms_per_step']:.1f}", f"{row['steps_per_s']:.2f}",
             f"{row['ratio_vs_keras_lstm']:.3f}", f"{row['speedup_vs_keras_lstm']:.2f}x",
+            str(row.get("sequential_depth", "")), str(row.get("longest_group", "")),
         )
     console.print(table)
     if json_path is not None:

@@ -19,6 +19,7 @@ def test_bench_speed_cli_smoke_writes_json(tmp_path):
         assert row["ms_per_step"] > 0 and len(row["samples_ms"]) == 1
         assert row["steps_per_s"] == pytest.approx(1000.0 / row["ms_per_step"], rel=1e-2)
     assert rows[0]["ratio_vs_keras_lstm"] == 1.0
+    assert rows[0]["sequential_depth"] == 64  # the keras LSTM runs every step in sequence
 
 
 def test_every_model_and_chunk_is_measured_with_ratios_to_the_baseline(monkeypatch):
