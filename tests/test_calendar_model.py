@@ -4,6 +4,9 @@ call, round trips, the registry and a few TBPTT updates, and the checks of its a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -15,8 +18,10 @@ from longstm.models.calendar import CalendarLSTM
 from longstm.models.protocol import Forecaster
 from longstm.models.registry import build_model
 from longstm.serve import StreamingPredictor
+from longstm.serve.export import export_model
 from longstm.train.config import TrainConfig, config_from_dict
 from longstm.train.trainer import Trainer
+from tests.serve.test_export_families import _stepped as exported_steps
 
 MODES = ("parallel", "sequential")
 LEVELS = [{"units": 4, "every": "1s"}, {"units": 5, "every_events": 3}, {"units": 3}]
@@ -235,6 +240,16 @@ def test_streams_tick_by_tick_through_the_predictor_as_the_batch_model():
     warmed = StreamingPredictor(model, n_instruments=2, engine="tf")  # warm-up runs chunks of rows
     warmed.warm_up(np.transpose(inputs[:, :8], (1, 0, 2)))
     np.testing.assert_allclose(np.stack([warmed.update(inputs[:, t]) for t in range(8, 12)], axis=1), expected[:, 8:], atol=1e-5)
+
+
+def test_exports_to_tflite_with_the_batch_predictions(tmp_path):
+    """TFLite goes through a SavedModel of the step; the flags arrive with each tick."""
+    model = Forecaster(_model("parallel"), outputs=1)
+    inputs = _inputs(steps=10, seed=10)[:1]
+    expected = np.asarray(model(inputs)[0])[0]
+    path = export_model(model, tmp_path / "step.tflite", "tflite")
+    np.testing.assert_allclose(np.asarray(exported_steps(path, "tflite", inputs)), expected, atol=1e-5)
+    assert json.loads(Path(str(path) + ".json").read_text())["tflite_ops"] == "TFLITE_BUILTINS"
 
 
 @pytest.mark.parametrize("mode", MODES)
