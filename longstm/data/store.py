@@ -55,6 +55,7 @@ from longstm.errors import DataValidationError
 
 FORMAT = {"format": "longstm-store", "version": 1}
 CROSSED_POLICIES = ("mark", "drop")
+SESSION_BLOCK_ROWS = 1 << 18
 
 
 def is_store(path: str | Path) -> bool:
@@ -321,11 +322,16 @@ class StoreSeries:
         every row more than the gap after the previous one (for FX, one hour finds the weekend
         close and not UTC midnight, which cuts through trading); with a calendar rule
         (`"1D@America/New_York"`), row 0 and the first row of every new calendar period in that
-        time zone. Read shard by shard: memory stays at one shard's timestamps."""
+        time zone. A gap rule reads `SESSION_BLOCK_ROWS` timestamps at a time, a calendar rule
+        a shard at a time: memory stays at one block's or one shard's timestamps."""
         kind, value, zone = parse_session_rule(rule)
         if kind == "gap":
-            rows, lengths = self.gaps()
-            return np.concatenate([[0], rows[lengths > int(value)]]).astype(np.int64)
+            starts = [np.zeros(1, np.int64)]
+            for start in range(0, len(self), SESSION_BLOCK_ROWS):  # each block with the row before it
+                first = max(start - 1, 0)
+                stamps = self.timestamps(first, min(len(self), start + SESSION_BLOCK_ROWS))
+                starts.append(np.flatnonzero(np.diff(stamps) > int(value)) + first + 1)
+            return np.concatenate(starts).astype(np.int64)
         starts, previous = [np.zeros(1, np.int64)], None
         for index in range(len(self.shards)):
             offset = int(self.offsets[index])

@@ -212,3 +212,15 @@ def test_calendar_sessions_start_at_each_local_day_in_the_named_zone(tmp_path):
         series.sessions("1D@Mars/Olympus")
     with pytest.raises(DataValidationError, match="positive duration"):
         series.sessions("0s")
+
+
+def test_gap_sessions_read_in_blocks_find_every_gap_at_and_across_block_edges(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    steps = np.where(rng.random(200) < 0.3, 2 * 3_600 * 10**9, 10**9)  # a gap before about every third row
+    stamps = pd.to_datetime(np.cumsum(steps), unit="ns")
+    pd.DataFrame({"unique_id": "s", "ds": stamps, "bid": 1.0, "ask": 1.1}).to_parquet(tmp_path / "s.parquet")
+    convert([tmp_path / "s.parquet"], tmp_path / "store")
+    series = Store(tmp_path / "store").series("s")
+    expected = np.concatenate([[0], np.flatnonzero(np.diff(stamps.asi8) > 3_600 * 10**9) + 1])
+    monkeypatch.setattr("longstm.data.store.SESSION_BLOCK_ROWS", 7)  # 29 blocks: gaps fall on their edges
+    np.testing.assert_array_equal(series.sessions("1h"), expected)
