@@ -242,6 +242,22 @@ def test_streams_tick_by_tick_through_the_predictor_as_the_batch_model():
     np.testing.assert_allclose(np.stack([warmed.update(inputs[:, t]) for t in range(8, 12)], axis=1), expected[:, 8:], atol=1e-5)
 
 
+def test_under_mixed_precision_call_and_step_run_in_float16_and_agree():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = Forecaster(CalendarLSTM(LEVELS), outputs=1)
+        inputs = _inputs(steps=8, seed=11)
+        expected, state = model(inputs)
+        assert expected.dtype == "float16" and all(t.dtype == "float16" for t in keras.tree.flatten(state))
+        step_state, got = model.initial_step_state(3), []
+        for t in range(8):
+            y_t, step_state = model.step(inputs[:, t], step_state)
+            got.append(np.asarray(y_t, "float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(np.stack(got, axis=1), np.asarray(expected, "float32"), atol=1e-2)
+
+
 def test_exports_to_tflite_with_the_batch_predictions(tmp_path):
     """TFLite goes through a SavedModel of the step; the flags arrive with each tick."""
     model = Forecaster(_model("parallel"), outputs=1)

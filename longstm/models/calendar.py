@@ -139,8 +139,12 @@ def check_levels(levels: Any) -> list[dict[str, Any]]:
 
 
 def _advance(cell, x, h, c):
-    """One step of `cell`'s arithmetic (`keras.layers.LSTMCell`'s): `(h, c)` after reading `x`."""
-    z = ops.matmul(x, cell.kernel) + ops.matmul(h, cell.recurrent_kernel) + cell.bias
+    """One step of `cell`'s arithmetic (`keras.layers.LSTMCell`'s): `(h, c)` after reading `x`.
+
+    In the state's dtype: under mixed precision `step` runs outside any layer call, where the
+    weights are not cast for it."""
+    kernel, recurrent_kernel, bias = (ops.cast(w, h.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
+    z = ops.matmul(ops.cast(x, h.dtype), kernel) + ops.matmul(h, recurrent_kernel) + bias
     i, f, g, o = ops.split(z, 4, axis=-1)
     c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
     return cell.recurrent_activation(o) * cell.activation(c), c
