@@ -73,7 +73,7 @@ def test_each_worker_reads_only_its_series_and_the_run_equals_one_process(tmp_pa
     from longstm.data.lane_groups import series_groups
     from longstm.data.store import Store
     from longstm.train.panel_workers import grouped_training_lanes
-    from longstm.train.run import build_trainer, load_panel
+    from longstm.train.run import build_trainer, evaluate_run, load_panel
     from longstm.train.rundir import RunDir
 
     store = _store(tmp_path)
@@ -99,6 +99,9 @@ def test_each_worker_reads_only_its_series_and_the_run_equals_one_process(tmp_pa
     np.testing.assert_allclose(chief["losses"], losses.losses, rtol=1e-5)
     for got, want in zip(chief["weights"], trainer.model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # The run is scored afterwards on one device, as the docs say (its last checkpoint's weights).
+    scores = evaluate_run(tmp_path / "run")
+    assert set(scores) == {"val", "test"} and all(np.isfinite(s["mse"]) for s in scores.values())
 
 
 if __name__ == "__main__":
