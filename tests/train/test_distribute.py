@@ -286,6 +286,7 @@ MODEL_SETTINGS = {
     "minlstm": {},
     "mingru": {"layers": 2},  # MinRNNStack blocks with RMS norm and the MLP
     "segment_gru": {"options": {"segment": 4}},
+    "calendar_lstm": {"options": {"levels": [{"units": 4, "every_events": 2}, {"units": 4}]}},  # column 2 is its flag
 }
 
 
@@ -426,7 +427,7 @@ def test_cli_trains_mirrored_and_the_run_evaluates_and_resumes_on_one_device(mir
     assert run["resumed"] == pytest.approx(run["test"], rel=1e-6)
 
 
-EVERY_FAMILY = {"lstm", "gru", "stacked_lstm", "hierarchical_lstm", "attention_lstm", "minlstm", "mingru", "segment_gru"}
+EVERY_FAMILY = {"lstm", "gru", "stacked_lstm", "hierarchical_lstm", "attention_lstm", "minlstm", "mingru", "segment_gru", "calendar_lstm"}
 
 
 @pytest.mark.slow  # shares the mirrored subprocess (about 30 s of it on 2 idle cores)
