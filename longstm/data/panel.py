@@ -38,7 +38,7 @@ from longstm.data.targets import event_targets, time_targets
 from longstm.errors import ConfigError, DataValidationError
 
 PARTS = ("train", "val", "test")
-SCALE_BLOCK_ROWS = 1 << 20
+SCALE_BLOCK_ROWS = 1 << 16  # 1 MB of float64 per column read: numpy frees it to the allocator, which keeps it
 FIT_BLOCK_ROWS = 1 << 16
 WEIGHT = "weight"
 
