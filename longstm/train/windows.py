@@ -61,6 +61,7 @@ class LookbackWindows:
         target_columns: forecast columns (default all); targets are horizon-major, `H x targets`.
         shuffle: a new order every epoch (seeded by `seed` and the epoch), else in order.
         seed: the shuffling seed.
+        epoch: the epoch whose order `dataset` yields (`for_epoch` gives a view at another).
 
     `dataset(first_step)` yields dicts `x (B, L, F)`, `y (B, H * targets)`, `mask (B,)` (0 for
     the padding of the last batch), `reset (B,)` (all 1: every window starts from zero) and
@@ -138,17 +139,11 @@ class LookbackWindows:
         return {"x": x, "y": y, "mask": mask, "reset": np.ones(self.batch_size, np.float32), "start": padded}
 
     def dataset(self, first_step: int = 0):
+        """The batches of this epoch from update `first_step` on, as tensors."""
         order = self.order()
         for step in range(first_step, len(self)):
             arrays = self.batch(order[step * self.batch_size : (step + 1) * self.batch_size])
             yield {key: tf.constant(value) for key, value in arrays.items()}
-
-
-def protocol_windows(values: np.ndarray, lookback: int, horizon: int, batch_size: int, index, shuffle: bool,
-                     seed: int = 0, feature_columns=None, target_columns=None) -> LookbackWindows:
-    """`LookbackWindows` over the windows of a `WindowIndex` (`index.starts()`)."""
-    return LookbackWindows(values, index.starts(), lookback, horizon, batch_size, feature_columns, target_columns,
-                           shuffle=shuffle, seed=seed)
 
 
 def window_forecast(model, x, training: bool = False):
