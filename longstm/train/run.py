@@ -372,6 +372,12 @@ def train_from_config(
     """
     if not isinstance(config, Config):
         config = load_config(config)
+    if config.train.mode == "windows":  # look-back windows need the protocol's L; training here carries state
+        raise ConfigError(
+            f"{config.source}: train.mode = \"windows\" trains on the look-back windows of `longstm eval ett` "
+            f"(--lookback L); `longstm train` trains with carried state: set train.mode = \"tbptt\" or run "
+            f"`longstm eval ett --model <this config> --lookback L`"
+        )
     # First: a multi-worker strategy must exist before any other TensorFlow operation runs.
     strategy = get_strategy(config.train.strategy if strategy is None else strategy)
     run = RunDir(run_dir)

@@ -86,3 +86,14 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     _csv(tmp_path / "series.csv")
     assert main(["train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(tmp_path / "r")]) == 2
     assert "'data.targets' names columns ['pressure']" in capsys.readouterr().err
+
+
+def test_train_refuses_window_mode_with_the_command_that_uses_it(tmp_path, capsys):
+    """Window mode needs the ETT protocol's look-back; `longstm train` must not silently use TBPTT."""
+    _csv(tmp_path / "series.csv")
+    (tmp_path / "c.toml").write_text(CONFIG.replace("[train]\n", '[train]\nmode = "windows"\n'))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert 'train.mode = "windows"' in err and "longstm eval ett" in err
+    assert not (run / "checkpoints").exists()
