@@ -90,17 +90,22 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
     `model.options`: `segment` (steps per segment, default 24; TBPTT k1 and k2 must be multiples)
     and `linear` (default false: with `model.lags`, the lag projection is a linear forecast the
     decoder adds to its own, started at NLinear's solution by window training); `model.dropout`
-    is the decoder's dropout before its projection."""
-    options = model_options(config, {"segment": 24, "linear": False})
+    is the decoder's dropout before its projection; `channels` (default 0; C: the last input
+    column is the channel id 0..C-1 of a channel-independent series, which the decoder embeds
+    beside each output position, as SegRNN's channel-position embedding)."""
+    options = model_options(config, {"segment": 24, "linear": False, "channels": 0})
     if options["linear"] is not False and (options["linear"] is not True or config.lags < 1 or config.lag_relative):
         raise ConfigError(
             f"'model.options.linear = true' needs 'model.lags' >= 1 and 'model.lag_relative = false' (the linear "
             f"forecast reads the raw window); got linear={options['linear']!r}, lags={config.lags}, "
             f"lag_relative={config.lag_relative}"
         )
+    channels = options["channels"]
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 0:
+        raise ConfigError(f"'model.options.channels' must be an integer >= 0 (the number of channel ids); got {channels!r}")
     linear_width = config.lag_width if options["linear"] else 0
     return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width,
-                      decoder_dropout=config.dropout)
+                      decoder_dropout=config.dropout, channels=channels)
 
 
 def build_calendar_lstm(config, n_features: int) -> RecurrentModel:

@@ -18,6 +18,12 @@ each segment is embedded as its values minus its own last value, plus the change
 value since the previous segment's; with `Forecaster(residual_inputs=...)` the forecast is
 added to the current value, so the model never sees a level.
 
+Channel embedding (`channels=C`, SegRNN's channel-position embedding): the last input column
+is the channel id (0..C-1) of a channel-independent series, a constant the protocol appends
+and never scales. The encoder does not embed it; it passes a one-hot of it to the decoder,
+whose input for each output segment is then [position embedding (units/2); channel embedding
+(units/2)] instead of a position embedding of full width.
+
 A segment is used from its last step on: the summary at step t reads steps <= t only (causal).
 Chunks passed to `call` must be a multiple of `w` long (`chunk_multiple`), starting at a
 segment boundary; `step` advances one tick at a time, closing a segment every `w` ticks, and
@@ -49,18 +55,22 @@ class SegmentGRU(RecurrentModel):
             a linear forecast, as in xLSTM-Mixer; `longstm.train.windows.init_linear_forecast`
             starts the map at the closed-form NLinear solution).
         decoder_dropout: the dropout of the head `make_head` gives (`model.dropout`).
+        channels: 0, or C: the last input column is a channel id in 0..C-1 (not embedded as a
+            value); the outputs end with its one-hot and `make_head`'s decoder embeds it.
 
     Call arguments:
-        inputs: `(batch, steps, features)`, `steps` a multiple of `segment`.
+        inputs: `(batch, steps, features)`, `steps` a multiple of `segment` (with `channels`,
+            the last of the `features` columns is the channel id).
         state: `(h, last, seen)`: the GRU state `(batch, units)`, the last value of the previous
             segment `(batch, features)` and whether there was one `(batch, 1)` (0 after a reset,
             so the first segment's change is 0, not its level); `None` for zeros.
 
     Returns:
-        `(outputs, new_state)`: `(batch, steps, units + segment * features + segment)`: at step t
-        the GRU state after the last segment closed at or before t (the carried one before the
-        chunk's first close), the open segment's values so far relative to the value at t, and
-        a one-hot of how many there are.
+        `(outputs, new_state)`: `(batch, steps, units + segment * V + segment [+ channels])`, V
+        the value columns (`features`, less the id column with `channels`): at step t the GRU
+        state after the last segment closed at or before t (the carried one before the chunk's
+        first close), the open segment's values so far relative to the value at t, a one-hot of
+        how many there are, and with `channels` the one-hot of the channel id at t.
 
     Example:
 
@@ -69,13 +79,16 @@ class SegmentGRU(RecurrentModel):
     """
 
     def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0,
-                 decoder_dropout: float = 0.0, **kwargs):
+                 decoder_dropout: float = 0.0, channels: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.decoder_dropout = float(decoder_dropout)
+        self.channels = 0 if channels == 0 else check_positive_int("SegmentGRU", "channels", channels)
         self.units = check_positive_int("SegmentGRU", "units", units)
         self.linear_width = 0 if linear_width == 0 else check_positive_int("SegmentGRU", "linear_width", linear_width)
         self.segment = check_positive_int("SegmentGRU", "segment", segment)
         self.features = None if features is None else check_positive_int("SegmentGRU", "features", features)
+        if self.channels and self.features is not None and self.features < 2:
+            raise ValueError(f"SegmentGRU(channels={self.channels}) needs a value column and the channel id column; got features={self.features}")
         self.embed = keras.layers.Dense(self.units, activation="relu", name="segment_embedding")
         self.cell = keras.layers.GRUCell(self.units, name="segment_gru")
 
@@ -85,18 +98,31 @@ class SegmentGRU(RecurrentModel):
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
-        return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width, dropout=self.decoder_dropout)
+        return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width, dropout=self.decoder_dropout,
+                              channels=self.channels)
+
+    @property
+    def values(self) -> int:
+        """The input columns embedded as values (all but the channel id column with `channels`)."""
+        return self.features - (1 if self.channels else 0)
+
+    def _split_id(self, inputs):
+        """`inputs (..., features)` -> the value columns and the one-hot of the channel id (None without `channels`)."""
+        if not self.channels:
+            return inputs, None
+        ids = ops.cast(ops.round(inputs[..., -1]), "int32")
+        return inputs[..., :-1], ops.cast(ops.one_hot(ids, self.channels), inputs.dtype)
 
     def build(self, input_shape):
         self.features = int(input_shape[-1]) if self.features is None else self.features
-        self.embed.build((None, self.segment * self.features + self.features))
+        self.embed.build((None, self.segment * self.values + self.values))
         self.cell.build((None, self.units))
         self.built = True
 
     def initial_state(self, batch_size: int) -> State:
         if self.features is None:
             raise ValueError("SegmentGRU needs `features` (or one call) before initial_state: the state keeps the last value of each input column")
-        return (ops.zeros((batch_size, self.units)), ops.zeros((batch_size, self.features)), ops.zeros((batch_size, 1)))
+        return (ops.zeros((batch_size, self.units)), ops.zeros((batch_size, self.values)), ops.zeros((batch_size, 1)))
 
     def _embed(self, segments, last_before, has_before):
         """`segments (batch, n, w, F)`, the last value before each `(batch, n, F)` and whether there
@@ -123,7 +149,7 @@ class SegmentGRU(RecurrentModel):
         h0, last, seen = self.initial_state(batch) if state is None else state
         h = h0
         count = steps // self.segment
-        segments = ops.reshape(inputs, (batch, count, self.segment, inputs.shape[-1]))
+        segments = ops.reshape(inputs, (batch, count, self.segment, self.values))
         lasts = segments[:, :, -1]
         last_before = ops.concatenate([last[:, None], lasts[:, :-1]], axis=1)
         has_before = ops.concatenate([seen[:, None], ops.ones((batch, count - 1, 1))], axis=1)
@@ -136,6 +162,7 @@ class SegmentGRU(RecurrentModel):
 
     def call(self, inputs, state=None, training=None):
         steps = self._check_chunk(inputs)
+        inputs, channel = self._split_id(inputs)
         h0, summaries, segments, new_state = self._encode(inputs, state, training)
         closed = ops.stack(summaries, axis=1)  # (batch, count, units)
         # Step t uses segment j = floor((t + 1) / w) - 1: the carried h before the first close.
@@ -148,7 +175,7 @@ class SegmentGRU(RecurrentModel):
             (ops.arange(self.segment)[None, :] <= position[:, None]) & (position[:, None] < self.segment - 1), inputs.dtype
         )  # (steps, w)
         current = ops.take(segments, ops.arange(steps) // self.segment, axis=1)  # (batch, steps, w, F)
-        return self._with_open_segment(outputs, current, open_mask[None], inputs), new_state
+        return self._with_channel(self._with_open_segment(outputs, current, open_mask[None], inputs), channel), new_state
 
     def last_step(self, inputs, state=None, training=None):
         """The output of `call` at the chunk's last step only, `(batch, features out)`, and the state.
@@ -159,12 +186,19 @@ class SegmentGRU(RecurrentModel):
         (`batch x steps x w x features` values).
         """
         self._check_chunk(inputs)
+        inputs, channel = self._split_id(inputs)
         _, summaries, _, new_state = self._encode(inputs, state, training)
         h = summaries[-1]
         batch = ops.shape(inputs)[0]
-        open_part = ops.zeros((batch, self.segment * self.features), h.dtype)
+        open_part = ops.zeros((batch, self.segment * self.values), h.dtype)
         phase = ops.one_hot(ops.zeros((batch,), "int32"), self.segment)
-        return ops.concatenate([h, open_part, ops.cast(phase, h.dtype)], axis=-1), new_state
+        features = ops.concatenate([h, open_part, ops.cast(phase, h.dtype)], axis=-1)
+        return self._with_channel(features, None if channel is None else channel[:, -1]), new_state
+
+    @staticmethod
+    def _with_channel(features, channel):
+        """The features with the channel id's one-hot appended (unchanged without `channels`)."""
+        return features if channel is None else ops.concatenate([features, ops.cast(channel, features.dtype)], axis=-1)
 
     def _with_open_segment(self, summary, values, open_mask, x_t):
         """Per-step features: the standing summary, the open segment's values relative to the
@@ -176,7 +210,7 @@ class SegmentGRU(RecurrentModel):
         """
         relative = (values - x_t[..., None, :]) * open_mask[..., None]
         shape = ops.shape(relative)
-        flat = ops.reshape(relative, (shape[0], shape[1], self.segment * self.features))
+        flat = ops.reshape(relative, (shape[0], shape[1], self.segment * self.values))
         count = ops.sum(open_mask, axis=-1)  # values in the open segment: 0 at a close
         phase = ops.one_hot(ops.cast(count, "int32"), self.segment) * ops.ones_like(summary[..., :1])
         return ops.concatenate([summary, flat, phase], axis=-1)
@@ -185,13 +219,14 @@ class SegmentGRU(RecurrentModel):
 
     def initial_step_state(self, batch_size: int) -> State:
         h, last, seen = self.initial_state(batch_size)
-        return (h, last, seen, ops.zeros((batch_size, self.segment, self.features)), ops.zeros((batch_size, 1)))
+        return (h, last, seen, ops.zeros((batch_size, self.segment, self.values)), ops.zeros((batch_size, 1)))
 
     def step_state_is_call_state(self) -> bool:
         return False
 
     def step(self, x_t, state):
         h, last, seen, buffer, phase = state
+        x_t, channel = self._split_id(x_t)
         position = ops.cast(phase[:, 0], "int32")
         slot = ops.one_hot(position, self.segment)[:, :, None]  # (batch, w, 1)
         buffer = buffer * (1.0 - slot) + slot * x_t[:, None]
@@ -205,11 +240,12 @@ class SegmentGRU(RecurrentModel):
         open_mask = ops.cast(ops.arange(self.segment)[None, :] <= position[:, None], x_t.dtype) * (1.0 - keep)
         features = self._with_open_segment(h[:, None], buffer[:, None], open_mask[:, None], x_t[:, None])[:, 0]
         phase = ops.where(closes[:, None], ops.zeros_like(phase), phase + 1.0)
-        return features, (h, last, seen, buffer, phase)
+        return self._with_channel(features, channel), (h, last, seen, buffer, phase)
 
     def get_config(self):
         return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features,
-                                       "linear_width": self.linear_width, "decoder_dropout": self.decoder_dropout}
+                                       "linear_width": self.linear_width, "decoder_dropout": self.decoder_dropout,
+                                       "channels": self.channels}
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -230,6 +266,10 @@ class SegmentDecoder(keras.layers.Layer):
             ones (not fed to the decoder GRU).
         dropout: dropout on the decoder GRU's outputs before their projection, in training
             (SegRNN's regulariser; 0: none).
+        channels: 0, or C: the last C features (before the `linear` ones) are a one-hot channel
+            id; each output segment's decoder input is then [its position embedding (units -
+            units // 2); the channel's embedding (units // 2)], SegRNN's channel-position
+            embedding.
 
     Call arguments:
         features: `(batch, steps, width)`, the core's output.
@@ -244,8 +284,12 @@ class SegmentDecoder(keras.layers.Layer):
     (32, 720, 96)
     """
 
-    def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, dropout: float = 0.0, **kwargs):
+    def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, dropout: float = 0.0, channels: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.channels = 0 if channels == 0 else check_positive_int("SegmentDecoder", "channels", channels)
+        if self.channels and units < 2:
+            raise ValueError(f"SegmentDecoder(channels={channels}) splits its input between position and channel: units >= 2; got {units}")
         if not 0 <= dropout < 1:
             raise ValueError(f"SegmentDecoder dropout must be in [0, 1); got {dropout!r}")
         self.dropout = float(dropout)
@@ -259,9 +303,10 @@ class SegmentDecoder(keras.layers.Layer):
         self.project = keras.layers.Dense(self.segment, name="decoder_projection")
 
     def build(self, input_shape):
-        width = int(input_shape[-1]) - self.linear
+        width = int(input_shape[-1]) - self.linear - self.channels
         if width < 1:
-            raise ValueError(f"SegmentDecoder(linear={self.linear}) needs more than {self.linear} input features; got {int(input_shape[-1])}")
+            raise ValueError(f"SegmentDecoder(linear={self.linear}, channels={self.channels}) needs more than "
+                             f"{self.linear + self.channels} input features; got {int(input_shape[-1])}")
         self.linear_map = None
         if self.linear:
             self.linear_map = keras.layers.Dense(self.outputs, name="linear_forecast")
@@ -269,9 +314,15 @@ class SegmentDecoder(keras.layers.Layer):
         self.adapt = None if width == self.units else keras.layers.Dense(self.units, name="decoder_input")
         if self.adapt is not None:
             self.adapt.build((None, width))
+        channel_width = self.units // 2 if self.channels else 0
         self.position_embedding = self.add_weight(
-            name="position_embedding", shape=(self.positions, self.units), initializer="random_normal"
+            name="position_embedding", shape=(self.positions, self.units - channel_width), initializer="random_normal"
         )
+        self.channel_embedding = None
+        if self.channels:
+            self.channel_embedding = self.add_weight(
+                name="channel_embedding", shape=(self.channels, channel_width), initializer="random_normal"
+            )
         self.cell.build((None, self.units))
         self.project.build((None, self.units))
         self.built = True
@@ -282,12 +333,18 @@ class SegmentDecoder(keras.layers.Layer):
         linear_part = None
         if self.linear:
             flat, linear_part = flat[:, : -self.linear], self.linear_map(flat[:, -self.linear :])
+        channel = None
+        if self.channels:
+            flat, one_hot = flat[:, : -self.channels], flat[:, -self.channels :]
+            channel = ops.matmul(one_hot, ops.cast(self.channel_embedding, flat.dtype))  # (rows, units // 2)
         if self.adapt is not None:
             flat = self.adapt(flat)
         rows = ops.shape(flat)[0]
         # Every (row, position) pair is one GRU step: the M positions decode in parallel.
         h = ops.repeat(flat, self.positions, axis=0)
-        x = ops.tile(self.position_embedding, (rows, 1))
+        x = ops.tile(ops.cast(self.position_embedding, flat.dtype), (rows, 1))
+        if channel is not None:
+            x = ops.concatenate([x, ops.repeat(channel, self.positions, axis=0)], axis=-1)
         decoded, _ = self.cell(x, [h], training=training)
         values = ops.reshape(self.project(self.drop(decoded, training=training)), (rows, self.positions * self.segment))[:, : self.outputs]
         if linear_part is not None:
@@ -296,4 +353,4 @@ class SegmentDecoder(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear,
-                                       "dropout": self.dropout}
+                                       "dropout": self.dropout, "channels": self.channels}

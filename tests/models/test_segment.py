@@ -1,5 +1,6 @@
 """The segment forecaster (after SegRNN): shapes, chunked = full with carried state, the
-standing summary, causality, tick-by-tick = chunked, level-free inputs, saving, training."""
+standing summary, causality, tick-by-tick = chunked, level-free inputs, saving, training, and the
+channel embedding (the id column reaches only the decoder; chunked, step, last-only and saving)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import keras
 import numpy as np
 import pytest
 
+from longstm.errors import ConfigError
 from longstm.models.protocol import Forecaster
 from longstm.models.registry import build_model
 from longstm.models.segment import SegmentDecoder, SegmentGRU
 from longstm.serve import StreamingPredictor
 from longstm.train.config import config_from_dict
+from longstm.train.windows import window_forecast
 from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
 
 W, UNITS, H, F = 4, 8, 6, 2
@@ -171,3 +174,74 @@ def test_decoder_dropout_changes_training_outputs_only():
     assert not np.allclose(np.asarray(model.head(features, training=True)), inference)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.0"):
         SegmentDecoder(H, W, UNITS, dropout=1.0)
+
+
+# ---- the channel embedding (`channels`, SegRNN's channel-position embedding) -------------------
+
+C = 3
+
+
+def _channel_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    core = SegmentGRU(UNITS, segment=W, features=2, channels=C)
+    return Forecaster(core, head=core.make_head(H), residual_inputs=[0])
+
+
+def _with_ids(values, ids):
+    """`values (batch, steps)` and one channel id per row -> `(batch, steps, 2)`."""
+    return np.stack([values, np.broadcast_to(np.asarray(ids, "float32")[:, None], values.shape)], axis=-1).astype("float32")
+
+
+def _channel_x(steps=16, ids=(0, 1, 2)):
+    return _with_ids(np.random.default_rng(3).normal(size=(len(ids), steps)), ids)
+
+
+def test_with_channels_the_id_column_is_embedded_by_the_decoder_only():
+    model = _channel_model()
+    x = _channel_x()
+    y, (h, last, _) = model(x, state=model.initial_state(3))
+    assert y.shape == (3, 16, H) and h.shape == (3, UNITS) and last.shape == (3, 1)  # the id keeps no level
+    head = model.head
+    assert head.position_embedding.shape == (2, UNITS - UNITS // 2) and head.channel_embedding.shape == (C, UNITS // 2)
+    features, _ = model.core(x, state=model.core.initial_state(3))
+    assert features.shape == (3, 16, UNITS + W + W + C)
+    np.testing.assert_array_equal(np.asarray(features)[:, :, -C:], np.broadcast_to(np.eye(C)[:, None], (3, 16, C)))
+    # The same values under another id: the encoder's features agree but for the one-hot, the forecast differs.
+    same = _with_ids(x[..., 0], [2, 0, 1])
+    other_features, _ = model.core(same, state=model.core.initial_state(3))
+    np.testing.assert_array_equal(np.asarray(other_features)[..., :-C], np.asarray(features)[..., :-C])
+    other, _ = model(same, state=model.initial_state(3))
+    assert np.all(np.abs(np.asarray(other) - np.asarray(y)).max(axis=(1, 2)) > 1e-4)
+    # ... and only through the channel embedding: with all channels embedded alike, the id is moot.
+    head.channel_embedding.assign(np.tile(np.asarray(head.channel_embedding)[:1], (C, 1)))
+    np.testing.assert_allclose(model(same, state=model.initial_state(3))[0], model(x, state=model.initial_state(3))[0], atol=1e-6)
+
+
+def test_with_channels_chunked_tick_by_tick_and_last_only_equal_one_pass(tmp_path):
+    model = _channel_model()
+    x = _channel_x(24)
+    full, _ = model(x, state=model.initial_state(3))
+    first, state = model(x[:, :8], state=model.initial_state(3))
+    second, _ = model(x[:, 8:], state=state)
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), full, atol=1e-5)
+    step_state, ticks = model.initial_step_state(3), []
+    for t in range(24):
+        y_t, step_state = model.step(x[:, t], step_state)
+        ticks.append(np.asarray(y_t))
+    np.testing.assert_allclose(np.stack(ticks, axis=1), full, atol=1e-5)
+    np.testing.assert_allclose(window_forecast(model, x), np.asarray(full)[:, -1], atol=1e-5)
+    model.save(tmp_path / "channels.keras")
+    loaded = keras.saving.load_model(tmp_path / "channels.keras")
+    assert loaded.core.channels == C and loaded.head.channels == C
+    np.testing.assert_allclose(loaded(x, state=loaded.initial_state(3))[0], full, atol=1e-6)
+
+
+def test_the_registry_builds_the_channel_option_and_names_bad_ones():
+    raw = {"model": {"name": "segment_gru", "units": 8, "options": {"segment": 4, "channels": 7}}}
+    model = build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    assert model.core.channels == 7 and model.head.channels == 7
+    raw["model"]["options"]["channels"] = -1
+    with pytest.raises(ConfigError, match=r"'model.options.channels' must be an integer >= 0 .*; got -1"):
+        build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    with pytest.raises(ValueError, match=r"channels=3\) needs a value column and the channel id column; got features=1"):
+        SegmentGRU(UNITS, segment=W, features=1, channels=C)
