@@ -91,9 +91,9 @@ class WindowForecaster:
     """`predict_windows(x)`: each window run from a zero state, the forecast at its last step."""
 
     def __init__(self, trained: TrainedHorizon, n_targets: int, batch_size: int = DEFAULT_WINDOW_BATCH,
-                 channel_independent: bool = False):
+                 channel_independent: bool = False, channel_ids: bool = False):
         self.trained, self.n_targets, self.batch_size = trained, n_targets, batch_size
-        self.channel_independent = channel_independent
+        self.channel_independent, self.channel_ids = channel_independent, channel_ids
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -101,6 +101,8 @@ class WindowForecaster:
             return self._predict(x, self.n_targets)
         batch, steps, channels = x.shape
         univariate = x.transpose(0, 2, 1).reshape(batch * channels, steps, 1)
+        if self.channel_ids:  # the model reads each window's channel id as a last, constant column
+            univariate = with_channel_ids(univariate, np.tile(np.arange(channels), batch))
         forecast = self._predict(univariate, 1)  # (batch * channels, H, 1)
         return forecast.reshape(batch, channels, self.trained.horizon).transpose(0, 2, 1)
 
@@ -120,8 +122,9 @@ class StreamForecaster:
     carried through the whole past (one streaming pass, computed on first use)."""
 
     def __init__(self, trained: TrainedHorizon, inputs: np.ndarray, segments, n_targets: int, rows: np.ndarray, chunk: int,
-                 channel_independent: bool = False):
+                 channel_independent: bool = False, channel_ids: bool = False):
         self.trained, self.inputs, self.segments = trained, inputs, segments
+        self.channel_ids = channel_ids
         self.n_targets, self.chunk = n_targets, chunk
         self.rows = np.asarray(rows, dtype=np.int64)
         self.channel_independent = channel_independent
@@ -132,6 +135,8 @@ class StreamForecaster:
             return carried_outputs(self.trained.compiled, self.inputs, self.segments, self.rows, self.chunk)
         # The channels share the timeline and its segments: one pass with a lane per channel.
         channels = np.asarray(self.inputs, np.float32).T[:, :, None]  # (channels, n, 1)
+        if self.channel_ids:
+            channels = with_channel_ids(channels, np.arange(len(channels)))
         per_channel = carried_outputs(self.trained.compiled, channels, self.segments, self.rows, self.chunk)
         return per_channel.transpose(1, 2, 0).reshape(len(self.rows), -1)  # horizon-major, like a multivariate head
 
@@ -181,6 +186,15 @@ class TrainedEtt:
         self.feature_columns = list(range(self.series.num_features))
         self.target_columns = self.feature_columns if target_indices is None else list(target_indices)
         self.scaled = self.scaler.transform(self.series.values).astype(np.float32)
+        # A model with `model.options.channels` reads each channel's id as a last input column.
+        self.channel_ids = int(self.config.model.options.get("channels", 0) or 0) > 0
+        if self.channel_ids and not (self.channel_independent and self.config.model.options["channels"] >= self.scaled.shape[1]):
+            raise ConfigError(
+                f"{self.config.source}: 'model.options.channels' needs --channel-independent and at least the series' "
+                f"{self.scaled.shape[1]} channels; got channels={self.config.model.options['channels']!r}, "
+                f"channel_independent={self.channel_independent}"
+            )
+        self._inputs = [0, 1] if self.channel_ids else [0]  # channel-independent model inputs: value [, id]
         self.progress = progress
         self._temporary = None
         if run_dir is None:
@@ -220,19 +234,21 @@ class TrainedEtt:
         rows = stop - start
         values = self.scaled[start:stop].T.reshape(-1, 1)
         segments = [c * rows + s for c in range(self.scaled.shape[1]) for s in [0, *inner]]
+        if self.channel_ids:
+            values = np.column_stack([values, np.repeat(np.arange(self.scaled.shape[1]), rows)]).astype(np.float32)
         return values, segments
 
     def _channel_lanes(self, config, val_rows):
         """Training and validation lanes of the channels, each channel a segment of its own."""
         values, segments = self._stacked_channels(*self.split.train)
         # Each channel's segment ends with the training part: its last H rows carry no loss.
-        train_lanes = training_lanes(config, values, feature_columns=[0], target_columns=[0], segments=segments)
+        train_lanes = training_lanes(config, values, feature_columns=self._inputs, target_columns=[0], segments=segments)
         if val_rows[1] <= val_rows[0]:
             return train_lanes, None
         warm_start = max(val_rows[0] - config.eval.warmup, 0)
         values, segments = self._stacked_channels(warm_start, val_rows[1] + config.data.horizon)
         # burn_in = the warm-up: each channel's loss starts at the first validation forecast row.
-        val_lanes = evaluation_lanes(config, values, burn_in=val_rows[0] - warm_start, feature_columns=[0],
+        val_lanes = evaluation_lanes(config, values, burn_in=val_rows[0] - warm_start, feature_columns=self._inputs,
                                      target_columns=[0], segments=segments)
         return train_lanes, val_lanes
 
@@ -243,7 +259,7 @@ class TrainedEtt:
         for part, shuffle in ((self.split.train, True), (self.split.val, False)):
             if self.channel_independent:
                 values, segments = self._stacked_channels(*part)
-                index, columns = WindowIndex(len(values), self.lookback, horizon, segments=segments), ([0], [0])
+                index, columns = WindowIndex(len(values), self.lookback, horizon, segments=segments), (self._inputs, [0])
             else:
                 values, columns = self.scaled, (self.feature_columns, self.target_columns)
                 index = WindowIndex(len(values), self.lookback, horizon, start=part[0], stop=part[1], segments=self.series.segments)
@@ -269,11 +285,11 @@ class TrainedEtt:
         windows = config.train.mode == "windows"
         if windows:
             train_lanes, val_lanes = self._window_sets(config, horizon)
-            columns = ModelColumns([0], [0], ["value"]) if self.channel_independent else \
+            columns = ModelColumns(self._inputs, [0], ["value", "channel"]) if self.channel_independent else \
                 ModelColumns(self.feature_columns, self.target_columns, list(self.series.columns))
         elif self.channel_independent:
             train_lanes, val_lanes = self._channel_lanes(config, val_rows)
-            columns = ModelColumns([0], [0], ["value"])
+            columns = ModelColumns(self._inputs, [0], ["value", "channel"])
         else:
             train_lanes = training_lanes(config, self.series.values, **self._series_columns((train_start, train_stop - horizon)))
             val_lanes = None
@@ -309,13 +325,14 @@ class TrainedEtt:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         trained = self.train(horizon)
         if mode == "window":
-            return WindowForecaster(trained, len(self.target_columns), channel_independent=self.channel_independent)
+            return WindowForecaster(trained, len(self.target_columns), channel_independent=self.channel_independent,
+                                    channel_ids=self.channel_ids)
         test_start, test_stop = self.split.test
         index = WindowIndex(len(self.series), self.lookback, int(horizon), start=test_start, stop=test_stop,
                             segments=self.series.segments)
         rows = index.starts() + self.lookback - 1
         return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
-                                self.config.train.k2, channel_independent=self.channel_independent)
+                                self.config.train.k2, channel_independent=self.channel_independent, channel_ids=self.channel_ids)
 
     def _windows_per_call(self) -> int:
         """Protocol windows per scoring batch: one compiled call of `DEFAULT_WINDOW_BATCH` model
@@ -348,6 +365,12 @@ class TrainedEtt:
                 trained.summary[f"score_seconds_{mode}"] = time.perf_counter() - started  # beside train_seconds
                 results[mode].append(result)
         return results
+
+
+def with_channel_ids(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`values (series, steps, 1)` with a last column holding each series' channel id `ids (series,)`."""
+    ids = np.broadcast_to(np.asarray(ids, np.float32)[:, None, None], values.shape[:2] + (1,))
+    return np.concatenate([np.asarray(values, np.float32), ids], axis=-1)
 
 
 def ett_table_rows(results: dict[str, list], baseline: list, summaries: dict[int, dict], model_name: str) -> list[dict]:

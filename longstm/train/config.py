@@ -60,6 +60,7 @@ strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONF
 mode = "tbptt"                 # or "windows": batches of `lanes` look-back windows, each from a
                                # zero state, loss on the last step's forecast (longstm.train.windows;
                                # the ETT protocol sets k2 = L, k1 = 1)
+loss = "mse"                   # or "mae" (train.mode = "windows" only; validation stays MSE)
 
 [eval]
 lanes = 4
@@ -100,6 +101,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
+LOSSES = ("mse", "mae")  # the training loss of window training (longstm.train.windows)
 TRAIN_MODES = ("tbptt", "windows")  # longstm.train.windows: look-back windows from a zero state  # as longstm.train.distribute.STRATEGIES
 
 
@@ -163,6 +165,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     strategy: str = "default"
     mode: str = "tbptt"
+    loss: str = "mse"
 
 
 @dataclass
@@ -405,6 +408,8 @@ def validate(config: Config) -> None:
         _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
     if train.mode not in TRAIN_MODES:
         _fail(config, "train.mode", f"one of {TRAIN_MODES}", train.mode)
+    if train.loss not in LOSSES or (train.loss != "mse" and train.mode != "windows"):
+        _fail(config, "train.loss", f"one of {LOSSES} (\"mae\" with train.mode = \"windows\" only)", train.loss)
     if train.mode == "windows" and train.strategy != "default":
         _fail(config, "train.strategy", "\"default\" with train.mode = \"windows\" (window training runs on one device)", train.strategy)
     if train.strategy not in STRATEGIES:

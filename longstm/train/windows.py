@@ -5,8 +5,9 @@ training is how SegRNN, PatchTST and the LTSF-Linear models are trained, and wha
 `window` scoring reads:
 
     each epoch: every look-back window of the training rows, shuffled, in batches of B
-    each window: L steps from a zero state; the loss is the MSE of the one forecast made at
-    its last step (its H values), never of the L - 1 steps before
+    each window: L steps from a zero state; the loss is the MSE (or, `train.loss = "mae"`, the
+    MAE: SegRNN's loss on ETT) of the one forecast made at its last step (its H values), never
+    of the L - 1 steps before; validation is always the MSE
 
 The `Trainer` loop, its checkpoints, resume, early stopping and best-epoch weights are the
 same; only the batches (`LookbackWindows`, which the trainer reads as it reads `LaneWindows`:
@@ -46,6 +47,14 @@ from longstm.models.segment import SegmentDecoder, SegmentGRU
 from longstm.train.carried import last_step_forecast
 from longstm.train.engine import build_model_for, masked_absolute_error, masked_squared_error
 from longstm.train.optimizers import make_optimizer
+
+
+def _masked_absolute_error_and_count(y_true, y_pred, mask):
+    return masked_absolute_error(y_true, y_pred, mask), tf.reduce_sum(mask)
+
+
+# `train.loss` -> (loss sum over the masked windows, their count).
+TRAINING_LOSSES = {"mse": masked_squared_error, "mae": _masked_absolute_error_and_count}
 
 
 class LookbackWindows:
@@ -171,17 +180,20 @@ class WindowEngine:
     Args:
         model: a built `Forecaster`.
         optimizer: a Keras optimizer (None: evaluation only).
+        loss: `"mse"` or `"mae"`, the training loss (`train.loss`).
 
     - `train_step(batch, state) -> (loss_sum, count, state)`: one update on a batch of
       `LookbackWindows`; the loss is the mean over the batch's real windows of the per-window
-      MSE over its `H x targets` values (the TBPTT engine's per-step MSE, at one step).
+      MSE (or MAE) over its `H x targets` values (the TBPTT engine's per-step MSE, at one step).
     - `eval_step(x, y, mask, reset, state, k1) -> (loss_sum, abs_sum, count, y_pred, state)`.
 
     There is no carried state: `state` is an empty tuple passed through.
     """
 
-    def __init__(self, model, optimizer=None):
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model, optimizer=None, loss: str = "mse"):
+        if loss not in TRAINING_LOSSES:
+            raise ConfigError(f"'train.loss' must be one of {sorted(TRAINING_LOSSES)}; got {loss!r}")
+        self.model, self.optimizer, self.loss = model, optimizer, loss
         if optimizer is not None:
             optimizer.build(model.trainable_variables)
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -217,7 +229,7 @@ class WindowEngine:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             forecast = window_forecast(self.model, x, training=True)
-            loss_sum, count = masked_squared_error(y, forecast, mask)
+            loss_sum, count = TRAINING_LOSSES[self.loss](y, forecast, mask)
             loss = loss_sum / tf.maximum(count, 1.0)
             scaled = self.optimizer.scale_loss(loss) if self._scales_loss else loss
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -244,7 +256,7 @@ def use_window_training(trainer, windows: LookbackWindows) -> None:
     # L = 720 would hold 2.8 million decoder rows).
     build_model_for(trainer.model, 1, windows.k2, windows.n_features)
     trainer.optimizer = make_optimizer(trainer.config, trainer.config.epochs * len(windows))
-    trainer.engine = WindowEngine(trainer.model, trainer.optimizer)
+    trainer.engine = WindowEngine(trainer.model, trainer.optimizer, loss=trainer.config.loss)
 
 
 def init_linear_forecast(model, windows: LookbackWindows, ridge: float = 1e-6) -> LinearForecaster | None:

@@ -1,6 +1,8 @@
 """Window-style training (`train.mode = "windows"`): the batches cover every window once per epoch,
 the loss is the hand-computed MSE of the last-step forecast, the last-only forward equals the
-full call's last step, NLinear's start equals NLinear, and an interrupted run resumes exactly."""
+full call's last step, NLinear's start equals NLinear, an interrupted run resumes exactly, the MAE
+loss (`train.loss = "mae"`) is the hand-computed one, and under the ETT protocol the channel id
+(`model.options.channels`) reaches the model in training, window scoring and streaming."""
 
 from __future__ import annotations
 
@@ -212,3 +214,59 @@ def test_eval_ett_with_a_dropped_last_batch_also_scores_all_windows_of_the_same_
     np.testing.assert_allclose(table["repeat_mse"], [dropped.mse, every.mse])
     assert table["train_seconds"].nunique() == 1  # one trained model, scored twice
     assert table["mse"].iloc[0] != table["mse"].iloc[1]
+
+
+def test_with_train_loss_mae_the_window_loss_is_the_mae_of_the_last_step_forecasts():
+    values = _series(40)
+    model = _segment_model()
+    model(values[None, :L], state=model.initial_state(1))
+    engine = WindowEngine(model, keras.optimizers.SGD(0.05), loss="mae")
+    batch = next(iter(_windows(values, batch=4).for_epoch(0).dataset()))
+    forecast = np.asarray(window_forecast(model, batch["x"]))
+    error = forecast - batch["y"].numpy()
+    mask = np.array([1, 1, 0, 1], np.float32)
+    loss_sum, count = engine.compiled_train_step(batch["x"], batch["y"], mask)
+    assert float(count) == 3
+    np.testing.assert_allclose(float(loss_sum), np.sum(np.abs(error).mean(axis=1) * mask), rtol=1e-5)
+    assert not np.isclose(float(loss_sum), np.sum((error**2).mean(axis=1) * mask), rtol=1e-3)
+    after_sum, after_abs, _, _ = engine.compiled_eval_step(batch["x"], batch["y"], mask)
+    assert float(after_abs) < float(loss_sum)  # one SGD step on the MAE lowered it
+    error = np.asarray(window_forecast(model, batch["x"])) - batch["y"].numpy()
+    np.testing.assert_allclose(float(after_sum), np.sum((error**2).mean(axis=1) * mask), rtol=1e-5)  # evaluation stays MSE
+    with pytest.raises(ConfigError, match=r"'train.loss' must be one of \('mse', 'mae'\) \(\"mae\" with train.mode = \"windows\" only\); got 'mae'"):
+        config_from_dict({"train": {"loss": "mae"}})
+    with pytest.raises(ConfigError, match=r"'train.loss' must be one of .*; got 'huber'"):
+        config_from_dict({"train": {"mode": "windows", "loss": "huber"}})
+    assert config_from_dict({"train": {"mode": "windows", "loss": "mae"}}).train.loss == "mae"
+
+
+def test_under_the_ett_protocol_the_channel_id_reaches_the_model_in_window_and_stream_scoring(tmp_path):
+    """`model.options.channels`: each channel-independent window carries its channel's id as a
+    last input column, in training, window scoring and the carried-state stream pass alike."""
+    pd.read_csv(bundled_path("ETTh1")).iloc[:1000].to_csv(tmp_path / "ett.csv", index=False)
+    raw = {"seed": 1, "model": {"name": "segment_gru", "units": 4, "residual": True, "options": {"segment": 8, "channels": 7}},
+           "train": {"mode": "windows", "lanes": 64, "epochs": 1, "loss": "mae"}}
+    protocol = TrainedEtt(config_from_dict(raw), tmp_path / "ett.csv", 16, run_dir=tmp_path / "runs", channel_independent=True)
+    train_windows, _ = protocol._window_sets(protocol.protocol_config(8), 8)
+    first = train_windows.batch(train_windows.starts[[0, -1]])["x"][:2]
+    np.testing.assert_array_equal(first[:, :, 1], [[0] * 16, [6] * 16])  # channels 0 and 6, ids unscaled
+    model = protocol.train(8).trainer.model
+    test_start = protocol.split.test[0]
+    x = protocol.scaled[None, test_start : test_start + 16]  # one test window, (1, 16, 7)
+    by_channel = np.concatenate([window_forecast(model, _ids_beside(x[0, :, c], c)) for c in range(7)])  # (7, 8)
+    np.testing.assert_allclose(protocol.forecaster(8, "window").predict_windows(x)[0], by_channel.T, atol=1e-5)
+    stream = protocol.forecaster(8, "stream")
+    row = stream.rows[0]
+    steps = -(-(row + 1) // 8) * 8  # rows 0..row, zero-padded to whole segments (the model is causal)
+    lanes = np.stack([_ids_beside(np.pad(protocol.scaled[: row + 1, c], (0, steps - row - 1)), c)[0] for c in range(7)])
+    carried, _ = model(lanes, state=model.initial_state(7))  # one pass from the first row, a lane per channel
+    np.testing.assert_allclose(stream.predict_at_rows(np.array([row]))[0], np.asarray(carried)[:, row].T, atol=1e-4)
+    for options, independent in (({"segment": 8, "channels": 7}, False), ({"segment": 8, "channels": 3}, True)):
+        raw["model"]["options"] = options
+        with pytest.raises(ConfigError, match=r"'model.options.channels' needs --channel-independent and at least the series' 7"):
+            TrainedEtt(config_from_dict(raw), tmp_path / "ett.csv", 16, channel_independent=independent)
+
+
+def _ids_beside(values, channel):
+    """One series `values (steps,)` as a `(1, steps, 2)` window with its channel id beside it."""
+    return np.stack([values, np.full(len(values), channel)], axis=-1)[None].astype(np.float32)
