@@ -3,7 +3,9 @@
 `convert(SOURCES, STORE)` streams the sources (`longstm.data.sources`) batch by batch, checks
 each batch, and writes one Arrow IPC file (uncompressed, so it can be memory-mapped) per series
 per source file. `Store(STORE)` reads the index and hands out series whose rows are read from
-the memory map on demand. Peak memory is set by the batch, not by the data.
+the memory map on demand. Peak memory is set by the batch (and a Parquet source's row group,
+which pyarrow decodes whole), not by the data; a reader thread decodes the next batch while
+the current one is checked and written.
 
 Layout:
 
@@ -173,7 +175,8 @@ def convert(
         out: the store folder.
         layout, tz, series_column, timestamp_column: how to read the sources (see `discover`).
         crossed: `"mark"` (keep quotes with ask < bid, flagged in a `crossed` column) or `"drop"`.
-        block_rows: rows per batch read; bounds the memory the conversion needs.
+        block_rows: rows per batch read; with a Parquet source's row group, bounds the memory
+            the conversion needs.
         on_source: called after each source with the source and its row count (progress).
 
     Returns:
