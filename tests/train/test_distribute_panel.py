@@ -104,6 +104,21 @@ def test_each_worker_reads_only_its_series_and_the_run_equals_one_process(tmp_pa
     assert set(scores) == {"val", "test"} and all(np.isfinite(s["mse"]) for s in scores.values())
 
 
+def test_a_panel_over_workers_needs_lanes_divisible_by_the_workers(tmp_path):
+    from types import SimpleNamespace
+
+    from longstm.errors import ConfigError
+    from longstm.train.panel_workers import panel_share
+
+    store = _store(tmp_path)
+    config = _config(store)
+    config.train.lanes = 3
+    two_workers = SimpleNamespace(num_replicas_in_sync=2, extended=SimpleNamespace(worker_devices=["/cpu:0"]))
+    with pytest.raises(ConfigError, match=r"train.lanes = 3 must be divisible by the 2 workers of a panel run"):
+        panel_share(config, store, two_workers)
+    assert panel_share(config, store, None) is None  # one worker: nothing to share
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "worker":
         worker_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
