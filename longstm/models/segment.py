@@ -315,13 +315,15 @@ class SegmentDecoder(keras.layers.Layer):
         if self.adapt is not None:
             self.adapt.build((None, width))
         channel_width = self.units // 2 if self.channels else 0
+        # With channels, both embeddings start as SegRNN's do (torch.randn: standard normal).
+        initializer = keras.initializers.RandomNormal(stddev=1.0) if self.channels else "random_normal"
         self.position_embedding = self.add_weight(
-            name="position_embedding", shape=(self.positions, self.units - channel_width), initializer="random_normal"
+            name="position_embedding", shape=(self.positions, self.units - channel_width), initializer=initializer
         )
         self.channel_embedding = None
         if self.channels:
             self.channel_embedding = self.add_weight(
-                name="channel_embedding", shape=(self.channels, channel_width), initializer="random_normal"
+                name="channel_embedding", shape=(self.channels, channel_width), initializer=initializer
             )
         self.cell.build((None, self.units))
         self.project.build((None, self.units))

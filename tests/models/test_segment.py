@@ -78,11 +78,16 @@ def test_tick_by_tick_equals_the_chunked_forward():
     model = _model()
     x = _x(20)
     expected, _ = model(x, state=model.initial_state(3))
-    state, outputs = model.initial_step_state(3), []
-    for t in range(20):
-        y_t, state = model.step(x[:, t], state)
+    np.testing.assert_allclose(_tick_by_tick(model, x), expected, atol=1e-5)
+
+
+def _tick_by_tick(model, x):
+    """`model.step` over every step of `x` from the zero step state, stacked `(batch, steps, outputs)`."""
+    state, outputs = model.initial_step_state(len(x)), []
+    for x_t in np.moveaxis(x, 1, 0):
+        y_t, state = model.step(x_t, state)
         outputs.append(np.asarray(y_t))
-    np.testing.assert_allclose(np.stack(outputs, axis=1), expected, atol=1e-5)
+    return np.stack(outputs, axis=1)
 
 
 def test_with_the_residual_a_shift_of_the_inputs_shifts_the_forecast_and_nothing_else():
@@ -203,6 +208,8 @@ def test_with_channels_the_id_column_is_embedded_by_the_decoder_only():
     assert y.shape == (3, 16, H) and h.shape == (3, UNITS) and last.shape == (3, 1)  # the id keeps no level
     head = model.head
     assert head.position_embedding.shape == (2, UNITS - UNITS // 2) and head.channel_embedding.shape == (C, UNITS // 2)
+    # both start standard normal, as SegRNN's (Keras' default normal has std 0.05)
+    assert np.std(np.concatenate([np.ravel(head.position_embedding), np.ravel(head.channel_embedding)])) > 0.4
     features, _ = model.core(x, state=model.core.initial_state(3))
     assert features.shape == (3, 16, UNITS + W + W + C)
     np.testing.assert_array_equal(np.asarray(features)[:, :, -C:], np.broadcast_to(np.eye(C)[:, None], (3, 16, C)))
@@ -224,11 +231,7 @@ def test_with_channels_chunked_tick_by_tick_and_last_only_equal_one_pass(tmp_pat
     first, state = model(x[:, :8], state=model.initial_state(3))
     second, _ = model(x[:, 8:], state=state)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), full, atol=1e-5)
-    step_state, ticks = model.initial_step_state(3), []
-    for t in range(24):
-        y_t, step_state = model.step(x[:, t], step_state)
-        ticks.append(np.asarray(y_t))
-    np.testing.assert_allclose(np.stack(ticks, axis=1), full, atol=1e-5)
+    np.testing.assert_allclose(_tick_by_tick(model, x), full, atol=1e-5)
     np.testing.assert_allclose(window_forecast(model, x), np.asarray(full)[:, -1], atol=1e-5)
     model.save(tmp_path / "channels.keras")
     loaded = keras.saving.load_model(tmp_path / "channels.keras")
