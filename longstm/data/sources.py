@@ -92,10 +92,11 @@ class SeriesBatch:
 def convert_advice(path: str | Path) -> str:
     """The one command that turns raw sources into a store, for an error message.
 
-    Training does not convert raw sources on the fly: the vendor tick zips hold local times
-    whose zone per venue only the user knows (`--tz`), a conversion at scale is a job of its
-    own (several processes, appends), and one store serves every run, `eval ticks` and
-    `data inspect`. Where `path` holds tick zips the command names `--tz`.
+    Only `longstm train` converts raw sources itself (into its run directory); everywhere else
+    a conversion is asked for once, explicitly: the vendor tick zips hold local times whose
+    zone per venue only the user knows (`--tz`), a conversion at scale is a job of its own
+    (several processes, appends), and one store serves every run, `eval ticks` and `data
+    inspect`. Where `path` holds tick zips the command names `--tz`.
     """
     try:
         ticks = sorted({s.series for s in discover(path) if s.layout == "ticks"})

@@ -17,8 +17,8 @@ split = [0.7, 0.1, 0.2]        # chronological train / validation / test fractio
                                # store { train_until = "2014-05-10", val_until = "2014-05-13" }
 scale = true                   # standardise with train-split mean and std
 gap_policy = "split"           # gaps become segments (state resets)
-# A store (`longstm data convert`; raw folders, globs and lists must be converted first) trains
-# one model on all its series (longstm.train.run.load_panel):
+# A store (`longstm data convert`) trains one model on all its series (longstm.train.run.load_panel).
+# A folder, glob or list of raw sources is converted once into RUN/store (longstm.train.raw_sources):
 series = []                    # the series to use (empty: all)
 session_gap = "1h"             # a gap longer than this starts a session (a state reset); or a
                                # calendar rule FREQ@ZONE, e.g. "1D@America/New_York": one per day there
@@ -27,6 +27,8 @@ time_targets = []              # e.g. ["10s", "60s"]: the mid's log return over 
 event_targets = []             # e.g. [1, 10]: the mid's log return over the next k ticks
 mid = ["bid", "ask"]           # the columns whose mean is the mid
 series_weights = {}            # e.g. { fxcm_eurusd = 2.0 }: loss weight per series (default 1)
+tz = {}                        # raw sources: PATTERN = ZONE of naive times, e.g. { "fxcm_*" = "-05:00" }
+series_column = ""             # raw sources: a long table's series-id column (empty: detected)
 
 [model]
 name = "lstm"                  # a name in longstm.models.registry.MODELS
@@ -123,6 +125,9 @@ class DataConfig:
     event_targets: list = field(default_factory=list)
     mid: list = field(default_factory=lambda: ["bid", "ask"])
     series_weights: dict = field(default_factory=dict)
+    # Raw sources as data.path (longstm.train.raw_sources): zones of naive timestamps, the series column.
+    tz: dict = field(default_factory=dict)
+    series_column: str = ""
 
 
 SCALINGS = ("per_series", "pooled")
@@ -344,11 +349,11 @@ def _table(cls, values: dict, table: str, source: str):
         if (table, key) == ("data", "split") and isinstance(value, dict):  # a calendar split on a store
             setattr(instance, key, {name: str(text) for name, text in value.items()})  # TOML dates -> text
             continue
-        if (table, key) == ("data", "path") and isinstance(value, list):
-            raise ConfigError(
-                f"{source}: 'data.path' is a list of sources; convert them into one store first "
-                f"(`longstm data convert SOURCE... --out STORE`) and set data.path to the store"
-            )
+        if (table, key) == ("data", "path") and isinstance(value, list):  # raw sources, converted into the run
+            if not value or not all(isinstance(item, str) and item for item in value):
+                raise ConfigError(f"{source}: 'data.path' as a list must hold file names, folders or globs; got {value!r}")
+            setattr(instance, key, list(value))
+            continue
         setattr(instance, key, _typed(f"{table}.{key}", value, type(default), source))
     return instance
 
@@ -466,6 +471,8 @@ def _validate_panel_keys(config: Config) -> None:
             _fail(config, key, "a positive duration like '10s', '1min' or '1h'", value)
     if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in data.event_targets):
         _fail(config, "data.event_targets", "a list of tick counts >= 1", data.event_targets)
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.tz.items()):
+        _fail(config, "data.tz", "a table of path patterns to time zones, like { \"fxcm_*\" = \"-05:00\" }", data.tz)
     bad = {k: v for k, v in data.series_weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
     if bad:
         _fail(config, "data.series_weights", "a table of series names to numbers >= 0", bad)

@@ -19,8 +19,8 @@ A store (`longstm data convert`) as `data.path` trains one model over all its se
 `load_panel` gives a `PanelDataset` (calendar split, sessions as state resets, `[[pipeline]]`
 features, `data.time_targets`, train-only scaling per series or pooled), `part_lanes` its lanes
 packed with (series, session) segments, and `longstm.train.panel.predict_panel` its forecasts.
-Raw folders, globs and lists of sources are refused with the one `longstm data convert` command
-that makes the store (`longstm.data.sources.convert_advice` says why training does not convert).
+Raw folders, globs and lists of sources are converted once into `RUN/store` by training
+(`longstm.train.raw_sources`) and refused elsewhere with the one `longstm data convert` command.
 
 Splits are chronological (`data.split`, Informer's rounding). Validation and test lanes
 start with `eval.warmup` rows of the past (the end of the preceding split for the first
@@ -64,6 +64,7 @@ from longstm.train.calendar_data import (
 from longstm.train.config import Config, load_config
 from longstm.train.distribute import get_strategy, is_chief
 from longstm.train.panel_workers import grouped_training_lanes, panel_share
+from longstm.train.raw_sources import is_raw_sources, store_in_run
 from longstm.train.rundir import RunDir
 from longstm.train.trainer import Trainer
 
@@ -153,16 +154,31 @@ def evaluation_lanes(config: Config, values, *, burn_in: int | None = None, offs
     )
 
 
-def resolve_data_path(config: Config) -> Path:
-    """`data.path` as given, else relative to the config file's folder."""
-    path = Path(config.data.path)
+def resolve_data_path(config: Config, raw_ok: bool = False) -> Path | list[str]:
+    """`data.path` as given, else relative to the config file's folder.
+
+    Raw sources (a folder, glob or list; `longstm.train.raw_sources`) are returned as they are
+    with `raw_ok` (training converts them into its run); otherwise they are a ConfigError
+    with the one command that converts them.
+    """
     if not config.data.path:
         raise ConfigError(f"{config.source}: 'data.path' is required (the series file to train on)")
+    if isinstance(config.data.path, list):
+        paths = [str(_beside_config(config, item)) for item in config.data.path]
+        if raw_ok:
+            return paths
+        raise ConfigError(f"{config.source}: 'data.path' is a list of raw sources; {convert_advice(' '.join(paths))}")
+    path = _beside_config(config, config.data.path)
+    if is_raw_sources(path) and not raw_ok:
+        raise ConfigError(f"{config.source}: 'data.path' {str(path)!r} is a folder or glob of raw sources; {convert_advice(path)}")
+    return path
+
+
+def _beside_config(config: Config, name: str) -> Path:
+    path = Path(name)
     if not (path.exists() or path.is_absolute()):
         beside = Path(config.source).parent / path
         path = beside if beside.exists() else path
-    if not is_store(path) and (path.is_dir() or any(char in str(path) for char in "*?[")):
-        raise ConfigError(f"{config.source}: 'data.path' {str(path)!r} is a folder or glob of raw sources; {convert_advice(path)}")
     return path
 
 
@@ -389,8 +405,11 @@ def train_from_config(
 
 def _train_into(config: Config, run: RunDir, strategy, resume: bool, progress: bool, callbacks, *, chief: bool) -> dict[str, Any]:
     run.path.mkdir(parents=True, exist_ok=True)
+    path = resolve_data_path(config, raw_ok=True)
+    if is_raw_sources(path):  # converted once into RUN/store, reused on resume (longstm.train.raw_sources)
+        path = store_in_run(config, path, run.path, progress=progress, chief=chief)
     # The saved config.toml must find the data from anywhere: store an absolute path.
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(resolve_data_path(config).resolve())))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(Path(path).resolve())))
     if resume and run.config_path.exists():
         if _without_strategy(run.read_config()) != _without_strategy(config):
             raise ConfigError(f"{run.path}: cannot resume with a different config than the one saved in config.toml")

@@ -51,7 +51,7 @@ def make_quote_store(root, poison: bool = False, ticks_per_day: int = 1200):
 def panel_config(store, **data):
     raw = {
         "seed": 0,
-        "data": {"path": str(store), "split": {"train_until": TRAIN_UNTIL, "val_until": VAL_UNTIL}, "time_targets": HORIZONS, **data},
+        "data": {"path": store if isinstance(store, list) else str(store), "split": {"train_until": TRAIN_UNTIL, "val_until": VAL_UNTIL}, "time_targets": HORIZONS, **data},
         "pipeline": [{"kind": "quote", "window": 20}],
         "model": {"units": 8},
         "train": {"lanes": 4, "k1": 32, "k2": 32, "epochs": 2},
@@ -188,12 +188,16 @@ def test_scaling_per_series_or_pooled_and_series_weights(stores):
 
 def test_bad_panel_configs_are_named(stores, tmp_path):
     folder = stores[0].parent  # quotes.parquet and the store: raw sources, not a store
-    with pytest.raises(ConfigError, match="longstm data convert"):
-        train_from_config(panel_config(folder), tmp_path / "r1", progress=False)
+    with pytest.raises(ConfigError, match="longstm data convert"):  # only training converts raw sources
+        load_panel(panel_config(folder))
     with pytest.raises(ConfigError, match="longstm data convert"):
         load_panel(panel_config(str(folder / "*.parquet")))
-    with pytest.raises(ConfigError, match="'data.path' is a list of sources.*longstm data convert"):
-        config_from_dict({"data": {"path": [str(folder / "quotes.parquet")]}})
+    with pytest.raises(ConfigError, match="'data.path' is a list of raw sources.*longstm data convert"):
+        load_panel(panel_config([str(folder / "quotes.parquet")]))
+    with pytest.raises(ConfigError, match="'data.path' as a list must hold file names"):
+        config_from_dict({"data": {"path": [3]}})
+    with pytest.raises(ConfigError, match="'data.tz' must be a table of path patterns"):
+        panel_config(stores[0], tz={"fxcm_*": 5})
     with pytest.raises(ConfigError, match="a calendar split .* needs a store"):
         train_from_config(panel_config(folder / "quotes.parquet"), tmp_path / "r2", progress=False)
     with pytest.raises(ConfigError, match="set data.time_targets"):
@@ -251,8 +255,8 @@ def test_event_targets_are_the_next_k_ticks_inside_the_stretch(stores):
 
 
 def test_raw_sources_are_refused_with_the_one_convert_command_naming_the_tick_time_zones(stores, tmp_path):
-    """Training does not convert raw sources on the fly (`convert_advice` says why): the error is
-    the command to run, and for vendor tick zips (local times) it names `--tz`."""
+    """Outside training (which converts them into its run) raw sources are refused with the
+    command to run, and for vendor tick zips (local times) it names `--tz`."""
     import re
     import zipfile
 
@@ -267,3 +271,31 @@ def test_raw_sources_are_refused_with_the_one_convert_command_naming_the_tick_ti
     parquet = stores[0].parent / "quotes.parquet"  # a table: no --tz to name
     with pytest.raises(ConfigError, match=re.escape(f"needs a store; convert them into a store first: `longstm data convert {parquet} --out STORE` and set")):
         train_from_config(panel_config(parquet), tmp_path / "run", progress=False)
+
+
+def test_training_converts_raw_sources_once_into_its_run_and_reuses_them(stores, trained, tmp_path, monkeypatch):
+    """A glob of raw Parquet as data.path trains as the converted store does; the store lives in
+    the run (the saved config names it) and a resumed run does not convert again."""
+    glob = str(stores[0].parent / "*.parquet")
+    run_dir = tmp_path / "raw"
+    scores = train_from_config(panel_config(glob), run_dir, progress=False)
+    assert RunDir(run_dir).read_config().data.path == str((run_dir / "store").resolve())
+    for part in ("val", "test"):
+        assert scores[part]["mse"] == pytest.approx(trained[1][part]["mse"], rel=1e-5)
+    assert evaluate_run(run_dir) == scores
+    import longstm.train.raw_sources as raw_sources
+
+    monkeypatch.setattr(raw_sources, "convert", lambda *a, **k: pytest.fail("converted again"))
+    train_from_config(panel_config(glob), run_dir, resume=True, progress=False)
+
+
+def test_raw_tick_zips_need_their_time_zone_in_data_tz(tmp_path):
+    import zipfile
+
+    ticks = tmp_path / "ticks"
+    (ticks / "fxcm_eurusd").mkdir(parents=True)
+    with zipfile.ZipFile(ticks / "fxcm_eurusd" / "20140501_quote.zip", "w") as archive:
+        archive.writestr("20140501_quote.csv", "0,1.1,1.2\n1000,1.1,1.2\n")
+    with pytest.raises(ConfigError, match=r"data.tz must name the zone of fxcm_eurusd, e.g. data.tz = \{ \"fxcm_eurusd\" = "):
+        train_from_config(panel_config(ticks), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "store").exists()
