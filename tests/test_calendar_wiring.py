@@ -25,7 +25,7 @@ from longstm.train.calendar_data import model_pipeline
 from longstm.train.carried import CompiledModel, carried_outputs
 from longstm.train.config import config_from_dict, load_config
 from longstm.train.panel import predict_panel
-from longstm.train.run import load_data, load_run, train_from_config
+from longstm.train.run import load_data, load_panel, load_run, train_from_config
 from longstm.train.rundir import RunDir
 from tests.conftest import shared_file
 
@@ -242,11 +242,27 @@ def test_a_store_run_streams_each_series_with_its_own_flags(store_run):
         np.testing.assert_allclose(pd.Series(got[mine, 0], index=feed["row"][mine]).loc[want.index], want, rtol=1e-5, atol=1e-7)
 
 
-def test_every_events_is_refused_on_a_store(store_run):
+def test_every_events_on_a_store_counts_from_the_session_start(store_run):
+    """The panel reads a session a block at a time from its middle; an event count must still
+    run from the session's first row, as over the whole session."""
     _, store = store_run
-    levels = [{"units": 8, "every_events": 64}, {"units": 8}]
-    with pytest.raises(ConfigError, match=r"model.options.levels\[0\].every_events is not supported on a store"):
-        train_from_config(config_from_dict(store_config(store, levels)), store.parent / "never")
+    levels = [{"units": 8, "every_events": 7}, {"units": 8, "every": "1min"}, {"units": 8}]
+    data = load_panel(config_from_dict(store_config(store, levels)))
+    rows = data.rows("test")
+    values = rows[0 : len(rows)]
+    columns = [rows.columns.index(flag) for flag in FLAGS]
+    for index, piece in enumerate(rows.pieces):
+        first, stop = int(rows.offsets[index]), int(rows.offsets[index + 1])
+        sessions = data.panel.sessions[piece.series]
+        session = int(sessions[np.searchsorted(sessions, piece.start, side="right") - 1])
+        stamps = Store(store).series(piece.series).timestamps(session, piece.start + stop - first)
+        minute = np.r_[True, np.diff(stamps // (60 * SECOND)) != 0]
+        counted = np.arange(len(stamps)) % 7 == 0
+        expected = np.stack([counted | minute, minute], axis=1).astype(np.float64)[piece.start - session :]
+        np.testing.assert_array_equal(values[first:stop][:, columns], expected)
+    # Lanes read 37 rows at a time, from the middle of sessions: the same flags.
+    blocks = np.concatenate([rows[a : min(a + 37, len(rows))] for a in range(0, len(rows), 37)])
+    np.testing.assert_array_equal(blocks, values)
 
 
 def test_the_shipped_tick_config_is_a_calendar_model():

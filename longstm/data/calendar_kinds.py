@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ class CalendarBoundaries(FeatureKind):
         self.columns = sorted({rule[1] for rule in self.rules if rule[0] == "column"}, key=self._column_order)
         self.needs_timestamps = any(rule[0] == "every" for rule in self.rules)
         self.history = 2
+        self.row_period = math.lcm(*(rule[1] for rule in self.rules if rule[0] == "every_events"))
         self.outputs = boundary_columns(len(self.rules))
 
     def _column_order(self, name: str) -> int:

@@ -57,6 +57,10 @@ class FeatureKind:
     # Why `positive` columns must be > 0, and what to do instead (for the error message).
     positive_reason: ClassVar[str] = ""
     positive_advice: ClassVar[str] = ""
+    # A kind that counts rows since the segment start (every N events) gives the same values
+    # over a read that starts mid-segment only where that read starts a multiple of this many
+    # rows after the segment start (`FeaturePipeline.row_period`); 1: it counts nothing.
+    row_period: int = 1
 
     def __init__(self, spec: dict[str, Any], where: str, input_columns: Sequence[str] | None, source: str):
         self.spec = spec

@@ -58,6 +58,7 @@ In a config:
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -167,6 +168,8 @@ class FeaturePipeline:
         self.output_columns = [out for kind in self.kinds for out in kind.outputs]
         self.needs_timestamps = any(kind.needs_timestamps for kind in self.kinds)
         self.memory = max(kind.history for kind in self.kinds)  # rows of the past `step` carries
+        # A read from mid-segment must start a multiple of this many rows after the segment start.
+        self.row_period = math.lcm(*(kind.row_period for kind in self.kinds))
         # Positions of each kind's columns: in the input row, and in the required columns.
         self._reads = [self.input_columns.index(column) for column in self.required_columns]
         self._kind_columns = [[self.required_columns.index(column) for column in kind.columns] for kind in self.kinds]

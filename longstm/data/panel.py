@@ -317,6 +317,8 @@ class PanelFeatureRows(PanelRows):
         data, sessions = self._series[piece.series], self.panel.sessions[piece.series]
         session_start = int(sessions[np.searchsorted(sessions, start, side="right") - 1])
         first = max(session_start, start - (self.pipeline.memory if self.pipeline is not None else 0))
+        if self.pipeline is not None and first > session_start:  # counts of events run from the session start
+            first -= (first - session_start) % self.pipeline.row_period
         values = data.read(first, stop, self.panel.columns)
         if self.pipeline is not None:
             inside = sessions[(sessions > first) & (sessions < stop)] - first

@@ -84,22 +84,6 @@ def check_timestamps(config, has_timestamps: bool, source: str) -> None:
         )
 
 
-def check_store_levels(config) -> None:
-    """A store run reads a session from the middle (a block at a time, with the pipeline's few
-    rows of history), so a count of events since the session start is not known there.
-
-    Raises:
-        ConfigError: a level with `every_events` on a store run.
-    """
-    spec = boundary_spec(config)
-    counted = [] if spec is None else [i for i, level in enumerate(spec["levels"]) if "every_events" in level]
-    if counted:
-        raise ConfigError(
-            f"{config.source}: model.options.levels[{counted[0]}].every_events is not supported on a store (its rows are "
-            f"read a block at a time, mid-session); use every = \"<span>\" or a boundary column there"
-        )
-
-
 def model_columns(names: list[str], features: list[int], targets: list[int], flags: list[str]) -> tuple[list[int], list[int]]:
     """`(features, targets)` with the boundary flags `flags` as the last features and no flag
     among the targets.

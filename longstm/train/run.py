@@ -59,7 +59,7 @@ from longstm.data.store import is_store
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.registry import build_model
 from longstm.train.calendar_data import (
-    boundary_names, check_store_levels, check_timestamps, model_columns, model_pipeline, unscaled_flags,
+    boundary_names, check_timestamps, model_columns, model_pipeline, unscaled_flags,
 )
 from longstm.train.config import Config, load_config
 from longstm.train.distribute import get_strategy, is_chief
@@ -192,7 +192,6 @@ def load_panel(config: Config, scaler: dict | None = None, share=None) -> PanelD
     if data.targets or data.horizon != 1 or data.offset != 1:
         raise ConfigError(f"{config.source}: on a store the targets are data.time_targets and data.event_targets; "
                           f"leave data.targets, offset and horizon unset")
-    check_store_levels(config)
     flags = boundary_names(config)  # a calendar model's boundary flags: its last inputs, unscaled
     features = [name for name in data.features if name not in flags] + flags if data.features else []
     panel = PanelDataset(
