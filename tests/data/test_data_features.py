@@ -21,6 +21,7 @@ ALL_SPECS = [
     {"kind": "rolling_mean", "columns": ["volume"], "window": 3},
     {"kind": "time_of_day"},
     {"kind": "day_of_week"},
+    {"kind": "calendar_boundaries", "levels": [{"every": "1h"}, {"every_events": 5}]},  # flags read t - 1 and t
 ]
 # The kinds that read bars or LOB events, over `_ohlcv`.
 OHLCV_SPECS = [
