@@ -23,6 +23,9 @@ For each horizon H a fresh model is trained:
   one univariate model (1 in, H out) shared by all channels, as PatchTST, DLinear and SegRNN
   do. Each channel's rows are a segment of their own (the state resets between channels); a
   test window's C channels are forecast as C univariate windows.
+  A model built with `model.options.channels` (the segment forecaster's channel embedding)
+  gets each channel's id (0..C-1, unscaled) as a second, constant input column, in training,
+  window scoring and the stream pass alike.
 - Selection: after each epoch the model is scored on the validation windows' forecast rows
   (t = s + L - 1 for every validation window start s), each evaluation lane warmed up on
   `eval.warmup` rows of the past; the epoch with the lowest validation MSE is kept
