@@ -291,13 +291,13 @@ class PanelFeatureRows(PanelRows):
                       for name in panel.names}
 
     def _read(self, piece: Piece, start: int, stop: int) -> np.ndarray:
-        return self._scaled(*self._computed(piece, start, stop), piece)[0]
+        return self._scaled(self._computed(piece, start, stop)[0], piece)
 
-    def _scaled(self, out: np.ndarray, valid: np.ndarray, piece: Piece) -> tuple[np.ndarray, np.ndarray]:
+    def _scaled(self, out: np.ndarray, piece: Piece) -> np.ndarray:
         if self._scaler is not None:
             mean, scale = self._scaler[piece.series]
             out[:, :-1] = (out[:, :-1] - mean) / scale
-        return out, valid
+        return out
 
     def read_with_validity(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows `[start, stop)` of this source, as `self[start:stop]` gives them, and a
@@ -308,8 +308,8 @@ class PanelFeatureRows(PanelRows):
         valid = np.zeros((len(values), len(self.columns) - len(self.features) - 1), bool)
         for i, a, b, at in spans(self.offsets, start, stop):
             piece = self.pieces[i]
-            out, ok = self._scaled(*self._computed(piece, piece.start + a, piece.start + b), piece)
-            values[at : at + b - a], valid[at : at + b - a] = out, ok
+            out, ok = self._computed(piece, piece.start + a, piece.start + b)
+            values[at : at + b - a], valid[at : at + b - a] = self._scaled(out, piece), ok
         return values, valid
 
     def _computed(self, piece: Piece, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -106,16 +106,14 @@ def convert_advice(path: str | Path) -> str:
     return f"convert them into a store first: `longstm data convert {path} --out STORE{zones}` and set data.path to the store"
 
 
-def _tz_for(path: Path, tz: Mapping[str, str] | str | None) -> str:
-    """The time zone a rule gives `path` (patterns match any part of the path), else UTC."""
-    if tz is None:
-        return "UTC"
-    if isinstance(tz, str):
+def zone_for(path: Path, tz: Mapping[str, str] | str | None) -> str | None:
+    """The time zone a rule gives `path` (patterns match any part of the path), or None."""
+    if tz is None or isinstance(tz, str):
         return tz
     for pattern, zone in tz.items():
         if any(fnmatch.fnmatch(part, pattern) for part in path.parts) or fnmatch.fnmatch(str(path), pattern):
             return zone
-    return "UTC"
+    return None
 
 
 def _expand(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
@@ -171,7 +169,7 @@ def discover(
     sources = []
     for path in _expand(inputs):
         kind = _layout_of(path) if layout == "auto" else layout
-        zone = _tz_for(path, tz)
+        zone = zone_for(path, tz) or "UTC"
         if kind == "ticks":
             match = TICK_FILE.match(path.name)
             if match is None:

@@ -20,7 +20,6 @@ that: every worker must read the same store.
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +27,7 @@ from typing import Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from longstm.data.sources import discover
+from longstm.data.sources import discover, zone_for
 from longstm.data.store import convert, is_store
 from longstm.errors import ConfigError
 
@@ -61,7 +60,7 @@ def store_in_run(config, sources: str | Path | Sequence[str], run_path: Path, *,
         )
     zones = dict(config.data.tz)
     found = discover(list(sources) if isinstance(sources, (list, tuple)) else sources, tz=zones or None)
-    unplaced = sorted({s.series for s in found if s.layout == "ticks" and not _zone_named(s.path, zones)})
+    unplaced = sorted({s.series for s in found if s.layout == "ticks" and zone_for(s.path, zones) is None})
     if unplaced:
         raise ConfigError(
             f"{config.source}: tick zips hold local times; data.tz must name the zone of {', '.join(unplaced)}, "
@@ -74,10 +73,6 @@ def store_in_run(config, sources: str | Path | Sequence[str], run_path: Path, *,
         task = bar.add_task(f"converting data.path into {store}", total=len(found))
         convert(found, store, series_column=config.data.series_column or None, on_source=lambda source, rows: bar.advance(task))
     return store
-
-
-def _zone_named(path: Path, zones: dict[str, str]) -> bool:
-    return any(fnmatch.fnmatch(part, pattern) for pattern in zones for part in (*path.parts, str(path)))
 
 
 def _shown(sources) -> str:
