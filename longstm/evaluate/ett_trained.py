@@ -72,7 +72,7 @@ from longstm.train.carried import CompiledModel, carried_outputs
 from longstm.train.config import read_config
 from longstm.train.run import ModelColumns, build_trainer, evaluation_lanes, training_lanes
 from longstm.train.rundir import RunDir, write_atomic
-from longstm.train.windows import LookbackWindows, init_linear_forecast, use_window_training, window_forecast
+from longstm.train.windows import LookbackWindows, init_linear_forecast, use_window_training
 
 MODES = ("window", "stream")
 # Windows per compiled call in window mode: 1,024 ran 1.35x faster than 256 (and 4,096 slower)
@@ -316,9 +316,7 @@ class TrainedEtt:
             channel_independent=self.channel_independent, train_mode=config.train.mode,
         )
         write_atomic(run.protocol_summary, json.dumps(summary, indent=1))
-        compiled = CompiledModel(trainer.model)
-        compiled.window = tf.function(lambda x: window_forecast(trainer.model, x))  # the core too at the last step only
-        trained = TrainedHorizon(horizon, trainer, compiled, summary)
+        trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)
         self.models[horizon] = trained
         return trained
 

@@ -130,6 +130,22 @@ class LinearLagSkip(RecurrentModel):
         return self.features
 
     def call(self, inputs, state=None, training=None):
+        core_state, inputs, joined = self._joined(inputs, state)
+        projection = self._relative(self.projection(joined), inputs)
+        core_outputs, core_state = self.core(self._core_inputs(inputs, joined), state=core_state, training=training)
+        outputs = ops.concatenate([core_outputs, ops.cast(projection, core_outputs.dtype)], axis=-1)
+        return outputs, (core_state, self._next_buffer(joined))
+
+    def last_step(self, inputs, state=None, training=None):
+        """As `call` at the last step only: the core's `last_step` and the last window's projection."""
+        core_state, inputs, joined = self._joined(inputs, state)
+        projection = self._relative(self.projection(joined[:, -self.lags :])[:, 0], inputs[:, -1])
+        core_outputs, core_state = self.core.last_step(self._core_inputs(inputs, joined), state=core_state, training=training)
+        outputs = ops.concatenate([core_outputs, ops.cast(projection, core_outputs.dtype)], axis=-1)
+        return outputs, (core_state, self._next_buffer(joined))
+
+    def _joined(self, inputs, state):
+        """`(core_state, inputs, joined)`: the previous lags - 1 inputs, then the chunk."""
         if state is None:
             core_state = None
             buffer = ops.zeros((ops.shape(inputs)[0], self.lags - 1, ops.shape(inputs)[-1]), self.compute_dtype)
@@ -143,26 +159,25 @@ class LinearLagSkip(RecurrentModel):
                 f"LinearLagSkip buffer must have shape (batch, lags - 1, features) = (batch, {expected[0]}, "
                 f"{expected[1]}) for these inputs; got {tuple(buffer.shape)}."
             )
-        buffer = ops.cast(buffer, self.compute_dtype)
         inputs = ops.cast(inputs, self.compute_dtype)
         # The previous lags - 1 inputs, then the chunk: a "valid" convolution of length lags
         # gives one projection per step of the chunk, each over exactly its own window.
-        joined = ops.concatenate([buffer, inputs], axis=1)
-        projection = self.projection(joined)
-        if self.relative:
-            # x_{t-1} for every step t of the chunk: `joined` shifted back by one row.
-            core_inputs = inputs - joined[:, self.lags - 2 : -1]
-            # The map is linear, so projecting (window - x_t) = projecting the window minus
-            # x_t times the kernel summed over its taps.
-            projection = projection - ops.matmul(inputs, ops.sum(self.projection.kernel, axis=0))
-        else:
-            core_inputs = inputs
-        core_outputs, core_state = self.core(core_inputs, state=core_state, training=training)
+        return core_state, inputs, ops.concatenate([ops.cast(buffer, self.compute_dtype), inputs], axis=1)
+
+    def _core_inputs(self, inputs, joined):
+        """What the core reads: the inputs, or with `relative` their step changes (x_t - x_{t-1},
+        x_{t-1} being `joined` shifted back by one row)."""
+        return inputs - joined[:, self.lags - 2 : -1] if self.relative else inputs
+
+    def _relative(self, projection, inputs):
+        """With `relative`, the projection of (window - x_t): the map is linear, so the window's
+        projection minus x_t times the kernel summed over its taps."""
+        return projection - ops.matmul(inputs, ops.sum(self.projection.kernel, axis=0)) if self.relative else projection
+
+    def _next_buffer(self, joined):
         # joined holds lags - 1 + steps >= lags - 1 rows, so the next buffer is always inside
         # it, also when the chunk is shorter than lags - 1 (part of it is the old buffer).
-        new_buffer = joined[:, -(self.lags - 1) :] if self.lags > 1 else buffer
-        outputs = ops.concatenate([core_outputs, ops.cast(projection, core_outputs.dtype)], axis=-1)
-        return outputs, (core_state, new_buffer)
+        return joined[:, -(self.lags - 1) :] if self.lags > 1 else joined[:, :0]
 
     # ---- one step at a time ----------------------------------------------------------------
 

@@ -47,6 +47,16 @@ class RecurrentModel(keras.Model):
     def initial_state(self, batch_size: int) -> State:
         raise NotImplementedError(f"{type(self).__name__} must implement initial_state(batch_size)")
 
+    def last_step(self, inputs, state=None, training=None):
+        """`call`'s output at the chunk's last step only, `(batch, features)`, and the new state.
+
+        Window-style training and window scoring read only this step. The default runs `call`
+        and keeps its last step; a model that can skip the other steps' outputs overrides it
+        (`SegmentGRU`, and `LinearLagSkip` around it).
+        """
+        outputs, new_state = self(inputs, state=state, training=training)
+        return outputs[:, -1], new_state
+
     # ---- one step at a time (the Keras cell idea): what serving calls -------------------------
 
     def streamable(self) -> str | None:

@@ -30,14 +30,15 @@ def last_step_forecast(model, x, training: bool = False):
     """The forecast at the last step of `x` run from a zero state: `(batch, outputs)`.
 
     For a `Forecaster` the head is applied at the last step only (a full-window head would
-    hold `batch x L x outputs` values: 1.7 GB for 256 windows of L = 336 at H = 720, M).
+    hold `batch x L x outputs` values: 1.7 GB for 256 windows of L = 336 at H = 720, M), and
+    the core computes what its `last_step` computes (`SegmentGRU`: that step only).
     """
     state = model.initial_state(ops.shape(x)[0])
     if not isinstance(model, Forecaster):
         outputs, _ = model(x, state=state, training=training)
         return outputs[:, -1]
-    features, _ = model.core(x, state=state, training=training)
-    return model.forecast_at_step(features[:, -1], x[:, -1], training=training)
+    features, _ = model.core.last_step(x, state=state, training=training)
+    return model.forecast_at_step(features, x[:, -1], training=training)
 
 
 class CompiledModel:

@@ -14,8 +14,9 @@ same; only the batches (`LookbackWindows`, which the trainer reads as it reads `
 `lanes` = B windows, `k2` = L, `k1` = 1) and the compiled steps (`WindowEngine`) differ.
 `use_window_training(trainer, windows)` puts the engine in place before `fit`.
 
-The forward computes the head at the last step only (`window_forecast`); for a `SegmentGRU`
-core (alone or inside a `LinearLagSkip`) the core also skips its per-step outputs.
+The forward computes the head at the last step only (`longstm.train.carried.last_step_forecast`);
+a core with a `last_step` of its own (`SegmentGRU`, alone or inside a `LinearLagSkip`) also
+skips its per-step outputs.
 
 A model trained this way is still a `RecurrentModel`: it chunks, carries state and streams
 like any other; it has only ever seen windows that start from a zero state, so reading it
@@ -36,14 +37,12 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from longstm.data.series import TimeSeries
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.lags import LinearLagSkip
 from longstm.models.linear_baseline import LinearForecaster
-from longstm.models.protocol import Forecaster
-from longstm.models.segment import SegmentDecoder, SegmentGRU
+from longstm.models.segment import SegmentDecoder
 from longstm.train.carried import last_step_forecast
 from longstm.train.engine import build_model_for, masked_absolute_error, masked_squared_error
 from longstm.train.optimizers import make_optimizer
@@ -155,25 +154,6 @@ class LookbackWindows:
             yield {key: tf.constant(value) for key, value in arrays.items()}
 
 
-def window_forecast(model, x, training: bool = False):
-    """The forecast at the last step of each window `x` `(batch, L, features)` from a zero state.
-
-    Equal to `last_step_forecast` (the head at the last step only); for a `SegmentGRU` core,
-    alone or inside a `LinearLagSkip` (not `relative`), the core computes only that step too.
-    """
-    core = model.core if isinstance(model, Forecaster) else None
-    skip = core if isinstance(core, LinearLagSkip) and not core.relative else None
-    inner = skip.core if skip is not None else core
-    if not isinstance(inner, SegmentGRU) or x.shape[1] is None or x.shape[1] < getattr(skip, "lags", 0):
-        return last_step_forecast(model, x, training=training)
-    features, _ = inner.last_step(x, training=training)
-    if skip is not None:
-        # Its projection at the last step reads exactly the last `lags` inputs.
-        projection = skip.projection(ops.cast(x[:, -skip.lags :], skip.compute_dtype))[:, 0]
-        features = ops.concatenate([features, ops.cast(projection, features.dtype)], axis=-1)
-    return model.forecast_at_step(features, x[:, -1], training=training)
-
-
 class WindowEngine:
     """The compiled steps of window-style training, with the calls `Trainer` makes of an engine.
 
@@ -228,7 +208,7 @@ class WindowEngine:
     def _train_step(self, x, y, mask):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            forecast = window_forecast(self.model, x, training=True)
+            forecast = last_step_forecast(self.model, x, training=True)
             loss_sum, count = TRAINING_LOSSES[self.loss](y, forecast, mask)
             loss = loss_sum / tf.maximum(count, 1.0)
             scaled = self.optimizer.scale_loss(loss) if self._scales_loss else loss
@@ -236,7 +216,7 @@ class WindowEngine:
         return loss_sum, count
 
     def _eval_step(self, x, y, mask):
-        forecast = window_forecast(self.model, x, training=False)
+        forecast = last_step_forecast(self.model, x, training=False)
         loss_sum, count = masked_squared_error(y, forecast, mask)
         return loss_sum, masked_absolute_error(y, forecast, mask), count, tf.cast(forecast, tf.float32)
 

@@ -14,7 +14,7 @@ from longstm.models.registry import build_model
 from longstm.models.segment import SegmentDecoder, SegmentGRU
 from longstm.serve import StreamingPredictor
 from longstm.train.config import config_from_dict
-from longstm.train.windows import window_forecast
+from longstm.train.carried import last_step_forecast
 from tests.models.trainer_check import assert_trains_through_the_tbptt_trainer
 
 W, UNITS, H, F = 4, 8, 6, 2
@@ -232,7 +232,7 @@ def test_with_channels_chunked_tick_by_tick_and_last_only_equal_one_pass(tmp_pat
     second, _ = model(x[:, 8:], state=state)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), full, atol=1e-5)
     np.testing.assert_allclose(_tick_by_tick(model, x), full, atol=1e-5)
-    np.testing.assert_allclose(window_forecast(model, x), np.asarray(full)[:, -1], atol=1e-5)
+    np.testing.assert_allclose(last_step_forecast(model, x), np.asarray(full)[:, -1], atol=1e-5)
     model.save(tmp_path / "channels.keras")
     loaded = keras.saving.load_model(tmp_path / "channels.keras")
     assert loaded.core.channels == C and loaded.head.channels == C

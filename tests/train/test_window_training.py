@@ -25,7 +25,8 @@ from longstm.models.segment import SegmentGRU
 from longstm.train.config import TrainConfig, config_from_dict
 from longstm.train.logs import read_step_log
 from longstm.train.trainer import Trainer
-from longstm.train.windows import LookbackWindows, WindowEngine, init_linear_forecast, use_window_training, window_forecast
+from longstm.train.carried import last_step_forecast
+from longstm.train.windows import LookbackWindows, WindowEngine, init_linear_forecast, use_window_training
 
 L, H, W = 8, 3, 4
 
@@ -77,7 +78,7 @@ def test_the_last_only_forward_equals_the_last_step_of_the_full_call():
     lstm = Forecaster(KerasRNNStack([keras.layers.LSTM(5)]), outputs=H, residual_inputs=[0])
     for model in (_segment_model(), _segment_model(lags=L), _segment_model(lags=16, linear=True), lstm):
         full, _ = model(x, state=model.initial_state(3))
-        np.testing.assert_allclose(np.asarray(window_forecast(model, x)), np.asarray(full)[:, -1], atol=1e-5)
+        np.testing.assert_allclose(np.asarray(last_step_forecast(model, x)), np.asarray(full)[:, -1], atol=1e-5)
 
 
 def test_the_window_loss_is_the_mse_of_the_last_step_forecasts_and_training_lowers_it():
@@ -109,7 +110,7 @@ def test_nlinear_start_forecasts_what_nlinear_forecasts():
     reference = LinearForecaster(H, subtract_last=True).fit(values, L)
     np.testing.assert_allclose(linear.weights, reference.weights, atol=1e-6)
     x = np.stack([values[s : s + L] for s in (0, 17, 50)])
-    np.testing.assert_allclose(np.asarray(window_forecast(model, x)), reference.predict_windows(x)[:, :, 0], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(last_step_forecast(model, x)), reference.predict_windows(x)[:, :, 0], atol=1e-4)
     with pytest.raises(ConfigError, match=r"lag_width >= H = 3 .* got lag_width=2"):
         keras.utils.set_random_seed(0)
         core = SegmentGRU(4, segment=W, features=1, linear_width=2)
@@ -222,7 +223,7 @@ def test_with_train_loss_mae_the_window_loss_is_the_mae_of_the_last_step_forecas
     model(values[None, :L], state=model.initial_state(1))
     engine = WindowEngine(model, keras.optimizers.SGD(0.05), loss="mae")
     batch = next(iter(_windows(values, batch=4).for_epoch(0).dataset()))
-    forecast = np.asarray(window_forecast(model, batch["x"]))
+    forecast = np.asarray(last_step_forecast(model, batch["x"]))
     error = forecast - batch["y"].numpy()
     mask = np.array([1, 1, 0, 1], np.float32)
     loss_sum, count = engine.compiled_train_step(batch["x"], batch["y"], mask)
@@ -231,7 +232,7 @@ def test_with_train_loss_mae_the_window_loss_is_the_mae_of_the_last_step_forecas
     assert not np.isclose(float(loss_sum), np.sum((error**2).mean(axis=1) * mask), rtol=1e-3)
     after_sum, after_abs, _, _ = engine.compiled_eval_step(batch["x"], batch["y"], mask)
     assert float(after_abs) < float(loss_sum)  # one SGD step on the MAE lowered it
-    error = np.asarray(window_forecast(model, batch["x"])) - batch["y"].numpy()
+    error = np.asarray(last_step_forecast(model, batch["x"])) - batch["y"].numpy()
     np.testing.assert_allclose(float(after_sum), np.sum((error**2).mean(axis=1) * mask), rtol=1e-5)  # evaluation stays MSE
     with pytest.raises(ConfigError, match=r"'train.loss' must be one of \('mse', 'mae'\) \(\"mae\" with train.mode = \"windows\" only\); got 'mae'"):
         config_from_dict({"train": {"loss": "mae"}})
@@ -253,7 +254,7 @@ def test_under_the_ett_protocol_the_channel_id_reaches_the_model_in_window_and_s
     model = protocol.train(8).trainer.model
     test_start = protocol.split.test[0]
     x = protocol.scaled[None, test_start : test_start + 16]  # one test window, (1, 16, 7)
-    by_channel = np.concatenate([window_forecast(model, _ids_beside(x[0, :, c], c)) for c in range(7)])  # (7, 8)
+    by_channel = np.concatenate([last_step_forecast(model, _ids_beside(x[0, :, c], c)) for c in range(7)])  # (7, 8)
     np.testing.assert_allclose(protocol.forecaster(8, "window").predict_windows(x)[0], by_channel.T, atol=1e-5)
     stream = protocol.forecaster(8, "stream")
     row = stream.rows[0]
