@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from longstm.data.bars import make_bars
 from longstm.data.inspect import inspect_file
 from longstm.data.sources import LAYOUTS, discover
 from longstm.data.store import CROSSED_POLICIES, Store, convert, is_store
@@ -75,6 +76,24 @@ def convert_command(
     series = sorted({shard["series"] for shard in report["shards"]})
     console.print(f"converted {report['rows']:,} rows of {len(series)} series from {len(found)} files in "
                   f"{report['seconds']:.1f} s into {out}", highlight=False)
+
+
+@app.command("bars")
+def bars_command(
+    store: Path = typer.Argument(..., help="A tick store (from `longstm data convert`) whose series have bid and ask."),
+    every: str = typer.Option("1s", "--every", help="The bar length (a duration like 1s, 500ms, 1min); bars follow UTC epoch multiples of it."),
+    out: Path = typer.Option(..., "--out", help="The bar store folder (must not exist yet)."),
+) -> None:
+    """Resample a tick store into bars: per interval with ticks, the last quote and the tick count, stamped at the interval's end."""
+    source = Store(store)
+    console = Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("bars", total=sum(source.indexed_rows(name) for name in source.names))
+        report = make_bars(source, out, every,
+                           on_block=lambda name, rows: progress.update(task, advance=rows, description=name))
+    console.print(f"made {report['rows_out']:,} bars of {every} from {report['rows_in']:,} ticks of {report['series']} series "
+                  f"in {report['seconds']:.1f} s into {out}", highlight=False)
 
 
 def inspect_store(path: Path, gap: str, console: Console) -> None:

@@ -1,0 +1,195 @@
+"""Bars from a tick store: the last quote of every interval, stamped when the interval ends.
+
+`make_bars(STORE, OUT, every="1s")` resamples every series of a store (`longstm data convert`)
+into a new store of bars, one series at a time and `BLOCK_ROWS` ticks at a time (read from the
+memory maps; the whole panel is never in memory). Intervals follow UTC epoch multiples of
+`every`: tick t falls in `[k·every, (k+1)·every)` with `k = floor(t / every)`. Each interval that
+holds at least one tick gives one row:
+
+- `timestamp`: the interval's end `(k+1)·every`, the instant the bar is known (every tick in it
+  is strictly earlier), so a model fed bars never reads a tick before its time;
+- every numeric column of the source (`bid`, `ask`, ...): its value at the interval's last tick
+  (ticks that share a timestamp: the last in the store's order), i.e. the quote in force at the
+  bar's stamp; `crossed` marks a bar whose quote has ask < bid, as `convert` marks ticks;
+- `ticks`: how many ticks the interval holds.
+
+Empty intervals give no row (a pause is a gap in the timestamps, as it is in the ticks), so
+the `quote` feature kind and `time_targets` read a bar store as they read a tick store. The new
+store's `store.json` records where it came from (`bar_source(OUT)`): the source store's path,
+the run files it was made of, and `every`; `longstm eval ticks` uses that to score a bar model
+on the source's ticks (`longstm.evaluate.tick_bars`).
+
+Writing is atomic: the store is built in a hidden folder beside `OUT` and renamed onto `OUT`
+when complete, so a run that is killed or fails leaves no `OUT` at all.
+
+Example:
+
+>>> report = make_bars("runs/ticks.store", "runs/ticks_1s.store", every="1s")    # doctest: +SKIP
+>>> bar_source("runs/ticks_1s.store")["every"]                                  # doctest: +SKIP
+'1s'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from longstm.data.store import FORMAT, Store, _ShardWriter, is_store
+from longstm.errors import ConfigError, DataValidationError
+
+BLOCK_ROWS = 1 << 18
+COUNT_COLUMN = "ticks"
+REQUIRED = ("bid", "ask")
+
+
+def parse_every(every: str) -> int:
+    """`"1s"` → 10⁹: a positive duration with a unit, in nanoseconds.
+
+    Raises:
+        ConfigError: no unit, not a duration, or not positive.
+    """
+    text = str(every).strip()
+    nanoseconds = 0
+    if re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", text):
+        try:
+            nanoseconds = int(pd.Timedelta(text).value)
+        except ValueError:
+            nanoseconds = 0
+    if nanoseconds <= 0:
+        raise ConfigError(f"every must be a positive duration with a unit like '1s', '500ms' or '1min'; got {every!r}")
+    return nanoseconds
+
+
+def source_runs(store: Store) -> list[str]:
+    """The run files a store is made of: converting more into it changes the list."""
+    return sorted(path.name for path in (store.path / "runs").glob("*.json"))
+
+
+def bar_source(path: str | Path) -> dict | None:
+    """What a bar store was made from (`{"source", "source_runs", "every", "every_ns"}`), or None
+    for a store that is not a bar store."""
+    path = Path(path)
+    if not is_store(path):
+        return None
+    return json.loads((path / "store.json").read_text()).get("bars")
+
+
+def _bars_of_block(stamps: np.ndarray, values: np.ndarray, every_ns: int):
+    """`(interval ids, last row of each interval, tick count of each interval)` of one block."""
+    ids = np.floor_divide(stamps, every_ns)
+    last = np.concatenate([np.flatnonzero(np.diff(ids) != 0), [ids.size - 1]])
+    counts = np.diff(np.concatenate([[-1], last]))
+    return ids[last], values[last], counts
+
+
+class _SeriesBars:
+    """Bars of one series, block by block; the last interval of a block may go on in the next,
+    so it is held back until a later tick (or the end of the series) closes it."""
+
+    def __init__(self, writer: _ShardWriter, columns: list[str], every_ns: int):
+        self.writer, self.columns, self.every_ns = writer, columns, every_ns
+        self.pending: tuple[int, np.ndarray, int] | None = None
+        self.written = 0
+
+    def add(self, stamps: np.ndarray, values: np.ndarray) -> None:
+        ids, last_values, counts = _bars_of_block(stamps, values, self.every_ns)
+        if self.pending is not None:
+            if self.pending[0] == ids[0]:  # the held interval goes on: this block's first group closes it
+                counts[0] += self.pending[2]
+            else:
+                self._write(np.array([self.pending[0]]), self.pending[1][None, :], np.array([self.pending[2]]))
+        self.pending = (int(ids[-1]), last_values[-1], int(counts[-1]))
+        if ids.size > 1:
+            self._write(ids[:-1], last_values[:-1], counts[:-1])
+
+    def finish(self) -> dict | None:
+        if self.pending is not None:
+            self._write(np.array([self.pending[0]]), self.pending[1][None, :], np.array([self.pending[2]]))
+        return self.writer.close()
+
+    def _write(self, ids: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
+        arrays = {"timestamp": pa.array((ids + 1) * self.every_ns, type=pa.timestamp("ns", tz="UTC"))}
+        arrays |= {name: pa.array(values[:, j]) for j, name in enumerate(self.columns)}
+        arrays[COUNT_COLUMN] = pa.array(counts.astype(np.int64))
+        self.writer.write(pa.table(arrays), self.written, "mark")
+        self.written += ids.size
+
+
+def make_bars(
+    store: Store | str | Path,
+    out: str | Path,
+    every: str = "1s",
+    *,
+    block_rows: int = BLOCK_ROWS,
+    on_block: Callable[[str, int], None] | None = None,
+) -> dict:
+    """Resample every series of `store` into a new bar store at `out`.
+
+    Args:
+        store: a tick store (`Store` or its path) whose series have `bid` and `ask` columns.
+        out: the bar store's folder; must not exist yet (or be empty).
+        every: the bar length, a duration like `"1s"`; bars follow UTC epoch multiples of it.
+        block_rows: ticks read at a time (bounds the memory used).
+        on_block: called with the series name and the ticks read after each block (progress).
+
+    Returns:
+        `{"rows_in", "rows_out", "series", "seconds"}`.
+
+    Raises:
+        ConfigError: a bad `every`.
+        DataValidationError: a series without `bid`/`ask`, or with a column named `ticks`;
+            `out` exists and is not empty; `out` could not be written.
+    """
+    every_ns = parse_every(every)
+    started = time.perf_counter()
+    store = store if isinstance(store, Store) else Store(store)
+    out = Path(out)
+    for series in store:  # every series checked before any work
+        missing = [name for name in REQUIRED if name not in series.columns]
+        if missing:
+            raise DataValidationError(f"{store.path}: series {series.name!r} has no column(s) {missing}; bars need "
+                                      f"{list(REQUIRED)}, it has {series.columns}")
+        if COUNT_COLUMN in series.columns:
+            raise DataValidationError(f"{store.path}: series {series.name!r} has a column {COUNT_COLUMN!r}; expected none "
+                                      f"(bars add their tick count under that name)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataValidationError(f"{out}: exists; bars are written to a new folder (remove it or choose another --out)")
+    run = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    staging = out.parent / f".{out.name}.{run}.partial"
+    meta = {"source": str(store.path.resolve()), "source_runs": source_runs(store), "every": str(every), "every_ns": every_ns}
+    records, rows_in = [], 0
+    try:
+        for series in store:
+            columns = list(series.columns)
+            name = f"{series.name}/bars.{run}.arrow"
+            bars = _SeriesBars(_ShardWriter(series.name, store.path / series.name, staging / "shards" / name), columns, every_ns)
+            for start in range(0, len(series), block_rows):
+                stop = min(len(series), start + block_rows)
+                bars.add(series.timestamps(start, stop), series.read(start, stop, columns))
+                rows_in += stop - start
+                if on_block is not None:
+                    on_block(series.name, stop - start)
+            record = bars.finish()
+            if record is not None:
+                records.append(record | {"file": name})
+        (staging / "runs").mkdir(parents=True, exist_ok=True)
+        payload = {"run": run, "shards": records, "rows": sum(r["rows"] for r in records)}
+        (staging / "runs" / f"{run}.json").write_text(json.dumps(payload, indent=1))
+        (staging / "store.json").write_text(json.dumps(FORMAT | {"bars": meta}, indent=1))
+        os.replace(staging, out)  # the whole store appears at once
+    except OSError as reason:
+        raise DataValidationError(f"{getattr(reason, 'filename', None) or out}: could not be written "
+                                  f"({reason.strerror or reason}); no bar store was made") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"rows_in": rows_in, "rows_out": payload["rows"], "series": len(records), "seconds": time.perf_counter() - started}
