@@ -120,7 +120,7 @@ def test_a_new_york_day_closes_at_local_midnight_across_both_dst_changes():
     ([{"every_events": 0}], r"levels\[0\]\.every_events must be a positive integer; got 0"),
     ([{"every": "1D", "tz": "Mars/Olympus"}], r"levels\[0\]\.tz must be an IANA time zone .* got 'Mars/Olympus'"),
     ([{"every_events": 3, "tz": "UTC"}], r"levels\[0\]\.tz applies to every = \"<span>\" only; this level has every_events"),
-    ([{"every": "1s", "units": 3}], r"levels\[0\]: unknown key\(s\) units"),
+    ([{"every": "1s", "units": 3}], r"levels\[0\] has unknown key\(s\) units; a level has one of every"),
     ("1s", r"levels must be a non-empty list of tables"),
 ])
 def test_bad_level_specs_name_the_key(levels, message):

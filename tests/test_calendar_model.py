@@ -342,7 +342,7 @@ def test_too_few_input_columns_is_one_line():
         ([{"units": 4, "every": "1s", "every_events": 3}, {"units": 4}], "parallel", r"got every, every_events"),
         ([{"units": 4, "every": "1W"}, {"units": 4}], "parallel", r"`levels\[0\].every` must be a fixed positive span .*; got '1W'"),
         ([{"units": 4, "every": "soon"}, {"units": 4}], "parallel", r"got 'soon'"),
-        ([{"units": 4, "every_events": 0}, {"units": 4}], "parallel", r"`levels\[0\].every_events` must be an integer >= 1; got 0"),
+        ([{"units": 4, "every_events": 0}, {"units": 4}], "parallel", r"`levels\[0\].every_events` must be a positive integer; got 0"),
         ([{"units": 4, "column": ""}, {"units": 4}], "parallel", r"`levels\[0\].column` must be a column name; got ''"),
         ([{"units": 4, "every_events": 2, "tz": "UTC"}, {"units": 4}], "parallel", r"`levels\[0\].tz` applies to every"),
         ([{"units": 4, "every": "1D", "tz": "Mars/Olympus"}, {"units": 4}], "parallel", r"IANA time zone .*; got 'Mars/Olympus'"),

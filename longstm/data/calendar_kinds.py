@@ -40,11 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from longstm.data.calendar_levels import LEVEL_KEYS, check_boundary_level, span_nanoseconds
 from longstm.data.feature_kinds import FeatureKind
 from longstm.errors import ConfigError
 
-SPAN_KEYS = ("every", "every_events", "column")
-LEVEL_KEYS = (*SPAN_KEYS, "tz")
 
 
 def boundary_columns(count: int) -> list[str]:
@@ -97,42 +96,12 @@ class CalendarBoundaries(FeatureKind):
 
     def _rule(self, index: int, level: dict[str, Any]) -> tuple:
         """`("every", span_ns, zone)`, `("every_events", N, None)` or `("column", name, None)`."""
-        key = f"levels[{index}]"
-        unknown = sorted(set(level) - set(LEVEL_KEYS))
-        if unknown:
-            self._fail(f"{key}: unknown key(s) {', '.join(unknown)}; a level has one of {', '.join(SPAN_KEYS)} and an optional tz")
-        given = [name for name in SPAN_KEYS if name in level]
-        if len(given) != 1:
-            self._fail(f"{key} needs exactly one of {', '.join(SPAN_KEYS)}; got {', '.join(given) or 'none'}")
-        name, value = given[0], level[given[0]]
-        zone = level.get("tz")
-        if zone is not None and name != "every":
-            self._fail(f"{key}.tz applies to every = \"<span>\" only; this level has {name}")
-        if name == "every_events":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                self._fail(f"{key}.every_events must be a positive integer; got {value!r}")
-            return name, value, None
-        if name == "column":
-            return name, self._check_column(value), None
-        return name, self._span(key, value), self._zone(key, zone)
-
-    def _span(self, key: str, value: Any) -> int:
-        try:
-            span = pd.Timedelta(pd.tseries.frequencies.to_offset(value)).value
-        except (ValueError, TypeError):
-            span = None
-        if span is None or span <= 0:
-            self._fail(f"{key}.every must be a fixed positive span (a pandas offset like '1s', '10s', '1min', '1D'); got {value!r}")
-        return int(span)
-
-    def _zone(self, key: str, zone: Any) -> str | None:
-        if zone is None:
-            return None
-        try:
-            pd.Timestamp("2024-01-01", tz=zone)
-        except (ValueError, TypeError, KeyError):
-            self._fail(f"{key}.tz must be an IANA time zone like 'America/New_York'; got {zone!r}")
-        return zone
+        checked = check_boundary_level(level, f"levels[{index}]", lambda key: f"{self.where}: {key}")
+        zone = checked.pop("tz", None)
+        (name, value), = checked.items()
+        if name == "every":
+            return name, span_nanoseconds(value), zone
+        return name, self._check_column(value) if name == "column" else value, None
 
     # ---- the flags ------------------------------------------------------------------------
 

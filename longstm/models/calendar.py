@@ -55,57 +55,19 @@ so ticks and chunk calls can be mixed.
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any, Sequence
 
 import keras
-import pandas as pd
 import tensorflow as tf
 from keras import ops
 
+from longstm.data.calendar_levels import check_boundary_level
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.checks import check_choice, check_positive_int
 from longstm.models.protocol import RecurrentModel, State
 
 MODES = ("parallel", "sequential")
-SPAN_KEYS = ("every", "every_events", "column")
 OWNER = "CalendarLSTM"
-
-
-def _check_span(key: str, level: dict) -> dict[str, Any]:
-    """The boundary keys of one level below the top: exactly one span, and `tz` with `every` only."""
-    given = [name for name in SPAN_KEYS if name in level]
-    if len(given) != 1:
-        raise ConfigError(f"{OWNER} argument `{key}` needs exactly one of {', '.join(SPAN_KEYS)}; got {', '.join(given) or 'none'}.")
-    name, value = given[0], level[given[0]]
-    if name == "every_events":
-        return {name: check_positive_int(OWNER, f"{key}.every_events", value)}
-    if name == "column":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{OWNER} argument `{key}.column` must be a column name; got {value!r}.")
-        return {name: value}
-    try:
-        span = pd.Timedelta(pd.tseries.frequencies.to_offset(value))
-    except (ValueError, TypeError):
-        span = None
-    if span is None or span <= pd.Timedelta(0):
-        raise ConfigError(
-            f"{OWNER} argument `{key}.every` must be a fixed positive span (a pandas offset like '1s', '10s', '1min', "
-            f"'1D'); got {value!r}."
-        )
-    return {name: value}
-
-
-def _check_zone(key: str, level: dict, span: dict) -> dict[str, Any]:
-    if "tz" not in level:
-        return {}
-    if "every" not in span:
-        raise ConfigError(f"{OWNER} argument `{key}.tz` applies to every = \"<span>\" only; this level has {next(iter(span))}.")
-    try:
-        zoneinfo.ZoneInfo(level["tz"])
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(f"{OWNER} argument `{key}.tz` must be an IANA time zone like 'America/New_York'; got {level['tz']!r}.") from None
-    return {"tz": level["tz"]}
 
 
 def check_levels(levels: Any) -> list[dict[str, Any]]:
@@ -125,16 +87,11 @@ def check_levels(levels: Any) -> list[dict[str, Any]]:
         top = index == len(levels) - 1
         if not isinstance(level, dict):
             raise ConfigError(f"{OWNER} argument `{key}` must be a table like {{units = 32, every = \"1s\"}}; got {level!r}.")
-        allowed = {"units"} if top else {"units", "tz", *SPAN_KEYS}
-        unknown = sorted(set(level) - allowed)
-        if unknown:
-            role = "the top level has only units (nothing closes its groups)" if top else "a level has units, one of every, every_events, column, and an optional tz"
-            raise ConfigError(f"{OWNER} argument `{key}` has unknown key(s) {', '.join(unknown)}; {role}.")
-        entry = {"units": check_positive_int(OWNER, f"{key}.units", level.get("units"))}
-        if not top:
-            span = _check_span(key, level)
-            entry |= span | _check_zone(key, level, span)
-        checked.append(entry)
+        if top and set(level) - {"units"}:
+            unknown = ", ".join(sorted(set(level) - {"units"}))
+            raise ConfigError(f"{OWNER} argument `{key}` has unknown key(s) {unknown}; the top level has only units (nothing closes its groups).")
+        boundary = {} if top else check_boundary_level(level, key, lambda path: f"{OWNER} argument `{path}`", extra_keys=("units",))
+        checked.append({"units": check_positive_int(OWNER, f"{key}.units", level.get("units"))} | boundary)
     return checked
 
 
