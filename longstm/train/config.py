@@ -56,6 +56,7 @@ warmup_steps = 0
 min_learning_rate = 0.0        # cosine floor
 mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
 early_stopping_patience = 0    # epochs without validation improvement (0: off)
+max_seconds = 0.0              # wall-time budget: stop at the end of the epoch it runs out in (0: none)
 checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
 strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONFIG / Slurm);
                                # lanes must be a multiple of the replica count
@@ -167,6 +168,7 @@ class TrainConfig:
     min_learning_rate: float = 0.0
     mixed_precision: str = "off"
     early_stopping_patience: int = 0
+    max_seconds: float = 0.0
     checkpoint_every: int = 0
     strategy: str = "default"
     mode: str = "tbptt"
@@ -425,6 +427,8 @@ def validate(config: Config) -> None:
         _fail(config, "train.learning_rate", "a number > 0", train.learning_rate)
     if not 0 <= train.min_learning_rate <= train.learning_rate:
         _fail(config, "train.min_learning_rate", f"a number in [0, learning_rate={train.learning_rate}]", train.min_learning_rate)
+    if train.max_seconds < 0:
+        _fail(config, "train.max_seconds", "a number of seconds >= 0 (0: no budget)", train.max_seconds)
     if train.weight_decay < 0:
         _fail(config, "train.weight_decay", "a number >= 0", train.weight_decay)
     if train.clipnorm < 0:

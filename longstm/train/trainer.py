@@ -23,6 +23,11 @@ previous one intact. `Trainer.fit(..., resume=True)` continues from it exactly: 
 restart at the saved update (it is built from an index range), the states are the
 saved ones, and with `deterministic = true` the subsequent losses equal an uninterrupted run.
 
+`train.max_seconds` (0: none) is a wall-time budget, counted from the start of `fit` (a resumed
+run gets the whole budget again) and including validation: training stops at the end of the
+epoch during which it runs out (an epoch is never cut), the best validation epoch is kept as
+always, and `metrics.json` records `{"budget": {"max_seconds", "seconds", "stopped"}}`.
+
 A NaN or inf loss stops training with `TrainingError`; nothing is saved after the bad update,
 so the last checkpoint is the last good one.
 
@@ -53,6 +58,8 @@ from longstm.train.engine import TBPTTEngine, build_model_for
 from longstm.train.logs import EpochProgress, StepLog, print_epoch, scalar_summary, truncate_step_log, write_metrics
 from longstm.train.optimizers import make_optimizer
 from longstm.train.rundir import RunDir
+
+clock = time.perf_counter  # the wall-time budget's clock (a test replaces it)
 
 
 class Trainer:
@@ -191,6 +198,7 @@ class Trainer:
                 path.unlink(missing_ok=True)
         writer = tf.summary.create_file_writer(str(self.run.tensorboard)) if writing else None
         step_log = StepLog(self.run.step_log) if writing else None
+        started, budget_spent = clock(), False
         try:
             for epoch in range(start_epoch, config.epochs):
                 if start_step >= steps_per_epoch:
@@ -216,6 +224,8 @@ class Trainer:
                     and config.early_stopping_patience > 0
                     and bad_epochs >= config.early_stopping_patience
                 )
+                budget_spent = config.max_seconds > 0 and clock() - started >= config.max_seconds
+                stop = stop or budget_spent
                 if self.run is not None:
                     self.save(epoch + 1, 0, best, bad_epochs, finished=stop or epoch + 1 == config.epochs)
                 for callback in self.callbacks:
@@ -230,6 +240,9 @@ class Trainer:
                 writer.close()
         if writing:
             write_metrics(self.run.path, self.history)
+            if config.max_seconds > 0:
+                budget = {"max_seconds": config.max_seconds, "seconds": clock() - started, "stopped": budget_spent}
+                self.run.write_metrics((self.run.read_metrics() or {"epochs": self.history}) | {"budget": budget})
         return self.history
 
     def _train_epoch(self, train, epoch, first_step, writer, step_log, early):
