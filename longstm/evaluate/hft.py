@@ -55,6 +55,7 @@ from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
 from longstm.evaluate.backtest import BacktestResult, hold_positions, run_backtest
+from longstm.models.checks import is_positive_int
 
 DEFAULT_HORIZONS = (1, 5, 15)
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -236,11 +237,11 @@ class HFTConfig:
     def __post_init__(self) -> None:
         self.horizons = tuple(self.horizons)
         self.fractions = tuple(float(f) for f in self.fractions)
-        if not self.horizons or any(not _is_positive_int(k) for k in self.horizons):
+        if not self.horizons or any(not is_positive_int(k) for k in self.horizons):
             raise ConfigError(f"horizons must be positive whole numbers of bars, got {list(self.horizons)}")
         if len(set(self.horizons)) != len(self.horizons):
             raise ConfigError(f"horizons must not repeat, got {list(self.horizons)}")
-        if not _is_positive_int(self.lookback):
+        if not is_positive_int(self.lookback):
             raise ConfigError(f"lookback must be a positive whole number of bars, got {self.lookback!r}")
         if not math.isfinite(self.cost_bps) or self.cost_bps < 0:
             raise ConfigError(f"cost_bps must be a finite number >= 0, got {self.cost_bps}")
@@ -251,14 +252,10 @@ class HFTConfig:
             )
         for name in ("retrain_every", "train_window"):
             value = getattr(self, name)
-            if value is not None and not _is_positive_int(value):
+            if value is not None and not is_positive_int(value):
                 raise ConfigError(f"{name} must be a positive whole number of steps, got {value!r}")
         if self.periods_per_year is not None and not self.periods_per_year > 0:
             raise ConfigError(f"periods_per_year must be > 0, got {self.periods_per_year}")
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def split_boundaries(n_rows: int, fractions: Sequence[float], lookback: int = 1) -> tuple[int, int]:

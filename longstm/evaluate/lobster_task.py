@@ -40,6 +40,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.hft_metrics import accuracy, class_f1_scores, macro_f1
+from longstm.models.checks import is_positive_int
 
 CLASSES = (-1, 0, 1)
 CLASS_NAMES = {-1: "down", 0: "flat", 1: "up"}
@@ -65,7 +66,7 @@ def direction_labels(mid, horizon: int, alpha: float) -> tuple[np.ndarray, np.nd
     ([1, 1, -1, 0, 0], [True, True, True, False, False])
     """
     mid = np.asarray(mid, dtype=np.float64).reshape(-1)
-    if not _is_positive_int(horizon):
+    if not is_positive_int(horizon):
         raise ConfigError(f"k (events ahead) must be a positive whole number, got {horizon!r}")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ConfigError(f"alpha must be a finite number >= 0, got {alpha}")
@@ -82,10 +83,6 @@ def direction_labels(mid, horizon: int, alpha: float) -> tuple[np.ndarray, np.nd
             labels[start:stop] = np.where(change > alpha, 1, np.where(change < -alpha, -1, 0))
         valid[: mid.size - horizon] = True
     return labels, valid
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ class LOBConfig:
     def __post_init__(self) -> None:
         self.horizons = tuple(self.horizons)
         self.fractions = tuple(float(f) for f in self.fractions)
-        if not self.horizons or any(not _is_positive_int(k) for k in self.horizons):
+        if not self.horizons or any(not is_positive_int(k) for k in self.horizons):
             raise ConfigError(f"k must be positive whole numbers of events, got {list(self.horizons)}")
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha}")

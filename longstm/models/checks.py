@@ -7,16 +7,23 @@ NumPy-only baselines can use them too.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from longstm.errors import ConfigError
 
 
+def is_positive_int(value, minimum: int = 1) -> bool:
+    """True for a whole number >= `minimum`: a Python or NumPy integer, never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
 def check_positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
-    """`value` as an int, or a ConfigError naming `owner`'s argument `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """`value` as a Python int (a NumPy integer is converted), or a ConfigError naming
+    `owner`'s argument `name`."""
+    if not is_positive_int(value, minimum):
         raise ConfigError(f"{owner} argument `{name}` must be an integer >= {minimum}; got {value!r}.")
-    return value
+    return int(value)
 
 
 def check_fraction(owner: str, name: str, value) -> float:
