@@ -22,6 +22,7 @@ from longstm.cli.options import is_config_path, model_entries
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.store import Store
 from longstm.errors import ConfigError
+from longstm.evaluate.tick_bars import bar_lookup, check_bar_store
 from longstm.evaluate.ticks import TicksConfig, TicksEvaluation, evaluate_ticks, frame_lookup
 from longstm.models.hft_baselines import LinearAR, MeanReversion, Momentum, ZeroReturn
 from longstm.train.config import read_config
@@ -77,23 +78,29 @@ def train_configs(configs: Sequence[str], store: Store, config: TicksConfig, *, 
 
     The protocol's data settings replace the config's (`data.path` = the store, the calendar
     split, `data.time_targets` = the horizons, the series and the session gap), so a trained
-    model is scored on exactly the baselines' task. Each run goes to `run_root/<config stem>`
-    (a temporary folder without `run_root`).
+    model is scored on exactly the baselines' task. A config whose `data.path` is a bar store
+    made from the store (`longstm data bars`) keeps it: it trains on the bars and each test
+    tick gets the forecast of the last bar at or before it (`longstm.evaluate.tick_bars`).
+    Each run goes to `run_root/<config stem>` (a temporary folder without `run_root`).
     """
     lookups, every = {}, {entry: read_config(entry, tuple(overrides)) for entry in configs}  # all read before any training
     from longstm.train.panel import predict_panel  # TensorFlow: imported only when a config is named (and read)
-    from longstm.train.run import train_from_config
+    from longstm.train.run import resolve_data_path, train_from_config
 
+    bars = {entry: check_bar_store(resolve_data_path(settings, raw_ok=True), store, entry) if settings.data.path else None
+            for entry, settings in every.items()}
     for entry, settings in every.items():
         name = Path(entry).stem
-        data = dataclasses.replace(settings.data, path=str(store.path.resolve()), series=list(config.series or []),
+        path = resolve_data_path(settings, raw_ok=True) if bars[entry] else store.path
+        data = dataclasses.replace(settings.data, path=str(Path(path).resolve()), series=list(config.series or []),
                                    split={"train_until": config.train_until, "val_until": config.val_until},
                                    time_targets=list(config.horizons), session_gap=config.session_gap)
         settings = dataclasses.replace(settings, data=data)
         with tempfile.TemporaryDirectory(prefix=f"longstm-ticks-{name}-") as scratch:
             run_dir = Path(run_root) / name if run_root is not None else Path(scratch)
             train_from_config(settings, run_dir, progress=progress)
-            lookups[name] = frame_lookup(predict_panel(run_dir, part="test"))
+            frame = predict_panel(run_dir, part="test")
+            lookups[name] = bar_lookup(store, frame, config.session_gap) if bars[entry] else frame_lookup(frame)
     return lookups
 
 

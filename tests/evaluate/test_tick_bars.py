@@ -1,0 +1,100 @@
+"""A bar model scored on ticks: each tick gets the forecast of the last bar stamped at or before
+it in its session (never a later one), the bar store must come from the scored tick store, and
+`longstm eval ticks` trains a bar config on its bars and scores it on the protocol's ticks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longstm.cli import main
+from longstm.data.bars import make_bars
+from longstm.data.store import Store, convert
+from longstm.errors import DataValidationError
+from longstm.evaluate.tick_bars import bar_lookup, check_bar_store
+from longstm.evaluate.ticks import TicksConfig, evaluate_ticks
+from longstm.models.hft_baselines import ZeroReturn
+from longstm.train.panel import predict_panel
+from tests.evaluate.test_ticks import SESSION, TRAIN_UNTIL, VAL_UNTIL, make_tick_store
+from tests.evaluate.test_trained import write_config
+
+BASE_NS = pd.Timestamp("2024-01-01", tz="UTC").value
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """The tick store of test_ticks (4 daily sessions of one tick a second) and its 2-s bars."""
+    root = tmp_path_factory.mktemp("tick_bars")
+    ticks = make_tick_store(root / "ticks")
+    make_bars(ticks, root / "bars.store", every="2s")
+    return ticks, Store(root / "bars.store")
+
+
+def stamp_coded_frame(bars: Store, name: str) -> pd.DataFrame:
+    """A forecast frame like predict_panel's whose forecast is the bar's own stamp: seconds since
+    BASE in bp (as a log return, 1e-4 per second), so a lookup tells which bar served a tick."""
+    stamps = bars.series(name).timestamps()
+    return pd.DataFrame({"series": name, "row": np.arange(stamps.size), "timestamp": pd.to_datetime(stamps, utc=True),
+                         "pred_mid_log_return_30s": (stamps - BASE_NS) / 1e9 * 1e-4})
+
+
+def test_a_tick_gets_the_last_bar_at_or_before_it_in_its_session(stores):
+    ticks, bars = stores
+    lookup = bar_lookup(ticks, stamp_coded_frame(bars, "a"), session_gap="1h")
+    rows = np.arange(len(ticks.series("a")))
+    served = lookup("a", "30s", rows)
+    tick_stamps = ticks.series("a").timestamps()
+    known = np.isfinite(served)
+    bar_stamps = BASE_NS + np.round(served[known] * 1e9).astype(np.int64)
+    assert np.all(bar_stamps <= tick_stamps[known])  # a forecast is never used before its bar's stamp
+    assert np.all(bar_stamps > tick_stamps[known] - 2 * 10**9)  # ... and it is the latest one
+    # brute force: pandas' as-of merge, then bars of an earlier session removed
+    frame = pd.DataFrame({"t": tick_stamps, "session_first": tick_stamps[(rows // SESSION) * SESSION]})
+    merged = pd.merge_asof(frame, pd.DataFrame({"t": bars.series("a").timestamps(), "bar": bars.series("a").timestamps()}),
+                           on="t", direction="backward", allow_exact_matches=True)
+    expected = np.where(merged["bar"] > merged["session_first"], (merged["bar"] - BASE_NS) / 1e9, np.nan)
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+    # a tick on an even second uses the bar closed at that instant; a session's first two ticks have no bar yet
+    start = 3 * SESSION
+    assert served[start + 2] == pytest.approx((tick_stamps[start + 2] - BASE_NS) / 1e9)
+    assert np.isnan(served[[start, start + 1]]).all() and np.isfinite(served[start + 2:start + SESSION]).all()
+
+
+def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(stores, tmp_path):
+    ticks, bars = stores
+    assert check_bar_store(bars.path, ticks, "bars.toml")["every"] == "2s"
+    assert check_bar_store(ticks.path, ticks, "ticks.toml") is None and check_bar_store(["a.csv"], ticks, "x.toml") is None
+    other = make_tick_store(tmp_path / "other")
+    with pytest.raises(DataValidationError, match=r"bars.toml: data.path .* holds bars made from .*, not from the --data store"):
+        check_bar_store(bars.path, other, "bars.toml")
+    make_bars(other, tmp_path / "other_bars", every="2s")
+    pd.DataFrame({"unique_id": "c", "ds": pd.date_range("2024-01-05", periods=3, freq="s"), "bid": 1.0, "ask": 1.1}).to_parquet(tmp_path / "c.parquet")
+    convert([tmp_path / "c.parquet"], other.path)  # more data converted into the store after the bars were made
+    with pytest.raises(DataValidationError, match=r"before its last conversion .* make them again with `longstm data bars"):
+        check_bar_store(tmp_path / "other_bars", Store(other.path), "bars.toml")
+
+
+def test_eval_ticks_trains_a_bar_config_on_its_bars_and_scores_it_on_the_ticks(stores, tmp_path, capsys):
+    ticks, bars = stores
+    config = write_config(tmp_path, residual="false")
+    config.write_text(config.read_text() + f'[data]\npath = "{bars.path}"\n')
+    out = tmp_path / "out"
+    code = main(["eval", "ticks", "--data", str(ticks.path), "--train-until", TRAIN_UNTIL, "--val-until", VAL_UNTIL,
+                 "--horizons", "30s", "--model", f"zero,{config}", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    run = out / "runs" / "tiny_lstm"
+    assert (run / "config.toml").read_text().count(str(bars.path.resolve())) == 1  # trained on the bars
+    frame = predict_panel(run, part="test")
+    evaluation = evaluate_ticks(ticks, {"zero": ZeroReturn}, TicksConfig(TRAIN_UNTIL, VAL_UNTIL, horizons=("30s",)))
+    decisions = next(r for r in evaluation.results if r.series == "b")
+    tick_stamps = ticks.series("b").timestamps()[decisions.rows]
+    bar_frame = frame[frame["series"] == "b"]
+    index = np.searchsorted(pd.DatetimeIndex(bar_frame["timestamp"]).as_unit("ns").asi8, tick_stamps, side="right") - 1
+    expected = np.mean((1e4 * bar_frame["pred_mid_log_return_30s"].to_numpy()[index] - decisions.actuals) ** 2)
+    table = pd.read_csv(out / "metrics.csv")
+    row = table[(table["model"] == "tiny_lstm") & (table["series"] == "b")].iloc[0]
+    assert row["mse_bp2"] == pytest.approx(expected, rel=1e-6) and row["n"] == decisions.rows.size
+    assert json.loads((out / "metrics.json").read_text())["data"]["abstained"]["tiny_lstm"]["b 30s"] == 0
