@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from longstm.atomic import save_figure
 from longstm.data import bundled_path
 from longstm.train.config import config_from_dict
 from longstm.train.run import load_run, train_from_config
@@ -125,6 +126,6 @@ def plot_forecasts(path: Path, data, rows, truth, predictions, repeat_last, mean
     axes[0].legend(loc="upper right")
     figure.suptitle("ETTh1 test split: forecasts from a state carried through the whole past")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

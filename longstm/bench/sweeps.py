@@ -15,6 +15,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from longstm.atomic import save_figure
 from longstm.errors import ConfigError
 
 # The arguments of each sweep for `make bench`: the sizes the issues and docs/RESULTS.md use.
@@ -61,9 +62,7 @@ def plot_sweep(json_path: Path) -> Path:
         raise ConfigError(f"{json_path}: not a longstm bench JSON (no ms_per_step, peak_rss_mb or p50_us rows)")
     axis.grid(alpha=0.3, which="both")
     figure.tight_layout()
-    png = Path(json_path).with_suffix(".png")
-    figure.savefig(png, dpi=110)
-    return png
+    return save_figure(figure, Path(json_path).with_suffix(".png"), dpi=110)
 
 
 def _lines(axis, rows, key: str, value: str, label: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from longstm.atomic import save_figure
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.attention import AttentionLSTM
 from longstm.train.run import load_run
@@ -151,7 +152,4 @@ def draw_attention(matrix, out: Path, memory: int, title: str) -> Path:
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label="weight")
     figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    return out
+    return save_figure(figure, out, dpi=120)

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import Progress
 
+from longstm.atomic import save_figure
 from longstm.cli.options import parse_int_list, predictor_factories
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.loaders import load_series
@@ -59,8 +60,7 @@ def rich_tables(evaluation: HFTEvaluation, title_prefix: str = "") -> list:
 def _save_figure(figure: Figure, path: Path) -> Path:
     figure.autofmt_xdate()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def plot_equity(evaluation: HFTEvaluation, horizon: int, path: Path) -> Path:

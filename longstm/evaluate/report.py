@@ -33,6 +33,7 @@ from pathlib import Path
 import matplotlib.figure
 import pandas as pd
 
+from longstm.atomic import save_figure
 from longstm.errors import DataValidationError
 from longstm.train import rundir
 
@@ -242,8 +243,7 @@ def _draw_learning_curves(frame, loss_columns, run_dir: Path, source: Path) -> P
     axis.set_title(f"Learning curves ({source.name})")
     figure.tight_layout()
     path = run_dir / f"{LEARNING_CURVE_PREFIX}_{source.stem}.png"
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def _cell(value) -> str:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from tensorflow.core.framework import summary_pb2
 
+from longstm.atomic import save_figure
 from longstm.train.rundir import RunDir
 
 
@@ -102,7 +103,7 @@ def plot_losses(run_dir: str | Path, history: list[dict[str, Any]]) -> Path:
     right.set(title="per epoch", xlabel="epoch", ylabel="MSE (scaled)")
     right.legend()
     figure.tight_layout()
-    figure.savefig(run.loss_plot, dpi=100)
+    save_figure(figure, run.loss_plot, dpi=100)
     plt.close(figure)
     return run.loss_plot
 
