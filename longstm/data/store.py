@@ -12,12 +12,13 @@ Layout:
     STORE/store.json                        {"format": "longstm-store", "version": 1}
     STORE/shards/<series>/<source>.<run>.arrow   timestamp (ns, UTC), the numeric columns[, crossed]
     STORE/runs/<run>.json                   the shards one convert run published, with their stats
-    STORE/.staging/<run>/                   a run's shards while it writes (never read)
+    STORE/.staging/<run>/                   a run's shards while it writes (never read), and owner.json
 
 A convert run publishes its shards all at once, by writing its `runs/<run>.json` last (an
-atomic rename); until then nothing of it is visible, and a run that fails or is killed leaves
-only staging files (a full disk is one `DataValidationError` line, and the shards it had moved
-into place are removed again). Several processes can convert disjoint sources into one store at the same
+atomic rename); until then nothing of it is visible. A run that fails removes what it wrote (a
+full disk is one `DataValidationError` line, and the shards it had moved into place are removed
+again); one that is killed leaves files no reader sees, which the next convert removes with a
+warning (`longstm.data.store_orphans`). Several processes can convert disjoint sources into one store at the same
 time (each writes its own run file: this is how a cluster converts 10^10 rows), and converting
 new days later appends. Converting a source again replaces its shards (the newest run wins).
 
@@ -42,6 +43,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,6 +55,8 @@ import pyarrow.compute as pc
 
 from longstm.atomic import write_atomically
 from longstm.data.sources import DEFAULT_BLOCK_ROWS, Source, discover, prefetched, read_batches
+from longstm.data.store_orphans import claim, remove_orphans
+from longstm.data.validation import DataWarning
 from longstm.errors import DataValidationError
 
 FORMAT = {"format": "longstm-store", "version": 1}
@@ -180,7 +184,8 @@ def convert(
         on_source: called after each source with the source and its row count (progress).
 
     Returns:
-        The run record: `{"run": id, "shards": [...], "rows": total, "seconds": ...}`.
+        The run record: `{"run": id, "shards": [...], "rows": total, "seconds": ...}`, and
+        `"orphans_removed"`: the shard files of killed runs this run removed first.
     """
     if crossed not in CROSSED_POLICIES:
         raise DataValidationError(f"crossed must be one of {CROSSED_POLICIES}; got {crossed!r}")
@@ -200,6 +205,11 @@ def convert(
             _write_json_atomic(root / "store.json", FORMAT)
         for folder in ("shards", "runs", ".staging"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        orphans = remove_orphans(root)
+        if orphans:
+            warnings.warn(f"{root}: removed {len(orphans)} shard file(s) of convert runs killed before they published them "
+                          f"(none was ever visible to readers), e.g. {orphans[0]}", DataWarning, stacklevel=2)
+        claim(staging)
         writers: dict[str, _ShardWriter] = {}
         rows = 0
         # the next batch is read (decoded) by a thread while this one is checked and written
@@ -227,17 +237,20 @@ def convert(
             published.append(target)
         payload = {"run": run, "shards": records, "rows": sum(r["rows"] for r in records)}
         _write_json_atomic(root / "runs" / f"{run}.json", payload)
-    except OSError as reason:  # a full disk: the shards moved so far are not in any run file; remove them too
+    except BaseException as failure:  # the shards moved so far are not in any run file; remove them too
         for target in published:
             target.unlink(missing_ok=True)
-        where = getattr(reason, "filename", None) or root
+        if not isinstance(failure, OSError):
+            raise
+        where = getattr(failure, "filename", None) or root  # a full disk
         raise DataValidationError(
-            f"{where}: could not be written ({reason.strerror or reason}); nothing of this conversion was published "
+            f"{where}: could not be written ({failure.strerror or failure}); nothing of this conversion was published "
             f"(the store is as it was before it)"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     payload["seconds"] = time.perf_counter() - started
+    payload["orphans_removed"] = orphans
     return payload
 
 
