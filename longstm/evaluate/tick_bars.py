@@ -30,7 +30,7 @@ import pandas as pd
 from longstm.data.bars import bar_source, source_runs
 from longstm.data.store import Store
 from longstm.errors import DataValidationError
-from longstm.evaluate.ticks import BASIS_POINTS
+from longstm.evaluate.ticks import BASIS_POINTS, forecast_column
 
 
 def check_bar_store(path, store: Store, where: str) -> dict | None:
@@ -77,10 +77,7 @@ def bar_lookup(store: Store, frame: pd.DataFrame, session_gap: str) -> Callable[
     by_series = {name: part.sort_values("timestamp") for name, part in frame.groupby("series")}
 
     def lookup(series: str, horizon: str, rows: np.ndarray) -> np.ndarray:
-        column = f"pred_mid_log_return_{horizon}"
-        bars = by_series.get(series)
-        if bars is None or column not in bars.columns:
-            raise DataValidationError(f"the bar model's forecasts have no column {column!r} for series {series!r}")
+        bars, column = forecast_column(by_series, series, horizon, "the bar model's")
         ticks = store.series(series)
         stamps = ticks.timestamps()
         starts = ticks.sessions(session_gap)

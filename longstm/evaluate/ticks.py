@@ -354,13 +354,23 @@ def frame_lookup(frame: pd.DataFrame) -> Callable[[str, str, np.ndarray], np.nda
     by_series = {name: part.set_index("row") for name, part in frame.groupby("series")}
 
     def lookup(series: str, horizon: str, rows: np.ndarray) -> np.ndarray:
-        column = f"pred_mid_log_return_{horizon}"
-        part = by_series.get(series)
-        if part is None or column not in part.columns:
-            raise DataValidationError(f"the trained model's forecasts have no column {column!r} for series {series!r}")
+        part, column = forecast_column(by_series, series, horizon, "the trained model's")
         return BASIS_POINTS * part[column].reindex(rows).to_numpy(np.float64)
 
     return lookup
+
+
+def forecast_column(by_series: Mapping[str, pd.DataFrame], series: str, horizon: str, whose: str) -> tuple[pd.DataFrame, str]:
+    """A series' part of a forecast frame and the name of its column for `horizon`.
+
+    Raises:
+        DataValidationError: the frame has no such series or column.
+    """
+    column = f"pred_mid_log_return_{horizon}"
+    part = by_series.get(series)
+    if part is None or column not in part.columns:
+        raise DataValidationError(f"{whose} forecasts have no column {column!r} for series {series!r}")
+    return part, column
 
 
 def _check_split(store: Store, name: str, config: TicksConfig) -> int:
