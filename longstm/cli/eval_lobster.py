@@ -15,6 +15,7 @@ from rich.console import Console
 from longstm.cli.options import parse_int_list, predictor_factories
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.loaders import load_series
+from longstm.data.lobster import LobsterSeries
 from longstm.evaluate.lobster_task import DEFAULT_ALPHA, LOBConfig, LOBEvaluation, evaluate_lobster
 from longstm.models.hft_baselines import MajorityClass, Persistence
 
@@ -103,7 +104,8 @@ def run_lobster_command(
     config = LOBConfig(horizons=parse_int_list(k, "--k"), alpha=alpha)
     factories = model_factories(model, None if out is None else Path(out) / "runs", progress=True, overrides=overrides)
     series = load_series(data, kind="lobster")
-    evaluation = evaluate_lobster(series.values, series.columns, factories, config, source=str(series.source))
+    features = series.values64 if isinstance(series, LobsterSeries) else series.values  # exact mids for the labels
+    evaluation = evaluate_lobster(features, series.columns, factories, config, source=str(series.source))
     summary = evaluation.data_summary
     console.print(
         f"[bold]{summary['source']}[/]: {summary['events']:,} events, test events "

@@ -8,6 +8,7 @@ boundaries (`gap_policy="split"`), or filled forward (`"ffill"`).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Sequence
 
@@ -137,7 +138,7 @@ def apply_gap_policy(series: TimeSeries, policy: str = "report", *, step: np.tim
         return series
     if policy == "split":
         segments = np.union1d(series.segments, rows).astype(np.int64)
-        return TimeSeries(series.values, series.columns, series.timestamps, segments, series.source)
+        return dataclasses.replace(series, segments=segments)  # keeps a subclass's fields (LobsterSeries.values64)
     return _forward_fill_gaps(series, step)
 
 

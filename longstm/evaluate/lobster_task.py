@@ -222,7 +222,10 @@ def evaluate_lobster(
     """Run the direction task for each predictor and k.
 
     Args:
-        features: event features, shape `(events, F)`, with a `mid_price` column.
+        features: event features, shape `(events, F)`, with a `mid_price` column. Pass them in
+            float64 (`LobsterSeries.values64`): labels are computed from these mids, and float32
+            mids are off by up to 6e-8 of the price, as much as a half-cent move at $100,000.
+            Predictors get them as given and cast only what their models read.
         columns: their names.
         predictors: name → factory returning a fresh predictor (see `hft_baselines`).
         config: task settings.
