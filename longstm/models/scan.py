@@ -274,7 +274,12 @@ def fused_projected_scan(
             x_extended, kernel_extended = x, kernel
         x_extended = tf.pad(x_extended, [[0, 0], [0, padded - steps], [0, 0]])
         groups = _lane_groups(x.shape[0])
-        h = tf.concat([forward_loop(x_extended[lanes], kernel_extended, h0[lanes]) for lanes in groups], axis=0)
+        # `grad` below is the gradient. In eager mode `tf.custom_gradient` runs this forward pass
+        # under the caller's tape, which would make TensorFlow differentiate the compiled loop
+        # too: it has no gradient (`XlaDynamicUpdateSlice`) and the call fails. Inside a
+        # `tf.function` the forward pass is not recorded, so this changes nothing there.
+        loop_x, loop_kernel, loop_h0 = (tf.stop_gradient(tensor) for tensor in (x_extended, kernel_extended, h0))
+        h = tf.concat([forward_loop(loop_x[lanes], loop_kernel, loop_h0[lanes]) for lanes in groups], axis=0)
 
         def grad(upstream):
             upstream = tf.pad(upstream, [[0, 0], [0, padded - steps], [0, 0]])
