@@ -335,12 +335,8 @@ class HFTEvaluation:
             "protocol": "hft",
             "config": config,
             "data": self.data_summary,
-            "metrics": [_json_safe(row) for row in self.rows()],
+            "metrics": [hft_metrics.json_safe(row) for row in self.rows()],
         }
-
-
-def _json_safe(row: dict) -> dict:
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
 
 
 def _inputs(features: np.ndarray, steps: np.ndarray, config: HFTConfig, horizon: int, segment_ids=None) -> HFTInputs:

@@ -155,3 +155,14 @@ def max_drawdown(equity) -> float:
         raise DataValidationError("max_drawdown: the equity curve is empty")
     running_peak = np.maximum.accumulate(equity)
     return float(np.max(1.0 - equity / running_peak))
+
+
+def json_safe(row: dict) -> dict:
+    """A metrics row for strict JSON: float NaN and infinities (an IC with nothing to rank) become None.
+
+    Example:
+
+    >>> json_safe({"model": "zero", "ic": float("nan"), "mse": 0.5})
+    {'model': 'zero', 'ic': None, 'mse': 0.5}
+    """
+    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}

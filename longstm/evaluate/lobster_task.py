@@ -39,7 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from longstm.data.splits import chronological_split
 from longstm.errors import ConfigError, DataValidationError
-from longstm.evaluate.hft_metrics import accuracy, class_f1_scores, macro_f1
+from longstm.evaluate.hft_metrics import accuracy, class_f1_scores, json_safe, macro_f1
 from longstm.models.checks import is_positive_int
 
 CLASSES = (-1, 0, 1)
@@ -203,12 +203,8 @@ class LOBEvaluation:
         config = asdict(self.config)
         config["horizons"] = list(config["horizons"])
         config["fractions"] = list(config["fractions"])
-        rows = [
-            {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
-            for row in self.rows()
-        ]
         return {"protocol": "lobster", "config": config, "data": self.data_summary,
-                "label_shares": self.label_shares, "metrics": rows}
+                "label_shares": self.label_shares, "metrics": [json_safe(row) for row in self.rows()]}
 
 
 def evaluate_lobster(
