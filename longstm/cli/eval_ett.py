@@ -118,6 +118,9 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
     trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=options["features"],
                          target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
                          progress=True, channel_independent=channel_independent)
+    if mode == "both" and trained.modes != MODES:  # a window-only model has no stream to score
+        modes = trained.modes
+        console.print(f"{Path(config_path).name}: a window-only model, scored in window mode only")
     baseline = evaluate_ett(series, "repeat", lookback, horizons, **options)
     # With --drop-last-batch the same trained models are also scored on all test windows (the
     # fixed protocol's primary figure): rows with more windows, at no extra training.

@@ -68,6 +68,7 @@ from longstm.data.windows import WindowIndex
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
 from longstm.evaluate.trained import fit_and_summarise
+from longstm.models.registry import build_model
 from longstm.train.carried import CompiledModel, carried_outputs
 from longstm.train.config import read_config
 from longstm.train.run import ModelColumns, build_trainer, evaluation_lanes, training_lanes
@@ -205,6 +206,7 @@ class TrainedEtt:
             run_dir = self._temporary.name
         self.run_dir = Path(run_dir)
         self.models: dict[int, TrainedHorizon] = {}
+        self._modes: tuple[str, ...] | None = None
 
     def protocol_config(self, horizon: int):
         """The config with `[data]` set to what the protocol trains on for `horizon`."""
@@ -320,10 +322,28 @@ class TrainedEtt:
         self.models[horizon] = trained
         return trained
 
-    def forecaster(self, horizon: int, mode: str):
-        """The trained model for `horizon` as an `evaluate_ett` model in `mode`."""
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this config's model can be scored in: a `window_only` model (one that
+        normalises each look-back window by itself) has no carried-state stream."""
+        if self._modes is None:
+            n_features = len(self._inputs) if self.channel_independent else len(self.feature_columns)
+            model = build_model(self.config.model, n_features, 1)  # a throwaway: only its kind is read
+            self._modes = ("window",) if model.window_only else MODES
+        return self._modes
+
+    def _check_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in self.modes:
+            raise ConfigError(
+                f"{self.config.source}: this model normalises each look-back window by itself (model.options.norm = "
+                f"\"window\"), so it has no carried-state {mode} mode; score it with --mode window"
+            )
+
+    def forecaster(self, horizon: int, mode: str):
+        """The trained model for `horizon` as an `evaluate_ett` model in `mode`."""
+        self._check_mode(mode)
         trained = self.train(horizon)
         if mode == "window":
             return WindowForecaster(trained, len(self.target_columns), channel_independent=self.channel_independent,
@@ -349,8 +369,7 @@ class TrainedEtt:
         summary)` is called after each horizon is trained.
         """
         for mode in modes:
-            if mode not in MODES:
-                raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+            self._check_mode(mode)
         results: dict[str, list] = {mode: [] for mode in modes}
         for horizon in horizons:
             trained = self.train(int(horizon))

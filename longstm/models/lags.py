@@ -185,6 +185,10 @@ class LinearLagSkip(RecurrentModel):
     def chunk_multiple(self) -> int:
         return self.core.chunk_multiple
 
+    @property
+    def window_only(self) -> bool:
+        return self.core.window_only
+
     def streamable(self) -> str | None:
         reason = self.core.streamable()
         if reason is None and not self.core.step_state_is_call_state():

@@ -57,6 +57,14 @@ class RecurrentModel(keras.Model):
         outputs, new_state = self(inputs, state=state, training=training)
         return outputs[:, -1], new_state
 
+    @property
+    def window_only(self) -> bool:
+        """True for a model that forecasts from whole look-back windows only: `last_step` from a
+        zero state, and no per-step `call` over chunks (`SegmentGRU(norm="window")` normalises
+        each window by its own last value, which no carried state can know). Such a model is
+        trained with `train.mode = "windows"` and scored in window mode."""
+        return False
+
     # ---- one step at a time (the Keras cell idea): what serving calls -------------------------
 
     def streamable(self) -> str | None:
@@ -309,6 +317,10 @@ class Forecaster(RecurrentModel):
 
     def streamable(self) -> str | None:
         return self.core.streamable()
+
+    @property
+    def window_only(self) -> bool:
+        return self.core.window_only
 
     def initial_step_state(self, batch_size: int) -> State:
         return self.core.initial_step_state(batch_size)

@@ -31,7 +31,7 @@ from longstm.models.hierarchical import HierarchicalLSTM
 from longstm.models.lags import LinearLagSkip
 from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack, RecurrentModel
-from longstm.models.segment import SegmentGRU
+from longstm.models.segment import NORMS, SegmentGRU
 from longstm.models.stacked import StackedLSTM
 
 Builder = Callable[..., RecurrentModel]
@@ -92,8 +92,12 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
     decoder adds to its own, started at NLinear's solution by window training); `model.dropout`
     is the decoder's dropout before its projection; `channels` (default 0; C: the last input
     column is the channel id 0..C-1 of a channel-independent series, which the decoder embeds
-    beside each output position, as SegRNN's channel-position embedding)."""
-    options = model_options(config, {"segment": 24, "linear": False, "channels": 0})
+    beside each output position, as SegRNN's channel-position embedding); `norm` (default "segment":
+    level-free segments carried across chunks; "window": SegRNN's last-value normalisation of each
+    look-back window, for `train.mode = "windows"` and window scoring only)."""
+    options = model_options(config, {"segment": 24, "linear": False, "channels": 0, "norm": "segment"})
+    if options["norm"] not in NORMS:
+        raise ConfigError(f"'model.options.norm' must be one of {list(NORMS)}; got {options['norm']!r}")
     if options["linear"] is not False and (options["linear"] is not True or config.lags < 1 or config.lag_relative):
         raise ConfigError(
             f"'model.options.linear = true' needs 'model.lags' >= 1 and 'model.lag_relative = false' (the linear "
@@ -105,7 +109,7 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
         raise ConfigError(f"'model.options.channels' must be an integer >= 0 (the number of channel ids); got {channels!r}")
     linear_width = config.lag_width if options["linear"] else 0
     return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width,
-                      decoder_dropout=config.dropout, channels=channels)
+                      decoder_dropout=config.dropout, channels=channels, norm=options["norm"])
 
 
 def build_calendar_lstm(config, n_features: int) -> RecurrentModel:

@@ -24,6 +24,13 @@ and never scales. The encoder does not embed it; it passes a one-hot of it to th
 whose input for each output segment is then [position embedding (units/2); channel embedding
 (units/2)] instead of a position embedding of full width.
 
+Window normalisation (`norm="window"`, SegRNN's own): every value of a look-back window minus
+the window's last value, embedded segment by segment, the GRU from a zero state, the decoder
+from its last state (no open segment, no phase: the features are the GRU state alone). The
+reference is the window's last value, which no state carried from earlier chunks can know, so
+such a model is `window_only`: it forecasts from whole windows (`last_step`; `train.mode =
+"windows"`, window scoring) and has no per-step `call`, `step` or stream.
+
 A segment is used from its last step on: the summary at step t reads steps <= t only (causal).
 Chunks passed to `call` must be a multiple of `w` long (`chunk_multiple`), starting at a
 segment boundary; `step` advances one tick at a time, closing a segment every `w` ticks, and
@@ -38,6 +45,10 @@ from keras import ops
 
 from longstm.models.checks import check_positive_int
 from longstm.models.protocol import RecurrentModel, State
+
+# "segment": level-free segments, carried across chunks; "window": SegRNN's last-value
+# normalisation of one look-back window.
+NORMS = ("segment", "window")
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -57,6 +68,9 @@ class SegmentGRU(RecurrentModel):
         decoder_dropout: the dropout of the head `make_head` gives (`model.dropout`).
         channels: 0, or C: the last input column is a channel id in 0..C-1 (not embedded as a
             value); the outputs end with its one-hot and `make_head`'s decoder embeds it.
+        norm: "segment" (default): level-free segments whose state carries across chunks;
+            "window": SegRNN's last-value normalisation of a whole look-back window
+            (`window_only`: `last_step` only, see the module docstring).
 
     Call arguments:
         inputs: `(batch, steps, features)`, `steps` a multiple of `segment` (with `channels`,
@@ -79,8 +93,11 @@ class SegmentGRU(RecurrentModel):
     """
 
     def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0,
-                 decoder_dropout: float = 0.0, channels: int = 0, **kwargs):
+                 decoder_dropout: float = 0.0, channels: int = 0, norm: str = "segment", **kwargs):
         super().__init__(**kwargs)
+        if norm not in NORMS:
+            raise ValueError(f"SegmentGRU norm must be one of {NORMS}; got {norm!r}")
+        self.norm = norm
         self.decoder_dropout = float(decoder_dropout)
         self.channels = 0 if channels == 0 else check_positive_int("SegmentGRU", "channels", channels)
         self.units = check_positive_int("SegmentGRU", "units", units)
@@ -95,6 +112,23 @@ class SegmentGRU(RecurrentModel):
     @property
     def chunk_multiple(self) -> int:
         return self.segment
+
+    @property
+    def window_only(self) -> bool:
+        return self.norm == "window"
+
+    def streamable(self) -> str | None:
+        if self.window_only:
+            return ("SegmentGRU(norm='window') normalises each look-back window by its own last value, so it forecasts "
+                    "from whole windows only; use norm='segment' (model.options.norm) to stream")
+        return None
+
+    def _refuse_per_step(self, inputs) -> None:
+        if self.window_only:
+            raise ValueError(
+                f"SegmentGRU(norm='window') forecasts from whole look-back windows only (last_step; train.mode = "
+                f"\"windows\", window scoring); got a per-step call on inputs of shape {tuple(inputs.shape)}"
+            )
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
@@ -115,8 +149,13 @@ class SegmentGRU(RecurrentModel):
 
     def build(self, input_shape):
         self.features = int(input_shape[-1]) if self.features is None else self.features
-        self.embed.build((None, self.segment * self.values + self.values))
-        self.cell.build((None, self.units))
+        # "segment" also embeds the change of level since the previous segment (V more columns).
+        # Built already when a window model was built by `last_step` (Keras builds it again
+        # before a per-step call, which `call` then refuses with its own message).
+        if not self.embed.built:
+            self.embed.build((None, self.segment * self.values + (self.values if self.norm == "segment" else 0)))
+        if not self.cell.built:
+            self.cell.build((None, self.units))
         self.built = True
 
     def initial_state(self, batch_size: int) -> State:
@@ -161,6 +200,7 @@ class SegmentGRU(RecurrentModel):
         return h0, summaries, segments, (h, lasts[:, -1], ops.ones_like(seen))
 
     def call(self, inputs, state=None, training=None):
+        self._refuse_per_step(inputs)
         steps = self._check_chunk(inputs)
         inputs, channel = self._split_id(inputs)
         h0, summaries, segments, new_state = self._encode(inputs, state, training)
@@ -183,10 +223,13 @@ class SegmentGRU(RecurrentModel):
         A chunk ends at a segment close, so nothing is open there: the features are the last
         summary, zeros for the open segment and the phase of a close. Window-style training
         and scoring read only this step; it skips building the per-step outputs of all steps
-        (`batch x steps x w x features` values).
+        (`batch x steps x w x features` values). With `norm="window"` the chunk is one look-back
+        window, read from zeros (`state` is not read), and the features are the GRU state alone.
         """
         self._check_chunk(inputs)
         inputs, channel = self._split_id(inputs)
+        if self.window_only:
+            return self._window_last_step(inputs, channel, training)
         _, summaries, _, new_state = self._encode(inputs, state, training)
         h = summaries[-1]
         batch = ops.shape(inputs)[0]
@@ -194,6 +237,19 @@ class SegmentGRU(RecurrentModel):
         phase = ops.one_hot(ops.zeros((batch,), "int32"), self.segment)
         features = ops.concatenate([h, open_part, ops.cast(phase, h.dtype)], axis=-1)
         return self._with_channel(features, None if channel is None else channel[:, -1]), new_state
+
+    def _window_last_step(self, inputs, channel, training):
+        """SegRNN's reading of whole windows (`norm="window"`): every value minus the window's
+        last, the GRU from zeros (a window model reads no carried state); the features are
+        its last state (and the channel one-hot), the state `(h, last value, 1)`."""
+        batch, count = ops.shape(inputs)[0], inputs.shape[1] // self.segment
+        relative = ops.reshape(inputs - inputs[:, -1:], (batch, count, self.segment * self.values))
+        embedded = self.embed(relative)
+        h = ops.zeros((batch, self.units), inputs.dtype)
+        for j in range(count):
+            h, _ = self.cell(embedded[:, j], [h], training=training)
+        new_state = (h, inputs[:, -1], ops.ones((batch, 1), inputs.dtype))
+        return self._with_channel(h, None if channel is None else channel[:, -1]), new_state
 
     @staticmethod
     def _with_channel(features, channel):
@@ -225,6 +281,7 @@ class SegmentGRU(RecurrentModel):
         return False
 
     def step(self, x_t, state):
+        self._refuse_per_step(x_t[:, None])
         h, last, seen, buffer, phase = state
         x_t, channel = self._split_id(x_t)
         position = ops.cast(phase[:, 0], "int32")
@@ -245,7 +302,7 @@ class SegmentGRU(RecurrentModel):
     def get_config(self):
         return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features,
                                        "linear_width": self.linear_width, "decoder_dropout": self.decoder_dropout,
-                                       "channels": self.channels}
+                                       "channels": self.channels, "norm": self.norm}
 
 
 @keras.saving.register_keras_serializable(package="longstm")

@@ -234,7 +234,11 @@ def use_window_training(trainer, windows: LookbackWindows) -> None:
         )
     # Built on one window: a full call puts the head on every step (at H = 720, 256 windows of
     # L = 720 would hold 2.8 million decoder rows).
-    build_model_for(trainer.model, 1, windows.k2, windows.n_features)
+    if trainer.model.window_only:  # no per-step call: built by the forward window training runs
+        last_step_forecast(trainer.model, np.zeros((1, windows.k2, windows.n_features), np.float32))
+        trainer.model.built = True  # its variables exist; nothing may build it with a per-step call
+    else:
+        build_model_for(trainer.model, 1, windows.k2, windows.n_features)
     trainer.optimizer = make_optimizer(trainer.config, trainer.config.epochs * len(windows))
     trainer.engine = WindowEngine(trainer.model, trainer.optimizer, loss=trainer.config.loss)
 

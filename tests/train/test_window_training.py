@@ -41,9 +41,9 @@ def _windows(values, batch=4, seed=0, shuffle=True):
     return LookbackWindows(values, WindowIndex(len(values), L, H).starts(), L, H, batch, shuffle=shuffle, seed=seed)
 
 
-def _segment_model(seed=0, lags=0, linear=False, units=4):
+def _segment_model(seed=0, lags=0, linear=False, units=4, norm="segment"):
     keras.utils.set_random_seed(seed)
-    core = SegmentGRU(units, segment=W, features=1, linear_width=H if linear else 0)
+    core = SegmentGRU(units, segment=W, features=1, linear_width=H if linear else 0, norm=norm)
     head = core.make_head(H)
     if lags:
         core = LinearLagSkip(core, lags=lags, width=H, features=1)
@@ -129,7 +129,7 @@ def test_nlinear_start_refuses_windows_with_room_for_others_between_them():
         init_linear_forecast(model, windows)
 
 
-def _fit(tmp_path, name, stop_at=None, resume=False):
+def _fit(tmp_path, name, stop_at=None, resume=False, norm="segment"):
     values = _series(80)
     windows, validation = _windows(values[:60], batch=8, seed=3), _windows(values[40:], batch=8, shuffle=False)
     config = TrainConfig(lanes=8, k1=1, k2=L, epochs=3, learning_rate=1e-2, checkpoint_every=2, mode="windows")
@@ -139,7 +139,7 @@ def _fit(tmp_path, name, stop_at=None, resume=False):
             if step == stop_at:
                 raise KeyboardInterrupt
 
-    trainer = Trainer(_segment_model(seed=5), config, run_dir=tmp_path / name, progress=False, callbacks=[Interrupt()])
+    trainer = Trainer(_segment_model(seed=5, norm=norm), config, run_dir=tmp_path / name, progress=False, callbacks=[Interrupt()])
     use_window_training(trainer, windows)
     try:
         trainer.fit(windows, validation, resume=resume)
@@ -148,10 +148,11 @@ def _fit(tmp_path, name, stop_at=None, resume=False):
     return trainer
 
 
-def test_an_interrupted_run_resumes_to_the_losses_and_weights_of_an_uninterrupted_one(tmp_path):
-    whole = _fit(tmp_path, "whole")  # 50 windows: 7 updates per epoch, 3 epochs
-    assert _fit(tmp_path, "cut", stop_at=9) is None  # checkpoint at update 8, mid-epoch 2
-    resumed = _fit(tmp_path, "cut", resume=True)
+@pytest.mark.parametrize("norm", ["segment", "window"])  # "window": a window-only model, never called per step
+def test_an_interrupted_run_resumes_to_the_losses_and_weights_of_an_uninterrupted_one(tmp_path, norm):
+    whole = _fit(tmp_path, "whole", norm=norm)  # 50 windows: 7 updates per epoch, 3 epochs
+    assert _fit(tmp_path, "cut", stop_at=9, norm=norm) is None  # checkpoint at update 8, mid-epoch 2
+    resumed = _fit(tmp_path, "cut", resume=True, norm=norm)
     assert resumed.global_step == whole.global_step == 21
     losses = [row["loss"] for row in read_step_log(tmp_path / "whole")]
     resumed_losses = [row["loss"] for row in read_step_log(tmp_path / "cut")]
@@ -271,3 +272,27 @@ def test_under_the_ett_protocol_the_channel_id_reaches_the_model_in_window_and_s
 def _ids_beside(values, channel):
     """One series `values (steps,)` as a `(1, steps, 2)` window with its channel id beside it."""
     return np.stack([values, np.full(len(values), channel)], axis=-1)[None].astype(np.float32)
+
+
+def test_a_window_only_model_trains_and_scores_in_window_mode_only(tmp_path, monkeypatch):
+    """`model.options.norm = "window"` (SegRNN's normalisation): window training builds it without a
+    per-step call, `eval ett`'s default scores it in window mode alone, and an explicit stream
+    mode is a one-line error (exit 2 from the CLI)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    pd.read_csv(bundled_path("ETTh1")).iloc[:1000].to_csv(tmp_path / "ett.csv", index=False)
+    (tmp_path / "seg.toml").write_text(
+        '[model]\nname = "segment_gru"\nunits = 4\nresidual = true\noptions = { segment = 8, channels = 7, norm = "window" }\n'
+        '[train]\nmode = "windows"\nlanes = 64\nepochs = 1\nloss = "mae"\n'
+    )
+    args = ["eval", "ett", "--data", str(tmp_path / "ett.csv"), "--model", str(tmp_path / "seg.toml"), "--lookback", "16",
+            "--horizons", "8", "--channel-independent"]
+    assert main(args + ["--out", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "ett_results.csv")
+    assert table["mode"].tolist() == ["window"] and np.isfinite(table["mse"]).all()
+    assert main(args + ["--mode", "stream"]) == 2
+    config = config_from_dict({"model": {"name": "segment_gru", "units": 4, "residual": True,
+                                         "options": {"segment": 8, "norm": "window"}}, "train": {"mode": "windows", "epochs": 1}})
+    protocol = TrainedEtt(config, tmp_path / "ett.csv", 16, channel_independent=True)
+    assert protocol.modes == ("window",)
+    with pytest.raises(ConfigError, match=r"no carried-state stream mode; score it with --mode window"):
+        protocol.evaluate([8], modes=("window", "stream"))
