@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import Progress
 
+from longstm.atomic import save_figure
 from longstm.cli.options import is_config_path, model_entries
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.store import Store
@@ -129,8 +130,7 @@ def plot_pooled_equity(evaluation: TicksEvaluation, horizon: str, path: Path) ->
     axis.grid(alpha=0.3)
     figure.autofmt_xdate()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def save_ticks_outputs(evaluation: TicksEvaluation, out_dir: str | Path) -> list[Path]:

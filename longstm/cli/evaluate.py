@@ -92,7 +92,7 @@ def ticks(
     train_until: str = typer.Option(..., "--train-until", help="First instant not in training (UTC unless a zone is named), e.g. 2014-05-10."),
     val_until: str = typer.Option(..., "--val-until", help="First instant of the test part, e.g. 2014-05-13."),
     horizons: str = typer.Option("10s,60s", "--horizons", help="Comma-separated Δs: the mid log return to the mid in force at t + Δ."),
-    model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated: zero, momentum, ar, meanrev (baselines fitted per series on the training part), or training config .toml files (trained on the store with this split and horizons, runs in --out/runs)."),
+    model: str = typer.Option("zero,momentum,ar,meanrev", "--model", help="Comma-separated: zero, momentum, ar, meanrev (baselines fitted per series on the training part), or training config .toml files (trained on the store with this split and horizons, runs in --out/runs; a config whose data.path is a bar store made from --data by `longstm data bars` trains on the bars and is scored on the ticks)."),
     series: str = typer.Option(None, "--series", help="Comma-separated series to evaluate (default: all in the store)."),
     lags: int = typer.Option(5, "--lags", help="Past Δ-returns a baseline sees (the AR's lags, the mean-reversion window)."),
     session_gap: str = typer.Option("1h", "--session-gap", help="A longer gap between ticks starts a new session (1h: the FX weekend), or FREQ@ZONE for calendar sessions (1D@America/New_York)."),

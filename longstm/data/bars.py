@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from longstm.data.store import FORMAT, Store, _ShardWriter, is_store
+from longstm.data.store import FORMAT, Store, ShardWriter, is_store
 from longstm.errors import ConfigError, DataValidationError
 
 BLOCK_ROWS = 1 << 18
@@ -96,7 +96,7 @@ class _SeriesBars:
     """Bars of one series, block by block; the last interval of a block may go on in the next,
     so it is held back until a later tick (or the end of the series) closes it."""
 
-    def __init__(self, writer: _ShardWriter, columns: list[str], every_ns: int):
+    def __init__(self, writer: ShardWriter, columns: list[str], every_ns: int):
         self.writer, self.columns, self.every_ns = writer, columns, every_ns
         self.pending: tuple[int, np.ndarray, int] | None = None
         self.written = 0
@@ -172,7 +172,7 @@ def make_bars(
         for series in store:
             columns = list(series.columns)
             name = f"{series.name}/bars.{run}.arrow"
-            bars = _SeriesBars(_ShardWriter(series.name, store.path / series.name, staging / "shards" / name), columns, every_ns)
+            bars = _SeriesBars(ShardWriter(series.name, store.path / series.name, staging / "shards" / name), columns, every_ns)
             for start in range(0, len(series), block_rows):
                 stop = min(len(series), start + block_rows)
                 bars.add(series.timestamps(start, stop), series.read(start, stop, columns))

@@ -77,7 +77,7 @@ def _safe(name: str) -> str:
 
 
 @dataclass
-class _ShardWriter:
+class ShardWriter:
     """One open Arrow file: the rows of one series from one source, with running checks."""
 
     series: str
@@ -210,7 +210,7 @@ def convert(
             warnings.warn(f"{root}: removed {len(orphans)} shard file(s) of convert runs killed before they published them "
                           f"(none was ever visible to readers), e.g. {orphans[0]}", DataWarning, stacklevel=2)
         claim(staging)
-        writers: dict[str, _ShardWriter] = {}
+        writers: dict[str, ShardWriter] = {}
         rows = 0
         # the next batch is read (decoded) by a thread while this one is checked and written
         for source, batch in prefetched(_batches_of(sources, block_rows, series_column, timestamp_column), depth=1):
@@ -227,7 +227,7 @@ def convert(
             writer = writers.get(batch.series)
             if writer is None:
                 name = f"{_safe(batch.series)}/{_shard_stem(source.path)}.{run}.arrow"
-                writer = writers[batch.series] = _ShardWriter(batch.series, source.path, staging / name)
+                writer = writers[batch.series] = ShardWriter(batch.series, source.path, staging / name)
             writer.write(batch.table, batch.first_row, crossed)
             rows += batch.table.num_rows
         for record in records:  # publish: the shards first, then the run file that makes them visible

@@ -321,8 +321,7 @@ class TicksEvaluation:
         config = {k: v for k, v in asdict(self.config).items() if k != "split"}
         config["horizons"] = list(config["horizons"])
         return {"protocol": "ticks", "config": config, "data": self.data_summary,
-                "metrics": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-                            for row in self.rows()]}
+                "metrics": [hft_metrics.json_safe(row) for row in self.rows()]}
 
 
 def _fit_predict(factory, name: str, series: str, train, test) -> tuple[np.ndarray, object]:
