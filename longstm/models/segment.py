@@ -34,8 +34,11 @@ such a model is `window_only`: it forecasts from whole windows (`last_step`; `tr
 A segment is used from its last step on: the summary at step t reads steps <= t only (causal).
 Chunks passed to `call` must be a multiple of `w` long (`chunk_multiple`), starting at a
 segment boundary; `step` advances one tick at a time, closing a segment every `w` ticks, and
-returns the standing summary in between (so a streaming forecast changes its encoder summary
-when a segment closes, and otherwise only through the head's residual).
+keeps the standing summary in between. So a streaming forecast gets a new encoder summary when a
+segment closes; between closes it is the standing summary's forecast, updated tick by tick only
+by the open segment's values so far (relative to the current one) and the residual of the
+current value, the same numbers `call` gives at those steps. (A stream that wants SegRNN's
+once-per-segment forecast reads it at the closing ticks.)
 """
 
 from __future__ import annotations
