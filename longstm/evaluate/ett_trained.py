@@ -338,7 +338,7 @@ class TrainedEtt:
         if mode not in self.modes:
             raise ConfigError(
                 f"{self.config.source}: this model normalises each look-back window by itself (model.options.norm = "
-                f"\"window\"), so it has no carried-state {mode} mode; score it with --mode window"
+                f"{self.config.model.options.get('norm')!r}), so it has no carried-state {mode} mode; score it with --mode window"
             )
 
     def forecaster(self, horizon: int, mode: str):

@@ -94,10 +94,14 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
     column is the channel id 0..C-1 of a channel-independent series, which the decoder embeds
     beside each output position, as SegRNN's channel-position embedding); `norm` (default "segment":
     level-free segments carried across chunks; "window": SegRNN's last-value normalisation of each
-    look-back window, for `train.mode = "windows"` and window scoring only)."""
+    look-back window; "revin": its mean and deviation, univariate, with `model.residual = true`;
+    both for `train.mode = "windows"` and window scoring only)."""
     options = model_options(config, {"segment": 24, "linear": False, "channels": 0, "norm": "segment"})
     if options["norm"] not in NORMS:
         raise ConfigError(f"'model.options.norm' must be one of {list(NORMS)}; got {options['norm']!r}")
+    if options["norm"] == "revin" and not config.residual:
+        raise ConfigError("'model.options.norm = \"revin\"' hands its decoder the window's mean relative to the last value, "
+                          "so it needs 'model.residual = true'; got model.residual = false")
     if options["linear"] is not False and (options["linear"] is not True or config.lags < 1 or config.lag_relative):
         raise ConfigError(
             f"'model.options.linear = true' needs 'model.lags' >= 1 and 'model.lag_relative = false' (the linear "

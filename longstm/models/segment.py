@@ -31,6 +31,13 @@ reference is the window's last value, which no state carried from earlier chunks
 such a model is `window_only`: it forecasts from whole windows (`last_step`; `train.mode =
 "windows"`, window scoring) and has no per-step `call`, `step` or stream.
 
+RevIN (`norm="revin"`, Kim et al. 2022, as SegRNN's `--revin 1` without the affine part): the
+window is standardised by its own mean and standard deviation instead, and the decoded values
+are mapped back (times the deviation, plus the mean). Window-only too, and univariate (one value
+column, as in channel-independent use). The core passes the deviation and the mean minus the last
+value to its decoder (`rescale`), so with `Forecaster(residual_inputs=[0])` the forecast is
+`decoded * std + mean`.
+
 A segment is used from its last step on: the summary at step t reads steps <= t only (causal).
 Chunks passed to `call` must be a multiple of `w` long (`chunk_multiple`), starting at a
 segment boundary; `step` advances one tick at a time, closing a segment every `w` ticks, and
@@ -50,8 +57,9 @@ from longstm.models.checks import check_positive_int
 from longstm.models.protocol import RecurrentModel, State
 
 # "segment": level-free segments, carried across chunks; "window": SegRNN's last-value
-# normalisation of one look-back window.
-NORMS = ("segment", "window")
+# normalisation of one look-back window; "revin": its mean and standard deviation.
+NORMS = ("segment", "window", "revin")
+REVIN_EPSILON = 1e-5  # added to the variance: a flat window has no spread to divide by
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -72,8 +80,9 @@ class SegmentGRU(RecurrentModel):
         channels: 0, or C: the last input column is a channel id in 0..C-1 (not embedded as a
             value); the outputs end with its one-hot and `make_head`'s decoder embeds it.
         norm: "segment" (default): level-free segments whose state carries across chunks;
-            "window": SegRNN's last-value normalisation of a whole look-back window
-            (`window_only`: `last_step` only, see the module docstring).
+            "window": SegRNN's last-value normalisation of a whole look-back window;
+            "revin": its standardisation by the window's mean and deviation (univariate). Both
+            are `window_only`: `last_step` only, see the module docstring.
 
     Call arguments:
         inputs: `(batch, steps, features)`, `steps` a multiple of `segment` (with `channels`,
@@ -118,25 +127,25 @@ class SegmentGRU(RecurrentModel):
 
     @property
     def window_only(self) -> bool:
-        return self.norm == "window"
+        return self.norm != "segment"
 
     def streamable(self) -> str | None:
         if self.window_only:
-            return ("SegmentGRU(norm='window') normalises each look-back window by its own last value, so it forecasts "
-                    "from whole windows only; use norm='segment' (model.options.norm) to stream")
+            return (f"SegmentGRU(norm={self.norm!r}) normalises each look-back window by itself, so it forecasts "
+                    f"from whole windows only; use norm='segment' (model.options.norm) to stream")
         return None
 
     def _refuse_per_step(self, inputs) -> None:
         if self.window_only:
             raise ValueError(
-                f"SegmentGRU(norm='window') forecasts from whole look-back windows only (last_step; train.mode = "
+                f"SegmentGRU(norm={self.norm!r}) forecasts from whole look-back windows only (last_step; train.mode = "
                 f"\"windows\", window scoring); got a per-step call on inputs of shape {tuple(inputs.shape)}"
             )
 
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
         return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width, dropout=self.decoder_dropout,
-                              channels=self.channels)
+                              channels=self.channels, rescale=self.norm == "revin")
 
     @property
     def values(self) -> int:
@@ -152,6 +161,7 @@ class SegmentGRU(RecurrentModel):
 
     def build(self, input_shape):
         self.features = int(input_shape[-1]) if self.features is None else self.features
+        self._check_revin()
         # "segment" also embeds the change of level since the previous segment (V more columns).
         # Built already when a window model was built by `last_step` (Keras builds it again
         # before a per-step call, which `call` then refuses with its own message).
@@ -241,18 +251,35 @@ class SegmentGRU(RecurrentModel):
         features = ops.concatenate([h, open_part, ops.cast(phase, h.dtype)], axis=-1)
         return self._with_channel(features, None if channel is None else channel[:, -1]), new_state
 
+    def _check_revin(self):
+        if self.norm == "revin" and self.features is not None and self.values != 1:
+            raise ValueError(f"SegmentGRU(norm='revin') is univariate (one value column, channel-independent use); "
+                             f"got {self.values} value columns")
+
     def _window_last_step(self, inputs, channel, training):
-        """SegRNN's reading of whole windows (`norm="window"`): every value minus the window's
-        last, the GRU from zeros (a window model reads no carried state); the features are
-        its last state (and the channel one-hot), the state `(h, last value, 1)`."""
+        """SegRNN's reading of whole windows (`norm="window"` or `"revin"`): every value minus
+        the window's last, or standardised by the window's mean and deviation; the GRU from
+        zeros (a window model reads no carried state). The features are its last state, the
+        channel one-hot, and with RevIN the deviation and the mean minus the last value; the
+        state `(h, last value, 1)`."""
+        self._check_revin()
         batch, count = ops.shape(inputs)[0], inputs.shape[1] // self.segment
-        relative = ops.reshape(inputs - inputs[:, -1:], (batch, count, self.segment * self.values))
-        embedded = self.embed(relative)
+        last = inputs[:, -1]
+        rescale = None
+        if self.norm == "revin":
+            mean = ops.mean(inputs, axis=1, keepdims=True)
+            deviation = ops.sqrt(ops.var(inputs, axis=1, keepdims=True) + REVIN_EPSILON)
+            normalised = (inputs - mean) / deviation
+            rescale = ops.concatenate([deviation[:, 0], mean[:, 0] - last], axis=-1)  # (batch, 2)
+        else:
+            normalised = inputs - inputs[:, -1:]
+        embedded = self.embed(ops.reshape(normalised, (batch, count, self.segment * self.values)))
         h = ops.zeros((batch, self.units), inputs.dtype)
         for j in range(count):
             h, _ = self.cell(embedded[:, j], [h], training=training)
-        new_state = (h, inputs[:, -1], ops.ones((batch, 1), inputs.dtype))
-        return self._with_channel(h, None if channel is None else channel[:, -1]), new_state
+        new_state = (h, last, ops.ones((batch, 1), inputs.dtype))
+        features = self._with_channel(h, None if channel is None else channel[:, -1])
+        return (features if rescale is None else ops.concatenate([features, rescale], axis=-1)), new_state
 
     @staticmethod
     def _with_channel(features, channel):
@@ -330,6 +357,9 @@ class SegmentDecoder(keras.layers.Layer):
             id; each output segment's decoder input is then [its position embedding (units -
             units // 2); the channel's embedding (units // 2)], SegRNN's channel-position
             embedding.
+        rescale: the two features before the `linear` ones are a scale and an offset (RevIN's
+            deviation, and its mean minus the last value): the decoded values are multiplied by
+            the first and shifted by the second (`SegmentGRU(norm="revin")`).
 
     Call arguments:
         features: `(batch, steps, width)`, the core's output.
@@ -345,8 +375,9 @@ class SegmentDecoder(keras.layers.Layer):
     """
 
     def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, dropout: float = 0.0, channels: int = 0,
-                 **kwargs):
+                 rescale: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.rescale = bool(rescale)
         self.channels = 0 if channels == 0 else check_positive_int("SegmentDecoder", "channels", channels)
         if self.channels and units < 2:
             raise ValueError(f"SegmentDecoder(channels={channels}) splits its input between position and channel: units >= 2; got {units}")
@@ -363,10 +394,11 @@ class SegmentDecoder(keras.layers.Layer):
         self.project = keras.layers.Dense(self.segment, name="decoder_projection")
 
     def build(self, input_shape):
-        width = int(input_shape[-1]) - self.linear - self.channels
+        reserved = self.linear + self.channels + (2 if self.rescale else 0)
+        width = int(input_shape[-1]) - reserved
         if width < 1:
-            raise ValueError(f"SegmentDecoder(linear={self.linear}, channels={self.channels}) needs more than "
-                             f"{self.linear + self.channels} input features; got {int(input_shape[-1])}")
+            raise ValueError(f"SegmentDecoder(linear={self.linear}, channels={self.channels}, rescale={self.rescale}) needs "
+                             f"more than {reserved} input features; got {int(input_shape[-1])}")
         self.linear_map = None
         if self.linear:
             self.linear_map = keras.layers.Dense(self.outputs, name="linear_forecast")
@@ -395,6 +427,9 @@ class SegmentDecoder(keras.layers.Layer):
         linear_part = None
         if self.linear:
             flat, linear_part = flat[:, : -self.linear], self.linear_map(flat[:, -self.linear :])
+        scale = None
+        if self.rescale:
+            flat, scale, offset = flat[:, :-2], flat[:, -2:-1], flat[:, -1:]
         channel = None
         if self.channels:
             flat, one_hot = flat[:, : -self.channels], flat[:, -self.channels :]
@@ -409,10 +444,13 @@ class SegmentDecoder(keras.layers.Layer):
             x = ops.concatenate([x, ops.repeat(channel, self.positions, axis=0)], axis=-1)
         decoded, _ = self.cell(x, [h], training=training)
         values = ops.reshape(self.project(self.drop(decoded, training=training)), (rows, self.positions * self.segment))[:, : self.outputs]
+        if scale is not None:
+            values = values * scale + offset
         if linear_part is not None:
             values = values + linear_part
         return ops.reshape(values, (shape[0], shape[1], self.outputs))
 
     def get_config(self):
         return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear,
-                                       "dropout": self.dropout, "channels": self.channels}
+                                       "dropout": self.dropout, "channels": self.channels,
+                                       "rescale": self.rescale}

@@ -20,9 +20,9 @@ from longstm.train.config import config_from_dict
 W, UNITS, H = 4, 8, 6
 
 
-def _model(seed=0, channels=0, features=1):
+def _model(seed=0, channels=0, features=1, norm="window"):
     keras.utils.set_random_seed(seed)
-    core = SegmentGRU(UNITS, segment=W, features=features, channels=channels, norm="window")
+    core = SegmentGRU(UNITS, segment=W, features=features, channels=channels, norm=norm)
     model = Forecaster(core, head=core.make_head(H), residual_inputs=[0])
     last_step_forecast(model, np.zeros((1, 3 * W, features), np.float32))  # builds it
     return model
@@ -36,13 +36,18 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _segrnn_encoder(core, x):
-    """SegRNN's encoder in NumPy: x - x[:, -1], segments of w, Dense + ReLU, a GRU (Keras'
-    reset_after form) from zeros; returns the last state `(batch, units)`."""
+def _segrnn_encoder(core, x, revin=False):
+    """SegRNN's encoder in NumPy: x - x[:, -1] (or, RevIN, (x - mean) / sqrt(var + 1e-5)),
+    segments of w, Dense + ReLU, a GRU (Keras' reset_after form) from zeros; returns the last
+    state `(batch, units)`."""
     kernel, bias = (np.asarray(v) for v in core.embed.weights)
     w_x, w_h, b = (np.asarray(v) for v in core.cell.weights)
     b_x, b_h = b
-    relative = x[..., 0] - x[:, -1:, 0]
+    values = x[..., 0].astype(np.float64)
+    if revin:
+        relative = (values - values.mean(axis=1, keepdims=True)) / np.sqrt(values.var(axis=1, keepdims=True) + 1e-5)
+    else:
+        relative = values - values[:, -1:]
     segments = relative.reshape(x.shape[0], -1, W)
     h = np.zeros((x.shape[0], UNITS))
     for j in range(segments.shape[1]):
@@ -113,7 +118,36 @@ def test_the_registry_builds_it_and_names_a_bad_norm():
 
     assert build_model(config("window"), 1, H, residual_inputs=[0]).window_only
     assert not build_model(config("segment"), 1, H, residual_inputs=[0]).window_only
-    with pytest.raises(ConfigError, match=r"'model.options.norm' must be one of \['segment', 'window'\]; got 'revin'"):
-        build_model(config("revin"), 1, H)
+    with pytest.raises(ConfigError, match=r"'model.options.norm' must be one of \['segment', 'window', 'revin'\]; got 'last'"):
+        build_model(config("last"), 1, H)
     with pytest.raises(ValueError, match="norm must be one of"):
         SegmentGRU(UNITS, norm="last")
+
+
+def test_revin_standardises_the_window_and_hands_the_decoder_its_scale_and_offset():
+    model, x = _model(norm="revin"), _windows()
+    features, _ = model.core.last_step(x, state=model.initial_state(len(x)))
+    features = np.asarray(features)
+    np.testing.assert_allclose(features[:, :UNITS], _segrnn_encoder(model.core, x, revin=True), atol=1e-5)
+    values = x[..., 0].astype(np.float64)
+    np.testing.assert_allclose(features[:, UNITS], np.sqrt(values.var(axis=1) + 1e-5), rtol=1e-5)
+    np.testing.assert_allclose(features[:, UNITS + 1], values.mean(axis=1) - values[:, -1], atol=1e-5)
+
+
+def test_revin_forecasts_move_with_the_windows_scale_and_level_and_the_last_value_form_does_not_scale():
+    x = _windows()
+    revin, window = _model(norm="revin"), _model(norm="window")
+    for model, scales in ((revin, True), (window, False)):
+        before = np.asarray(last_step_forecast(model, x))
+        after = np.asarray(last_step_forecast(model, 3.0 * x - 2.0))
+        close = np.allclose(after, 3.0 * before - 2.0, atol=1e-3)
+        assert close == scales  # RevIN: decoded * std + mean; the last-value form sees the spread
+
+
+def test_revin_is_univariate_and_needs_the_residual():
+    with pytest.raises(ValueError, match=r"norm='revin'\) is univariate .*got 2 value columns"):
+        _model(norm="revin", features=2)
+    config = config_from_dict({"model": {"name": "segment_gru", "units": UNITS, "residual": False,
+                                         "options": {"segment": W, "norm": "revin"}}, "train": {"k1": 3 * W, "k2": 3 * W}}).model
+    with pytest.raises(ConfigError, match=r"needs 'model.residual = true'; got model.residual = false"):
+        build_model(config, 1, H)
