@@ -236,8 +236,9 @@ class SegmentGRU(RecurrentModel):
         A chunk ends at a segment close, so nothing is open there: the features are the last
         summary, zeros for the open segment and the phase of a close. Window-style training
         and scoring read only this step; it skips building the per-step outputs of all steps
-        (`batch x steps x w x features` values). With `norm="window"` the chunk is one look-back
-        window, read from zeros (`state` is not read), and the features are the GRU state alone.
+        (`batch x steps x w x features` values). A window-only model (`norm="window"` or `"revin"`)
+        reads the chunk as one look-back window, from zeros (`state` is not read); its features
+        are the GRU state (and RevIN's scale and offset).
         """
         self._check_chunk(inputs)
         inputs, channel = self._split_id(inputs)
@@ -272,7 +273,7 @@ class SegmentGRU(RecurrentModel):
             normalised = (inputs - mean) / deviation
             rescale = ops.concatenate([deviation[:, 0], mean[:, 0] - last], axis=-1)  # (batch, 2)
         else:
-            normalised = inputs - inputs[:, -1:]
+            normalised = inputs - last[:, None]
         embedded = self.embed(ops.reshape(normalised, (batch, count, self.segment * self.values)))
         h = ops.zeros((batch, self.units), inputs.dtype)
         for j in range(count):
