@@ -88,7 +88,8 @@ def train_configs(configs: Sequence[str], store: Store, config: TicksConfig, *, 
     from longstm.train.panel import predict_panel  # TensorFlow: imported only when a config is named (and read)
     from longstm.train.run import resolve_data_path, train_from_config
 
-    bars = {entry: check_bar_store(resolve_data_path(settings, raw_ok=True), store, entry) if settings.data.path else None
+    bars = {entry: check_bar_store(resolve_data_path(settings, raw_ok=True), store, entry, config.session_gap)
+            if settings.data.path else None
             for entry, settings in every.items()}
     for entry, settings in every.items():
         name = Path(entry).stem

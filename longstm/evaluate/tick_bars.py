@@ -28,18 +28,20 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.bars import bar_source, source_runs
-from longstm.data.store import Store
+from longstm.data.store import Store, parse_session_rule
 from longstm.errors import DataValidationError
 from longstm.evaluate.ticks import BASIS_POINTS, forecast_column
 
 
-def check_bar_store(path, store: Store, where: str) -> dict | None:
+def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> dict | None:
     """What the bar store at `path` was made from, or None when `path` is not a bar store (a
     list of raw sources, a tick store, a file).
 
     Raises:
         DataValidationError: the bars were made from another store, or from `store` before
-            more was converted into it (its run files differ).
+            more was converted into it (its run files differ), or they are not shorter than a
+            gap `session_gap` (a bar could then hold the end of one session and the start of
+            the next; calendar rules like "1D@America/New_York" are not checked).
     """
     if isinstance(path, list):
         return None
@@ -53,6 +55,11 @@ def check_bar_store(path, store: Store, where: str) -> dict | None:
     if meta["source_runs"] != source_runs(store):
         raise DataValidationError(f"{where}: data.path {path} holds bars made from {store.path} before its last conversion "
                                   f"(runs {meta['source_runs']}, now {source_runs(store)}); {remake}")
+    kind, gap, _ = parse_session_rule(session_gap)
+    if kind == "gap" and meta["every_ns"] >= int(gap):
+        raise DataValidationError(f"{where}: data.path {path} holds bars of {meta['every']}, not shorter than the session gap "
+                                  f"{session_gap}: a bar could join the end of one session to the start of the next; use "
+                                  f"bars shorter than the gap")
     return meta
 
 

@@ -66,6 +66,9 @@ def test_a_tick_gets_the_last_bar_at_or_before_it_in_its_session(stores):
 def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(stores, tmp_path):
     ticks, bars = stores
     assert check_bar_store(bars.path, ticks, "bars.toml")["every"] == "2s"
+    assert check_bar_store(bars.path, ticks, "bars.toml", "1D@America/New_York")["every"] == "2s"  # calendar rules: not checked
+    with pytest.raises(DataValidationError, match=r"bars\.toml: data\.path .* holds bars of 2s, not shorter than the session gap 2s"):
+        check_bar_store(bars.path, ticks, "bars.toml", "2s")
     assert check_bar_store(ticks.path, ticks, "ticks.toml") is None and check_bar_store(["a.csv"], ticks, "x.toml") is None
     other = make_tick_store(tmp_path / "other")
     with pytest.raises(DataValidationError, match=r"bars.toml: data.path .* holds bars made from .*, not from the --data store"):
