@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -41,10 +40,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from longstm.data.store import FORMAT, Store, ShardWriter, is_store
+from longstm.data.store import FORMAT, Store, ShardWriter, is_store, unit_duration_ns
 from longstm.errors import ConfigError, DataValidationError
 
 BLOCK_ROWS = 1 << 18
@@ -58,13 +56,7 @@ def parse_every(every: str) -> int:
     Raises:
         ConfigError: no unit, not a duration, or not positive.
     """
-    text = str(every).strip()
-    nanoseconds = 0
-    if re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", text):
-        try:
-            nanoseconds = int(pd.Timedelta(text).value)
-        except ValueError:
-            nanoseconds = 0
+    nanoseconds = unit_duration_ns(every)
     if nanoseconds <= 0:
         raise ConfigError(f"every must be a positive duration with a unit like '1s', '500ms' or '1min'; got {every!r}")
     return nanoseconds

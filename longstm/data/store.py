@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -384,6 +385,18 @@ def parse_session_rule(rule) -> tuple[str, object, str | None]:
             f"time zone); got {rule!r} ({error})"
         ) from None
     return "calendar", offset, zone
+
+
+def unit_duration_ns(text) -> int:
+    """`"10s"` → 10**10: a duration written with a unit, in nanoseconds; 0 when `text` is not one
+    (no unit, like `"5"`, which pandas would read as 5 ns; an unknown unit; not a number)."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", text) is None:
+        return 0
+    try:
+        return int(pd.Timedelta(text).value)
+    except ValueError:
+        return 0
 
 
 def as_duration(value) -> np.timedelta64:

@@ -43,7 +43,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -51,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.panel import CalendarSplit, first_row_at
-from longstm.data.store import Store, as_duration, parse_session_rule
+from longstm.data.store import Store, as_duration, parse_session_rule, unit_duration_ns
 from longstm.data.targets import time_targets
 from longstm.errors import ConfigError, DataValidationError
 from longstm.evaluate import hft_metrics
@@ -72,8 +71,7 @@ def parse_horizons(text: str | Sequence[str]) -> tuple[tuple[str, int], ...]:
     parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if str(p).strip()]
     horizons = []
     for part in parts:
-        ok = re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+", part) is not None
-        nanoseconds = int(pd.Timedelta(part).value) if ok else 0
+        nanoseconds = unit_duration_ns(part)
         if nanoseconds <= 0:
             raise ConfigError(f"--horizons must be comma-separated durations with a unit like 10s,60s,1min; got {part!r}")
         horizons.append((part, nanoseconds))

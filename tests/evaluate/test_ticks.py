@@ -159,6 +159,8 @@ def test_momentum_and_ar_read_the_tick_inputs():
 def test_bad_settings_and_splits_are_named(store):
     with pytest.raises(ConfigError, match="durations with a unit like 10s"):
         parse_horizons("10,60s")
+    with pytest.raises(ConfigError, match=r"durations with a unit like 10s,60s,1min; got '10xyz'"):
+        parse_horizons("10xyz,60s")  # an unknown unit: a one-line error, not pandas' ValueError
     with pytest.raises(ConfigError, match="distinct"):
         parse_horizons("60s,1min")
     with pytest.raises(ConfigError, match="lags must be a positive whole number"):
