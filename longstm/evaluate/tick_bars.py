@@ -82,13 +82,19 @@ def bar_lookup(store: Store, frame: pd.DataFrame, session_gap: str) -> Callable[
     as `lookup(series, horizon, rows)` at rows of the tick store `store`, in bp; NaN where no
     bar forecast is in force (see `as_of`)."""
     by_series = {name: part.sort_values("timestamp") for name, part in frame.groupby("series")}
+    # Session starts and their times, found once per series (a scan of all its timestamps), not
+    # once per horizon; small, unlike the timestamps themselves, which are read per call.
+    session_starts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def lookup(series: str, horizon: str, rows: np.ndarray) -> np.ndarray:
         bars, column = forecast_column(by_series, series, horizon, "the bar model's")
         ticks = store.series(series)
         stamps = ticks.timestamps()
-        starts = ticks.sessions(session_gap)
-        session_first = stamps[starts[np.searchsorted(starts, rows, side="right") - 1]]
+        if series not in session_starts:
+            starts = ticks.sessions(session_gap)
+            session_starts[series] = starts, stamps[starts]
+        starts, start_stamps = session_starts[series]
+        session_first = start_stamps[np.searchsorted(starts, rows, side="right") - 1]
         bar_stamps = pd.DatetimeIndex(bars["timestamp"]).as_unit("ns").asi8
         index = as_of(bar_stamps, stamps[rows], session_first)
         forecasts = BASIS_POINTS * bars[column].to_numpy(np.float64)
