@@ -31,7 +31,7 @@ import numpy as np
 from keras import ops
 
 from longstm.errors import ConfigError
-from longstm.models.protocol import RecurrentModel, State
+from longstm.models.protocol import RecurrentModel, State, build_sublayer
 from longstm.models.checks import check_fraction, check_positive_int
 from longstm.models.stacked import StackedLSTM
 
@@ -115,6 +115,15 @@ class AttentionLSTM(RecurrentModel):
         )
         self.norm = keras.layers.LayerNormalization(name="norm")
         self._use_blocks = window is not None  # tests switch it off to compare with the dense path
+
+    def build(self, input_shape):
+        hidden = tuple(input_shape[:2]) + (self.units,)
+        keys = (hidden[0], None if hidden[1] is None else self.memory + hidden[1], self.units)  # the memory, then the chunk
+        build_sublayer(self.lstm, input_shape)
+        if not self.attention.built:
+            self.attention.build(hidden, keys, keys)
+        build_sublayer(self.norm, hidden)
+        self.built = True
 
     def initial_state(self, batch_size: int) -> State:
         lstm_state = self.lstm.initial_state(batch_size)

@@ -41,7 +41,7 @@ import keras
 from keras import ops
 
 from longstm.errors import ConfigError, DataValidationError
-from longstm.models.protocol import RecurrentModel, State
+from longstm.models.protocol import RecurrentModel, State, build_core
 from longstm.models.checks import check_positive_int
 from longstm.models.stacked import StackedLSTM
 
@@ -124,6 +124,18 @@ class HierarchicalLSTM(RecurrentModel):
         self.mode = mode
         self.outputs_kind = outputs
         self.period = math.prod(self.strides)
+
+    def build(self, input_shape):
+        # Level 0 reads the inputs (in parallel mode as sub-chunks of `stride` steps, one lane
+        # each); level l + 1 reads one summary of level l per `stride` of its steps.
+        batch, steps, features = tuple(input_shape)
+        if self.mode == "parallel":
+            batch, steps = None, self.strides[0]
+        level_input = (batch, steps, features)
+        for model, stride in zip(self.level_models, self.strides):
+            width = build_core(model, level_input)[-1]
+            level_input = (batch, None if level_input[1] is None else level_input[1] // stride, width)
+        self.built = True
 
     def initial_state(self, batch_size: int) -> State:
         state = [() if self.mode == "parallel" else self.level_models[0].initial_state(batch_size)]

@@ -45,7 +45,7 @@ import keras
 from keras import ops
 
 from longstm.errors import ConfigError
-from longstm.models.protocol import RecurrentModel, State
+from longstm.models.protocol import RecurrentModel, State, build_core, build_sublayer
 from longstm.models.checks import check_positive_int
 
 
@@ -109,6 +109,14 @@ class LinearLagSkip(RecurrentModel):
             )
         self.relative = relative
         self.projection = keras.layers.Conv1D(width, kernel_size=lags, padding="valid", name="lag_projection")
+
+    def build(self, input_shape):
+        # As `call` runs them: the projection over the previous lags - 1 inputs and the chunk,
+        # then the core on the inputs (or their step changes, the same width).
+        batch, steps, features = tuple(input_shape)
+        build_sublayer(self.projection, (batch, None if steps is None else self.lags - 1 + steps, features))
+        build_core(self.core, input_shape)
+        self.built = True
 
     @property
     def period(self) -> int:

@@ -136,6 +136,43 @@ class RecurrentModel(keras.Model):
         return f"{type(self).__name__} has no Dense head (wrap it in a Forecaster)"
 
 
+def build_sublayer(layer: keras.layers.Layer, input_shape) -> None:
+    """Build `layer` for `input_shape` unless it is built already: a model's `build` builds its
+    sublayers in the order its `call` first runs them (as `keras.layers.LSTM` builds its cell),
+    and a sublayer may have been built before (by `last_step`, or a shared core)."""
+    if not layer.built:
+        layer.build(tuple(input_shape))
+
+
+def build_core(core: RecurrentModel, input_shape) -> tuple:
+    """Build `core` for inputs of `input_shape` and return the shape of the features a head reads.
+
+    Args:
+        core: a `RecurrentModel`.
+        input_shape: `(batch, steps, features)`.
+
+    Returns:
+        `(batch, steps, width)`, the shape of `core`'s outputs; `(batch, 1, width)` for a
+        window-only core, whose head reads its `last_step` only. A core without a `build` and a
+        `compute_output_shape` of its own runs once on symbolic inputs instead (which is how
+        Keras builds a layer that has no `build`).
+    """
+    input_shape = tuple(input_shape)
+    own_build = type(core).build is not keras.layers.Layer.build
+    if own_build:
+        build_sublayer(core, input_shape)
+    if core.window_only:
+        features, _ = core.last_step(keras.KerasTensor(input_shape))
+        return (input_shape[0], 1, features.shape[-1])
+    if own_build:
+        try:
+            return tuple(core.compute_output_shape(input_shape))
+        except NotImplementedError:
+            pass
+    outputs = core(keras.KerasTensor(input_shape))  # a core's compute_output_shape gives its outputs alone
+    return tuple((outputs[0] if isinstance(outputs, (tuple, list)) else outputs).shape)
+
+
 def reset_lanes(state: State, reset: Any) -> State:
     """Zero the state rows of the lanes where `reset` is true.
 
@@ -162,6 +199,11 @@ def stop_state_gradient(state: State) -> State:
 def _state_sizes(layer: keras.layers.Layer) -> list[int]:
     size = layer.cell.state_size
     return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
+def _output_size(layer: keras.layers.Layer) -> int:
+    """Features per step out of a Keras recurrent layer (a cell without `output_size` emits its first state)."""
+    return getattr(layer.cell, "output_size", None) or _state_sizes(layer)[0]
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -206,6 +248,16 @@ class KerasRNNStack(RecurrentModel):
             config = layer.get_config() | {"return_sequences": True, "return_state": True, "stateful": False}
             rebuilt.append(type(layer).from_config(config))
         self.rnn_layers = rebuilt
+
+    def build(self, input_shape):
+        layer_input = tuple(input_shape)
+        for layer in self.rnn_layers:
+            build_sublayer(layer, layer_input)
+            layer_input = layer_input[:2] + (_output_size(layer),)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (_output_size(self.rnn_layers[-1]),)
 
     def initial_state(self, batch_size: int) -> State:
         return tuple(
@@ -300,6 +352,10 @@ class Forecaster(RecurrentModel):
         self.core = core
         self.head = head if head is not None else keras.layers.Dense(outputs, name="head")
         self.outputs_width = outputs
+
+    def build(self, input_shape):
+        build_sublayer(self.head, build_core(self.core, input_shape))
+        self.built = True
 
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size)

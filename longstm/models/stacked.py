@@ -12,7 +12,7 @@ from keras import ops
 
 from longstm.models.cells import cells_step, numpy_cells
 from longstm.models.checks import check_fraction, check_positive_int
-from longstm.models.protocol import RecurrentModel, State
+from longstm.models.protocol import RecurrentModel, State, build_sublayer
 
 
 @keras.saving.register_keras_serializable(package="longstm")
@@ -70,6 +70,17 @@ class StackedLSTM(RecurrentModel):
         between = self.num_layers - 1
         self.norms = [keras.layers.LayerNormalization(name=f"norm_{i}") for i in range(between)] if layer_norm else []
         self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}") for i in range(between)] if self.dropout else []
+
+    def build(self, input_shape):
+        # Each layer in the order `call` runs them: layer 0 reads the inputs, every later one
+        # (and every norm) `units` features.
+        layer_input = tuple(input_shape)
+        for index, lstm in enumerate(self.lstm_layers):
+            build_sublayer(lstm, layer_input)
+            layer_input = tuple(input_shape[:2]) + (self.units,)
+            if index < self.num_layers - 1 and self.norms:
+                build_sublayer(self.norms[index], layer_input)
+        self.built = True
 
     def initial_state(self, batch_size: int) -> State:
         return tuple(
