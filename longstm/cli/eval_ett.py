@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from longstm.cli.options import is_config_path, parse_int_list
+from longstm.cli.options import is_config_path, model_entries, parse_int_list
 from longstm.cli.tables import markdown_table, write_table_files
 from longstm.data import load_series
 from longstm.errors import ConfigError
@@ -60,6 +60,8 @@ def run_ett_command(
     out: Path | None = None,
     channel_independent: bool = False,
     overrides: Sequence[str] = (),
+    seeds: str | None = None,
+    resume: bool = False,
     console: Console | None = None,
 ) -> list[dict]:
     """What `longstm eval ett` does: score a baseline name or a training config `.toml`
@@ -75,9 +77,18 @@ def run_ett_command(
     chosen = choose_split(series, lookback, split)
     console = console or Console()
     options = dict(drop_last_batch=drop_last_batch, features=features, target=target, split=split)
-    if is_config_path(model):
+    entries = model_entries(model)
+    if seeds is not None or len(entries) > 1:
+        if not all(is_config_path(entry) for entry in entries):
+            raise ConfigError(f"an ensemble (--seeds, or several --model entries) is made of training configs .toml; got --model {model!r}")
+        rows, table = _ensemble_rows(console, series, entries, seeds, lookback, horizon_list, mode, out, channel_independent,
+                                     overrides, resume, options)
+        table.title = f"{table.title} on {data.name}"
+        table.caption = (f"{_caption(chosen, lookback, features)}; each member trained as `--model CONFIG --set seed=S`; "
+                         f"the ensemble forecasts the mean of its members' forecasts" + _dropped(drop_last_batch, "; "))
+    elif is_config_path(model):
         rows, table = _trained_rows(console, series, model, lookback, horizon_list, mode, out, channel_independent,
-                                    overrides, options)
+                                    overrides, options, resume)
         table.title = f"{table.title} on {data.name}"
         table.caption = (f"{_caption(chosen, lookback, features)}; window: each window from a zero state (lookback L); "
                          "stream: state carried through the whole past (more history than L)"
@@ -105,7 +116,7 @@ def run_ett_command(
 
 
 def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,
-                  channel_independent: bool, overrides: Sequence[str], options: dict) -> tuple[list[dict], Table]:
+                  channel_independent: bool, overrides: Sequence[str], options: dict, resume: bool = False) -> tuple[list[dict], Table]:
     """Train the config per horizon and score it in each mode beside the repeat baseline.
     With `out`, the table on disk grows as each horizon finishes. Returns the rows and a
     table whose title the caller completes."""
@@ -117,7 +128,7 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
         raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
     trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=options["features"],
                          target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
-                         progress=True, channel_independent=channel_independent)
+                         progress=True, channel_independent=channel_independent, reuse=resume)
     if mode == "both" and trained.modes != MODES:  # a window-only model has no stream to score
         modes = trained.modes
         console.print(f"{Path(config_path).name}: a window-only model, scored in window mode only")
@@ -158,4 +169,54 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
         table.add_row(str(row["horizon"]), row["mode"], f"{row['mse']:.3f}", f"{row['mae']:.3f}", f"{row['repeat_mse']:.3f}",
                       f"{row['repeat_mae']:.3f}", str(row["windows"]), f"{row['epochs_run']} ({row['best_epoch']})",
                       f"{row['train_seconds']:.0f}", f"{row['score_seconds']:.0f}")
+    return rows, table
+
+
+def _ensemble_rows(console, series, config_paths: list[str], seeds: str | None, lookback: int, horizons: list[int], mode: str,
+                   out, channel_independent: bool, overrides: Sequence[str], resume: bool, options: dict) -> tuple[list[dict], Table]:
+    """Train every config x seed and score each member and the mean of their forecasts (rows with
+    `model` = the member's folder name, or the ensemble's name). Each member's own table goes
+    to `out/<member>/`, the whole table to `out/`, as each horizon finishes."""
+    from longstm.evaluate.ett_ensemble import EttEnsemble
+    from longstm.evaluate.ett_trained import MODES, ett_table_rows
+
+    seed_list = None if seeds is None else list(parse_int_list(seeds, "--seeds", "0,1,2", minimum=0))
+    configs = [read_config(path, overrides) for path in config_paths]
+    ensemble = EttEnsemble(configs, seed_list, series, lookback, run_dir=out, reuse=resume, features=options["features"],
+                           target=options["target"], split=options["split"], progress=True,
+                           channel_independent=channel_independent)
+    modes = ensemble.modes if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
+    if mode == "both" and modes != MODES:
+        console.print("a member is window-only: the ensemble is scored in window mode only")
+
+    def announce(name, horizon, summary):
+        done = "reused" if summary.get("reused") else f"trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
+        val = "" if summary.get("val_mse") is None else f" (validation MSE {summary['val_mse']:.4f})"
+        console.print(f"H={horizon} {name}: {done}, best epoch {summary['best_epoch']}{val}")
+
+    passes = [options["drop_last_batch"]] + ([None] if options["drop_last_batch"] else [])
+    rows: list[dict] = []
+    for horizon in horizons:
+        for dropped in passes:
+            baseline = evaluate_ett(series, "repeat", lookback, [horizon], **dict(options, drop_last_batch=dropped))
+            results, members = ensemble.evaluate([horizon], modes, drop_last_batch=dropped,
+                                                 on_member=announce if dropped == passes[0] else None)
+            rows += ett_table_rows(results, baseline, {horizon: ensemble.summary(horizon)}, ensemble.name)
+            for name, member_results in members.items():
+                summary = ensemble.members[name].models[horizon].summary
+                rows += ett_table_rows(member_results, baseline, {horizon: summary}, name)
+        rows.sort(key=lambda row: (row["horizon"], row["mode"], row["windows"], row["model"] != ensemble.name, row["model"]))
+        if out is not None:
+            write_ett_results(rows, out)
+            for name in ensemble.members:
+                write_ett_results([row for row in rows if row["model"] == name], Path(out) / name)
+    table = Table(title=ensemble.name)
+    for column in ("H", "mode", "model", "MSE", "MAE", "windows", "val MSE", "train s"):
+        table.add_column(column, justify="left" if column in ("mode", "model") else "right")
+    for row in rows:
+        val = "" if row["val_mse"] is None else f"{row['val_mse']:.4f}"
+        table.add_row(str(row["horizon"]), row["mode"], row["model"], f"{row['mse']:.4f}", f"{row['mae']:.4f}",
+                      str(row["windows"]), val, f"{row['train_seconds']:.0f}")
     return rows, table

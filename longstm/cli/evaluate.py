@@ -22,7 +22,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("ett")
 def ett(
     data: Path = typer.Option(..., "--data", help="ETT-format CSV: a timestamp column and numeric columns."),
-    model: str = typer.Option("repeat", "--model", help="Baseline (repeat: last value; mean: of the lookback window; linear / nlinear: LTSF-Linear's map, least squares on the train windows) or a training config .toml: train it on the train split, select epochs on validation, score on test."),
+    model: str = typer.Option("repeat", "--model", help="Baseline (repeat: last value; mean: of the lookback window; linear / nlinear: LTSF-Linear's map, least squares on the train windows) or a training config .toml: train it on the train split, select epochs on validation, score on test. Several comma-separated configs: an ensemble (see --seeds)."),
     lookback: int = typer.Option(336, "--lookback", help="Input length L."),
     horizons: str = typer.Option("96,192,336,720", "--horizons", help="Comma-separated forecast lengths H."),
     drop_last_batch: int = typer.Option(None, "--drop-last-batch", help="Score only whole batches of this size (DLinear: 32). Default: all windows."),
@@ -33,6 +33,8 @@ def ett(
     out: Path = typer.Option(None, "--out", help="Directory for ett_results.csv/.md (and, for a trained model, its runs)."),
     channel_independent: bool = typer.Option(False, "--channel-independent", help="Trained models, features M: one univariate model shared by all channels."),
     overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    seeds: str = typer.Option(None, "--seeds", help="Trained models: train each config once per seed (e.g. 0,1,2) and score the mean of all their forecasts (an ensemble), beside each member. Several comma-separated config .toml files in --model make an ensemble too."),
+    resume: bool = typer.Option(False, "--resume", help="Trained models: load each horizon that a run in --out finished with the same config instead of training it again."),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from longstm.cli.eval_ett import run_ett_command
@@ -41,6 +43,7 @@ def ett(
     run_ett_command(
         data, model=model, lookback=lookback, horizons=horizons, drop_last_batch=drop_last_batch, features=features,
         target=target, split=split, mode=mode, out=out, channel_independent=channel_independent, overrides=overrides or (),
+        seeds=seeds, resume=resume,
     )
 
 

@@ -34,26 +34,28 @@ SET_HELP = (
 TrainedFactory = Callable[..., tuple[str, Callable[[], Any]]]
 
 
-def parse_int_list(text: str, option: str, example: str = "1,5,15") -> tuple[int, ...]:
-    """Comma-separated positive integers.
+def parse_int_list(text: str, option: str, example: str = "1,5,15", minimum: int = 1) -> tuple[int, ...]:
+    """Comma-separated integers, each at least `minimum` (positive by default).
 
     Args:
         text: the option's value, e.g. `"96,192"`.
         option: the option's name, for the error (`"--horizons"`).
         example: a valid value shown in the error.
+        minimum: the smallest value allowed (0 for seeds).
 
     Returns:
         The integers in the order given.
 
     Raises:
-        ConfigError: for an empty list, a non-integer or a value below 1.
+        ConfigError: for an empty list, a non-integer or a value below `minimum`.
     """
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         values = ()
-    if not values or any(value < 1 for value in values):
-        raise ConfigError(f"{option} must be comma-separated positive integers like {example}, got {text!r}")
+    if not values or any(value < minimum for value in values):
+        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise ConfigError(f"{option} must be comma-separated {kind} like {example}, got {text!r}")
     return values
 
 

@@ -132,6 +132,7 @@ def evaluate_ett(
     split: str = "auto",
     batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
+    part: str = "test",
 ) -> list[EttResult]:
     """Score a forecaster on the test part of an ETT-format series, one result per horizon.
 
@@ -152,10 +153,15 @@ def evaluate_ett(
         split: `"auto"`, `"etth"`, `"ettm"` or `"ratio"` (see `choose_split`).
         batch_size: windows per model call (does not change the scores).
         on_batch: called with the number of windows after each batch (progress bars).
+        part: `"test"`, or `"val"` to score the validation part's windows instead (what a
+            choice between models may look at; a forecaster read at precomputed test rows,
+            `predict_at_rows`, has no validation forecasts).
 
     Returns:
         One `EttResult(horizon, mse, mae, windows, ...)` per horizon, in order.
     """
+    if part not in ("test", "val"):
+        raise ConfigError(f"part must be 'test' or 'val', got {part!r}")
     if drop_last_batch is not None and (isinstance(drop_last_batch, bool) or int(drop_last_batch) < 1):
         raise ConfigError(f"drop_last_batch must be a positive batch size or None, got {drop_last_batch!r}")
     series, target_indices, chosen, scaler = prepare_ett(path, lookback, features, target, split)
@@ -165,9 +171,9 @@ def evaluate_ett(
 
     results = []
     for horizon in horizons:
-        index = WindowIndex(len(series), lookback, int(horizon), start=chosen.test[0], stop=chosen.test[1],
-                            segments=series.segments)
-        index.require(1, f"{series.source}: test part of the {chosen.protocol} split")
+        rows = chosen.test if part == "test" else chosen.val
+        index = WindowIndex(len(series), lookback, int(horizon), start=rows[0], stop=rows[1], segments=series.segments)
+        index.require(1, f"{series.source}: {part} part of the {chosen.protocol} split")
         count = len(index) - (len(index) % int(drop_last_batch) if drop_last_batch else 0)
         if count == 0:
             raise DataValidationError(

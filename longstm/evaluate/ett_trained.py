@@ -174,8 +174,10 @@ class TrainedEtt:
     """
 
     def __init__(self, config, data, lookback: int, features: str = "M", target: str = "OT", split: str = "auto",
-                 run_dir: str | Path | None = None, progress: bool = False, channel_independent: bool = False):
+                 run_dir: str | Path | None = None, progress: bool = False, channel_independent: bool = False,
+                 reuse: bool = False):
         self.config = read_config(config)
+        self.reuse = bool(reuse)
         if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 1:
             raise ConfigError(f"lookback must be a positive integer, got {lookback!r}")
         series = data if isinstance(data, TimeSeries) else load_series(data, gap_policy="report")
@@ -302,11 +304,19 @@ class TrainedEtt:
                 val_lanes = evaluation_lanes(config, self.series.values, **self._series_columns(val_rows))
             columns = ModelColumns(self.feature_columns, self.target_columns, list(self.series.columns))
         run = RunDir(self.run_dir / f"h{horizon}")
-        run.write_config(config)
-        trainer = build_trainer(config, columns, run_dir=run.path, progress=self.progress)
-        started = time.perf_counter()
+        finished = self._finished_summary(run, config) if self.reuse else None
+        if finished is None:
+            run.write_config(config)
+        trainer = build_trainer(config, columns, run_dir=run.path, progress=self.progress and finished is None)
         if windows:
             use_window_training(trainer, train_lanes)
+        if finished is not None:  # trained before with this very config: its best weights, its summary
+            trainer.load_weights(run.weights("best"), train_lanes)
+            trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), dict(finished, reused=True))
+            self.models[horizon] = trained
+            return trained
+        started = time.perf_counter()
+        if windows:
             init_linear_forecast(trainer.model, train_lanes)  # model.options.linear: start at NLinear
         set_up = time.perf_counter() - started
         summary = fit_and_summarise(trainer, train_lanes, val_lanes)
@@ -321,6 +331,20 @@ class TrainedEtt:
         trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)
         self.models[horizon] = trained
         return trained
+
+    @staticmethod
+    def _finished_summary(run: RunDir, config) -> dict[str, Any] | None:
+        """With `reuse`: the summary of a horizon this run directory finished training with the
+        same config (its `protocol.json` is written last), or None when it holds no finished
+        model. A finished model of another config is an error, not something to overwrite."""
+        if not run.protocol_summary.is_file():
+            return None
+        if not run.config_path.is_file() or run.config_path.read_text() != config.to_toml():
+            raise ConfigError(
+                f"{run.path} holds a model trained with another config than {config.source} (with its --set values); "
+                f"score it with its own config, or use another --out"
+            )
+        return json.loads(run.protocol_summary.read_text())
 
     @property
     def modes(self) -> tuple[str, ...]:

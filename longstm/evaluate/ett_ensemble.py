@@ -1,0 +1,160 @@
+"""Several trained models in the ETT protocol, scored as one forecast: the mean of theirs.
+
+`longstm eval ett --model A.toml,B.toml --seeds 0,1,2` trains every config once per seed (each
+a `TrainedEtt` member, in `OUT/<config stem>_s<seed>/`, exactly what `longstm eval ett --model
+A.toml --set seed=S --out OUT/A_sS` writes) and scores the members' mean forecast on the same
+test windows, beside each member's own score.
+
+Why: a segment forecaster's test MSE on ETTh1 moves by about 0.003 from seed to seed, and much of
+its error is that variance; the mean of several models trained from different seeds (and, more,
+of differently built models) removes part of it. The ensemble's training time is the sum of its
+members', and is reported that way.
+
+Members are trained one after another; `reuse=True` (`--resume`) loads a member horizon that an
+earlier run finished with the same config instead of training it again, so an interrupted
+ensemble loses at most the model it was training.
+
+Example:
+
+>>> ensemble = EttEnsemble([read_config("a.toml"), read_config("b.toml")], seeds=[0, 1], data="ETTh1.csv",
+...                        lookback=720, run_dir="runs/ens", channel_independent=True)
+>>> results, members = ensemble.evaluate([96], ["window"])
+>>> results["window"][0].mse, [m["window"][0].mse for m in members.values()]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from longstm.data.loaders import load_series
+from longstm.data.series import TimeSeries
+from longstm.errors import ConfigError
+from longstm.evaluate.ett import evaluate_ett
+from longstm.evaluate.ett_trained import MODES, TrainedEtt
+
+
+class MeanForecaster:
+    """The mean of several ETT forecasters' forecasts (`predict_windows` or `predict_at_rows`)."""
+
+    def __init__(self, forecasters: Sequence[Any]):
+        if not forecasters:
+            raise ValueError("MeanForecaster needs at least one forecaster; got none")
+        self.forecasters = list(forecasters)
+        if all(hasattr(f, "predict_at_rows") for f in self.forecasters):
+            self.predict_at_rows = self._mean_at_rows
+
+    def predict_windows(self, x: np.ndarray) -> np.ndarray:
+        return np.mean([np.asarray(f.predict_windows(x)) for f in self.forecasters], axis=0)
+
+    def _mean_at_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.mean([np.asarray(f.predict_at_rows(rows)) for f in self.forecasters], axis=0)
+
+
+class EttEnsemble:
+    """Configs x seeds trained in the ETT protocol, scored as the mean of their forecasts.
+
+    Args:
+        configs: training configs (`Config`, each with its `--set` values applied); their file
+            names (stems) must differ, as they name the members' folders.
+        seeds: the seeds each config is trained with (`seed` of the config is replaced), or None
+            for each config's own seed.
+        data: the ETT-format CSV or a loaded `TimeSeries`.
+        lookback: input length L.
+        run_dir: folder of the members: `run_dir/<stem>_s<seed>/runs/h<H>` (None: a temporary one).
+        reuse: load member horizons finished earlier with the same config (`TrainedEtt(reuse=)`).
+        **protocol: `features`, `target`, `split`, `progress`, `channel_independent`, as for
+            `TrainedEtt`.
+    """
+
+    def __init__(self, configs: Sequence[Any], seeds: Sequence[int] | None, data, lookback: int,
+                 run_dir: str | Path | None = None, reuse: bool = False, **protocol):
+        if not configs:
+            raise ConfigError("an ensemble needs at least one config; got none")
+        if seeds is not None:
+            seeds = [int(seed) for seed in seeds]
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ConfigError(f"--seeds must list distinct seeds, e.g. 0,1,2; got {seeds}")
+        stems = [Path(config.source).stem for config in configs]
+        if len(set(stems)) != len(stems):
+            raise ConfigError(f"ensemble configs must have different file names (they name the members' folders); got {stems}")
+        self.series = data if isinstance(data, TimeSeries) else load_series(data, gap_policy="report")
+        self._temporary = None
+        if run_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="longstm-ett-ensemble-")
+            run_dir = self._temporary.name
+        self.lookback, self.run_dir, self.protocol = int(lookback), Path(run_dir), protocol
+        self.members: dict[str, TrainedEtt] = {}
+        for config, stem in zip(configs, stems):
+            for seed in ([config.seed] if seeds is None else seeds):  # None: each config's own seed
+                name = f"{stem}_s{seed}"
+                self.members[name] = TrainedEtt(dataclasses.replace(config, seed=seed), self.series, self.lookback,
+                                                run_dir=self.run_dir / name / "runs", reuse=reuse, **protocol)
+        self.configs = list(configs)
+        self._score_seconds: dict[tuple[int, str], float] = {}
+        self._val_mse: dict[int, float] = {}
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes every member can be scored in (window only if any member is window-only)."""
+        return tuple(mode for mode in MODES if all(mode in member.modes for member in self.members.values()))
+
+    @property
+    def name(self) -> str:
+        seeds = len(self.members) // len(self.configs)
+        return "mean of " + " + ".join(f"{Path(c.source).stem} x{seeds}" for c in self.configs)
+
+    def evaluate(self, horizons: Sequence[int], modes: Sequence[str], drop_last_batch: int | None = None,
+                 on_member: Callable[[str, int, dict], None] | None = None) -> tuple[dict[str, list], dict[str, dict]]:
+        """Train (or reuse) every member for each horizon, then score the members and their mean.
+
+        Returns:
+            `({mode: [EttResult of the mean per horizon]}, {member: {mode: [EttResult per horizon]}})`.
+            `summary(horizon)` then gives the ensemble's training summary and, scored in window
+            mode, the mean forecast's validation MSE.
+        """
+        missing = [mode for mode in modes if mode not in self.modes]
+        if missing:
+            raise ConfigError(f"the ensemble can be scored in {list(self.modes)} (a window-only member has no stream); got {missing}")
+        ensemble = {mode: [] for mode in modes}
+        members = {name: {mode: [] for mode in modes} for name in self.members}
+        options = dict(drop_last_batch=drop_last_batch, features=self.protocol.get("features", "M"),
+                       target=self.protocol.get("target", "OT"), split=self.protocol.get("split", "auto"))
+        for horizon in (int(h) for h in horizons):
+            for name, member in self.members.items():
+                trained = member.train(horizon)
+                if on_member is not None:
+                    on_member(name, horizon, trained.summary)
+            for mode in modes:
+                forecasters = {name: member.forecaster(horizon, mode) for name, member in self.members.items()}
+                batch = next(iter(self.members.values()))._windows_per_call()
+                for name, forecaster in forecasters.items():
+                    members[name][mode] += evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, **options)
+                started = time.perf_counter()
+                ensemble[mode] += evaluate_ett(self.series, MeanForecaster(list(forecasters.values())), self.lookback, [horizon],
+                                               batch_size=batch, **options)
+                self._score_seconds[(horizon, mode)] = time.perf_counter() - started
+                if mode == "window":  # what a choice between ensembles may look at
+                    (val,) = evaluate_ett(self.series, MeanForecaster(list(forecasters.values())), self.lookback, [horizon],
+                                          batch_size=batch, part="val", **dict(options, drop_last_batch=None))
+                    self._val_mse[horizon] = val.mse
+        return ensemble, members
+
+    def summary(self, horizon: int) -> dict[str, Any]:
+        """The ensemble's training summary for `horizon`: members' seconds summed, epochs listed."""
+        summaries = [member.models[int(horizon)].summary for member in self.members.values()]
+        row: dict[str, Any] = {
+            "epochs_run": "+".join(str(s.get("epochs_run")) for s in summaries),
+            "best_epoch": "+".join(str(s.get("best_epoch")) for s in summaries),
+            "val_mse": self._val_mse.get(int(horizon)),  # the mean forecast's, window mode
+            "train_seconds": float(sum(s.get("train_seconds", 0.0) for s in summaries)),
+        }
+        for mode in MODES:
+            if (int(horizon), mode) in self._score_seconds:
+                row[f"score_seconds_{mode}"] = self._score_seconds[(int(horizon), mode)]
+        return row

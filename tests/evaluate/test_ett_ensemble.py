@@ -1,0 +1,127 @@
+"""Ensembles in the ETT protocol: the mean of the members' forecasts, seeds applied, members
+reused with --resume (and refused when their config differs), validation scoring, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import longstm.evaluate.ett_trained as ett_trained
+from longstm.cli import main
+from longstm.data import bundled_path
+from longstm.data.windows import WindowIndex, gather_windows
+from longstm.errors import ConfigError
+from longstm.evaluate.ett import evaluate_ett, prepare_ett
+from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster
+from longstm.train.config import read_config
+from tests.evaluate.test_trained import write_config
+
+LOOKBACK, HORIZON = 48, 6
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ett_ensemble")
+    pd.read_csv(bundled_path("ETTh1")).iloc[:1200].to_csv(folder / "ett.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ensemble(folder):
+    """Two seeds of a tiny LSTM, trained once and scored in both modes."""
+    ensemble = EttEnsemble([read_config(write_config(folder))], [0, 1], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens")
+    results, members = ensemble.evaluate([HORIZON], ["window", "stream"])
+    return ensemble, results, members
+
+
+def test_the_ensemble_scores_the_mean_of_its_members_forecasts(ensemble):
+    ensemble, results, members = ensemble
+    member = next(iter(ensemble.members.values()))
+    test_start, test_stop = member.split.test
+    starts = WindowIndex(len(member.series), LOOKBACK, HORIZON, start=test_start, stop=test_stop).starts()
+    _, _, _, scaler = prepare_ett(member.series, LOOKBACK)
+    x, y = gather_windows(member.series.values, starts, LOOKBACK, HORIZON, scaler=scaler)
+    for mode in ("window", "stream"):
+        forecasts = [m.forecaster(HORIZON, mode) for m in ensemble.members.values()]
+        each = [f.predict_windows(x) if mode == "window" else f.predict_at_rows(starts + LOOKBACK - 1) for f in forecasts]
+        assert not np.allclose(each[0], each[1])  # the seeds made two different models
+        mean = np.mean(each, axis=0)
+        assert results[mode][0].mse == pytest.approx(float(np.mean((mean - y) ** 2)), rel=1e-5)
+        for name, forecast in zip(ensemble.members, each):
+            assert members[name][mode][0].mse == pytest.approx(float(np.mean((forecast - y) ** 2)), rel=1e-5)
+    assert sorted(ensemble.members) == ["tiny_lstm_s0", "tiny_lstm_s1"]
+    assert [m.config.seed for m in ensemble.members.values()] == [0, 1]
+    summary = ensemble.summary(HORIZON)
+    seconds = [m.models[HORIZON].summary["train_seconds"] for m in ensemble.members.values()]
+    assert summary["train_seconds"] == pytest.approx(sum(seconds))  # an ensemble costs all its members
+
+
+def test_validation_scoring_reads_the_validation_windows(ensemble):
+    ensemble, _, _ = ensemble
+    member = next(iter(ensemble.members.values()))
+    forecasters = [m.forecaster(HORIZON, "window") for m in ensemble.members.values()]
+    (val,) = evaluate_ett(member.series, MeanForecaster(forecasters), LOOKBACK, [HORIZON], part="val")
+    val_start, val_stop = member.split.val
+    starts = WindowIndex(len(member.series), LOOKBACK, HORIZON, start=val_start, stop=val_stop).starts()
+    _, _, _, scaler = prepare_ett(member.series, LOOKBACK)
+    x, y = gather_windows(member.series.values, starts, LOOKBACK, HORIZON, scaler=scaler)
+    mean = np.mean([f.predict_windows(x) for f in forecasters], axis=0)
+    assert val.windows == len(starts)
+    assert val.mse == pytest.approx(float(np.mean((mean - y) ** 2)), rel=1e-5)
+    assert ensemble.summary(HORIZON)["val_mse"] == pytest.approx(val.mse, rel=1e-6)
+    with pytest.raises(ConfigError, match="part must be 'test' or 'val'"):
+        evaluate_ett(member.series, "repeat", LOOKBACK, [HORIZON], part="train")
+
+
+def test_resume_reuses_finished_members_and_refuses_another_config(folder, ensemble, monkeypatch):
+    ensemble, results, _ = ensemble
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished member was trained again")
+
+    monkeypatch.setattr(ett_trained, "fit_and_summarise", no_training)
+    again = EttEnsemble([read_config(write_config(folder))], [0, 1], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens",
+                        reuse=True)
+    resumed, _ = again.evaluate([HORIZON], ["window"])
+    assert resumed["window"][0].mse == pytest.approx(results["window"][0].mse, rel=1e-6)
+    first = json.loads((folder / "ens" / "tiny_lstm_s0" / "runs" / f"h{HORIZON}" / "protocol.json").read_text())
+    assert again.summary(HORIZON)["train_seconds"] == pytest.approx(
+        first["train_seconds"] + ensemble.members["tiny_lstm_s1"].models[HORIZON].summary["train_seconds"])
+    changed = read_config(write_config(folder), ["model.units=5"])
+    with pytest.raises(ConfigError, match="trained with another config"):
+        EttEnsemble([changed], [0], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens", reuse=True).evaluate([HORIZON], ["window"])
+
+
+def test_cli_ensemble_of_two_configs_writes_members_and_the_mean(folder, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    first = write_config(folder)
+    second = folder / "tiny_twin.toml"
+    second.write_text(first.read_text().replace("seed = 0", "seed = 3"))
+    out = folder / "cli"
+    code = main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", f"{first},{second}", "--lookback",
+                 str(LOOKBACK), "--horizons", str(HORIZON), "--mode", "window", "--drop-last-batch", "32", "--out", str(out)])
+    assert code == 0
+    table = pd.read_csv(out / "ett_results.csv")
+    assert set(table["model"]) == {"mean of tiny_lstm x1 + tiny_twin x1", "tiny_lstm_s0", "tiny_twin_s3"}
+    assert len(set(table["windows"])) == 2  # all test windows, and the last batch of 32 dropped
+    member = pd.read_csv(out / "tiny_twin_s3" / "ett_results.csv")
+    assert set(member["model"]) == {"tiny_twin_s3"} and len(member) == 2
+    assert (out / "tiny_lstm_s0" / "runs" / f"h{HORIZON}" / "checkpoints" / "best.npz").exists()
+    text = " ".join(capsys.readouterr().out.split())
+    assert "mean of tiny_lstm x1 + tiny_twin x1" in text
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "repeat", "--seeds", "0,1"], "made of training configs"),
+    (["--model", "{config}", "--seeds", "0,0"], "distinct seeds"),
+    (["--model", "{config}", "--seeds", "0,-1"], "--seeds must be comma-separated integers >= 0"),
+    (["--model", "{config},{config}"], "different file names"),
+])
+def test_cli_ensemble_errors(folder, capsys, arguments, message):
+    config = str(write_config(folder))
+    arguments = [a.replace("{config}", config) for a in arguments]
+    assert main(["eval", "ett", "--data", str(folder / "ett.csv"), "--lookback", str(LOOKBACK), "--horizons", "6", *arguments]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
