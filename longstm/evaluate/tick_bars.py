@@ -41,7 +41,9 @@ def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> 
         DataValidationError: the bars were made from another store, or from `store` before
             more was converted into it (its run files differ), or they are not shorter than a
             gap `session_gap` (a bar could then hold the end of one session and the start of
-            the next; calendar rules like "1D@America/New_York" are not checked).
+            the next), or `session_gap` is a calendar rule like "1D@America/New_York": a bar is
+            stamped at its interval's end, so the bar of a period's last ticks is stamped at or
+            after the period's end and that rule counts it in the next session.
     """
     if isinstance(path, list):
         return None
@@ -56,6 +58,10 @@ def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> 
         raise DataValidationError(f"{where}: data.path {path} holds bars made from {store.path} before its last conversion "
                                   f"(runs {meta['source_runs']}, now {source_runs(store)}); {remake}")
     kind, gap, _ = parse_session_rule(session_gap)
+    if kind == "calendar":
+        raise DataValidationError(f"{where}: data.path {path} holds bars, stamped at their interval's end, so the calendar "
+                                  f"session rule {session_gap} would count the bar of a session's last ticks in the next "
+                                  f"session; use a gap rule like '1h' for a bar model")
     if kind == "gap" and meta["every_ns"] >= int(gap):
         raise DataValidationError(f"{where}: data.path {path} holds bars of {meta['every']}, not shorter than the session gap "
                                   f"{session_gap}: a bar could join the end of one session to the start of the next; use "

@@ -66,7 +66,9 @@ def test_a_tick_gets_the_last_bar_at_or_before_it_in_its_session(stores):
 def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(stores, tmp_path):
     ticks, bars = stores
     assert check_bar_store(bars.path, ticks, "bars.toml")["every"] == "2s"
-    assert check_bar_store(bars.path, ticks, "bars.toml", "1D@America/New_York")["every"] == "2s"  # calendar rules: not checked
+    with pytest.raises(DataValidationError, match=r"bars\.toml: data\.path .* holds bars, stamped at their interval's end, so "
+                                                  r"the calendar session rule 1D@America/New_York would count"):
+        check_bar_store(bars.path, ticks, "bars.toml", "1D@America/New_York")
     with pytest.raises(DataValidationError, match=r"bars\.toml: data\.path .* holds bars of 2s, not shorter than the session gap 2s"):
         check_bar_store(bars.path, ticks, "bars.toml", "2s")
     assert check_bar_store(ticks.path, ticks, "ticks.toml") is None and check_bar_store(["a.csv"], ticks, "x.toml") is None
@@ -78,6 +80,24 @@ def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(store
     convert([tmp_path / "c.parquet"], other.path)  # more data converted into the store after the bars were made
     with pytest.raises(DataValidationError, match=r"before its last conversion .* make them again with `longstm data bars"):
         check_bar_store(tmp_path / "other_bars", Store(other.path), "bars.toml")
+
+
+def test_a_calendar_rule_counts_the_bar_of_a_day_s_last_ticks_in_the_next_day(tmp_path):
+    """Why eval ticks refuses a bar model under a calendar session rule: ticks across New York
+    midnight (05:00 UTC in January) split into two days, but the 1-s bar of 04:59:59-05:00:00,
+    whose ticks are all of the first day, is stamped 05:00:00 and the rule puts it in the second."""
+    midnight = pd.Timestamp("2024-01-02T05:00", tz="UTC")
+    stamps = midnight + pd.to_timedelta([-2.5, -1.5, -0.5, -0.2, 0.3, 1.1, 2.4], unit="s")
+    pd.DataFrame({"unique_id": "a", "ds": stamps, "bid": 1.0, "ask": 1.1}).to_parquet(tmp_path / "t.parquet")
+    convert([tmp_path / "t.parquet"], tmp_path / "ticks")
+    make_bars(tmp_path / "ticks", tmp_path / "bars", every="1s")
+    ticks, bars = Store(tmp_path / "ticks").series("a"), Store(tmp_path / "bars").series("a")
+    rule = "1D@America/New_York"
+    assert list(ticks.sessions(rule)) == [0, 4]  # 4 ticks of the first day, 3 of the second
+    counts = bars.read(0, len(bars), ["ticks"])[:, 0]
+    assert bars.timestamps()[2] == midnight.value and counts[2] == 2  # the bar of the first day's last 2 ticks
+    assert list(bars.sessions(rule)) == [0, 2]  # ... starts the second day's session
+    assert counts[:2].sum() == 2  # so the bars' first session holds 2 of the day's 4 ticks
 
 
 def test_eval_ticks_trains_a_bar_config_on_its_bars_and_scores_it_on_the_ticks(stores, tmp_path, capsys):
