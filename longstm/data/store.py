@@ -69,6 +69,21 @@ def is_store(path: str | Path) -> bool:
     return (Path(path) / "store.json").is_file()
 
 
+def _in_the_way(root: Path) -> list[Path]:
+    """What is at `root` that a new store would not own: its entries (or `root` itself when it is
+    a file), less the temporary `store.json` of a convert creating the store at this moment
+    (two converts into one new store, started together). Each existence is looked up once, and
+    before `store.json` is: that convert writes `store.json` before anything else, so whatever
+    it made that is listed here is covered by a `store.json` looked for after."""
+    try:
+        entries = list(root.iterdir())
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        return [root]
+    return [entry for entry in entries if not (entry.name.startswith(".store.json.") and entry.name.endswith(".tmp"))]
+
+
 def _write_json_atomic(path: Path, payload) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=1)))
 
@@ -192,7 +207,7 @@ def convert(
         raise DataValidationError(f"crossed must be one of {CROSSED_POLICIES}; got {crossed!r}")
     started = time.perf_counter()
     root = Path(out)
-    if root.exists() and not is_store(root) and any(root.iterdir()):
+    if _in_the_way(root) and not is_store(root):  # listed first: see `_in_the_way`
         raise DataValidationError(f"{root}: exists and is not a longstm store (no store.json); choose an empty or new folder")
     given = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     sources = given if given and all(isinstance(s, Source) for s in given) else discover(given, layout=layout, tz=tz)

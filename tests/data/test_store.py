@@ -3,6 +3,7 @@ appends, concurrent writers, sessions — on small panels generated here."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import longstm.data.store as store_module
 from longstm.data.sources import discover
 from longstm.data.store import Store, convert
 from longstm.errors import DataValidationError
@@ -224,3 +226,30 @@ def test_gap_sessions_read_in_blocks_find_every_gap_at_and_across_block_edges(tm
     expected = np.concatenate([[0], np.flatnonzero(np.diff(stamps.asi8) > 3_600 * 10**9) + 1])
     monkeypatch.setattr("longstm.data.store.SESSION_BLOCK_ROWS", 7)  # 29 blocks: gaps fall on their edges
     np.testing.assert_array_equal(series.sessions("1h"), expected)
+
+
+def test_a_convert_starting_while_another_creates_the_same_store_joins_it(tmp_path, monkeypatch):
+    """Two converts into one new store, started together (1 run in ~100 failed before): one finds
+    the other's temporary store.json, or the other's store.json and folders made between its
+    look for store.json and its listing of the folder."""
+    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=3, freq="min"), "y": [1.0, 2.0, 3.0]})
+    frame.to_parquet(tmp_path / "a.parquet")
+    being_made = tmp_path / "made_now"
+    being_made.mkdir()
+    (being_made / ".store.json.0123456789ab.tmp").write_text("{")  # the other convert's store.json, half written
+    assert convert([tmp_path / "a.parquet"], being_made)["rows"] == 3
+    raced, real_is_store = tmp_path / "raced", store_module.is_store
+    raced.mkdir()  # the other convert has made the folder ...
+
+    def the_other_convert_moves_on_right_after(path):
+        found = real_is_store(path)
+        if not (raced / "shards").exists():  # ... and right after this look writes store.json, then its folders
+            (raced / "store.json").write_text(json.dumps(store_module.FORMAT))
+            (raced / "shards").mkdir()
+        return found
+
+    monkeypatch.setattr(store_module, "is_store", the_other_convert_moves_on_right_after)
+    convert([tmp_path / "a.parquet"], raced)
+    assert Store(raced).names == ["a"]
+    with pytest.raises(DataValidationError, match="exists and is not a longstm store"):
+        convert([tmp_path / "a.parquet"], tmp_path / "a.parquet")  # a file in the way: still one line
