@@ -169,7 +169,9 @@ def build_core(core: RecurrentModel, input_shape) -> tuple:
             return tuple(core.compute_output_shape(input_shape))
         except NotImplementedError:
             pass
-    outputs = core(keras.KerasTensor(input_shape))  # a core's compute_output_shape gives its outputs alone
+    # (A model that declares compute_output_shape gives its outputs alone when called on symbolic
+    # inputs, not `(outputs, state)`: KerasRNNStack does not, so its default `step` stays symbolic.)
+    outputs = core(keras.KerasTensor(input_shape))
     return tuple((outputs[0] if isinstance(outputs, (tuple, list)) else outputs).shape)
 
 
@@ -255,9 +257,6 @@ class KerasRNNStack(RecurrentModel):
             build_sublayer(layer, layer_input)
             layer_input = layer_input[:2] + (_output_size(layer),)
         self.built = True
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:2]) + (_output_size(self.rnn_layers[-1]),)
 
     def initial_state(self, batch_size: int) -> State:
         return tuple(

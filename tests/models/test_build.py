@@ -108,3 +108,12 @@ def test_a_core_without_its_own_build_is_built_by_one_symbolic_pass():
     core = _NoBuild([keras.layers.LSTM(5)])
     assert build_core(core, (2, 8, 3)) == (2, 8, 5)
     assert core.rnn_layers[0].built
+
+
+def test_a_keras_rnn_stack_still_steps_on_symbolic_inputs():
+    """Its default `step` (a SimpleRNN has no cell arithmetic of its own) calls the stack on a
+    one-step chunk: on symbolic inputs that call must still give `(outputs, state)`."""
+    model = Forecaster(KerasRNNStack([keras.layers.SimpleRNN(3)]))
+    model.build((1, 1, 2))
+    forecast, state = model.step(keras.KerasTensor((4, 2)), model.initial_step_state(4))
+    assert tuple(forecast.shape) == (4, 1) and tuple(state[0][0].shape) == (4, 3)
