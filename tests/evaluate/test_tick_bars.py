@@ -100,6 +100,17 @@ def test_a_calendar_rule_counts_the_bar_of_a_day_s_last_ticks_in_the_next_day(tm
     assert counts[:2].sum() == 2  # so the bars' first session holds 2 of the day's 4 ticks
 
 
+def test_eval_ticks_refuses_a_bar_config_under_a_calendar_rule_before_training(stores, tmp_path, capsys):
+    ticks, bars = stores
+    config = write_config(tmp_path, residual="false")
+    config.write_text(config.read_text() + f'[data]\npath = "{bars.path}"\n')
+    code = main(["eval", "ticks", "--data", str(ticks.path), "--train-until", TRAIN_UNTIL, "--val-until", VAL_UNTIL,
+                 "--session-gap", "1D@America/New_York", "--model", f"zero,{config}", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "calendar session rule 1D@America/New_York" in err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was trained
+
+
 def test_eval_ticks_trains_a_bar_config_on_its_bars_and_scores_it_on_the_ticks(stores, tmp_path, capsys):
     ticks, bars = stores
     config = write_config(tmp_path, residual="false")
