@@ -65,7 +65,7 @@ import tensorflow as tf
 from longstm.data.loaders import load_series
 from longstm.data.series import TimeSeries
 from longstm.data.windows import WindowIndex
-from longstm.errors import ConfigError, DataValidationError
+from longstm.errors import ConfigError, DataValidationError, LongstmError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
 from longstm.evaluate.trained import fit_and_summarise
 from longstm.models.registry import build_model
@@ -339,7 +339,11 @@ class TrainedEtt:
         model. A finished model of another config is an error, not something to overwrite."""
         if not run.protocol_summary.is_file():
             return None
-        if not run.config_path.is_file() or run.config_path.read_text() != config.to_toml():
+        try:  # the same values (a key added since then reads as its default)
+            same = run.read_config().to_dict() == config.to_dict()
+        except LongstmError:
+            same = False
+        if not same:
             raise ConfigError(
                 f"{run.path} holds a model trained with another config than {config.source} (with its --set values); "
                 f"score it with its own config, or use another --out"
