@@ -11,7 +11,6 @@ import pytest
 
 import longstm.evaluate.ett_trained as ett_trained
 from longstm.cli import main
-from longstm.data import bundled_path
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
@@ -19,14 +18,9 @@ from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster
 from longstm.train.config import read_config
 from tests.evaluate.test_trained import write_config
 
-LOOKBACK, HORIZON = 48, 6
+from tests.evaluate.test_ett_trained import LOOKBACK, folder  # noqa: F401 (the same 1,200 ETTh1 rows)
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ett_ensemble")
-    pd.read_csv(bundled_path("ETTh1")).iloc[:1200].to_csv(folder / "ett.csv", index=False)
-    return folder
+HORIZON = 6
 
 
 @pytest.fixture(scope="module")
