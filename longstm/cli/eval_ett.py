@@ -79,8 +79,8 @@ def run_ett_command(
     options = dict(drop_last_batch=drop_last_batch, features=features, target=target, split=split)
     entries = model_entries(model)
     if seeds is not None or len(entries) > 1:
-        if not all(is_config_path(entry) for entry in entries):
-            raise ConfigError(f"an ensemble (--seeds, or several --model entries) is made of training configs .toml; got --model {model!r}")
+        if not any(is_config_path(entry) for entry in entries):
+            raise ConfigError(f"an ensemble (--seeds, or several --model entries) needs a training config .toml; got --model {model!r}")
         rows, table = _ensemble_rows(console, series, entries, seeds, lookback, horizon_list, mode, out, channel_independent,
                                      overrides, resume, options)
         table.title = f"{table.title} on {data.name}"
@@ -172,7 +172,7 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
     return rows, table
 
 
-def _ensemble_rows(console, series, config_paths: list[str], seeds: str | None, lookback: int, horizons: list[int], mode: str,
+def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookback: int, horizons: list[int], mode: str,
                    out, channel_independent: bool, overrides: Sequence[str], resume: bool, options: dict) -> tuple[list[dict], Table]:
     """Train every config x seed and score each member and the mean of their forecasts (rows with
     `model` = the member's folder name, or the ensemble's name). Each member's own table goes
@@ -181,8 +181,10 @@ def _ensemble_rows(console, series, config_paths: list[str], seeds: str | None, 
     from longstm.evaluate.ett_trained import MODES, ett_table_rows
 
     seed_list = None if seeds is None else list(parse_int_list(seeds, "--seeds", "0,1,2", minimum=0))
-    configs = [read_config(path, overrides) for path in config_paths]
-    ensemble = EttEnsemble(configs, seed_list, series, lookback, run_dir=out, reuse=resume, features=options["features"],
+    configs = [read_config(path, overrides) for path in entries if is_config_path(path)]
+    baselines = [entry for entry in entries if not is_config_path(entry)]
+    ensemble = EttEnsemble(configs, seed_list, series, lookback, run_dir=out, reuse=resume, baselines=baselines,
+                           features=options["features"],
                            target=options["target"], split=options["split"], progress=True,
                            channel_independent=channel_independent)
     modes = ensemble.modes if mode == "both" else (mode,)
@@ -205,12 +207,11 @@ def _ensemble_rows(console, series, config_paths: list[str], seeds: str | None, 
                                                  on_member=announce if dropped == passes[0] else None)
             rows += ett_table_rows(results, baseline, {horizon: ensemble.summary(horizon)}, ensemble.name)
             for name, member_results in members.items():
-                summary = ensemble.members[name].models[horizon].summary
-                rows += ett_table_rows(member_results, baseline, {horizon: summary}, name)
+                rows += ett_table_rows(member_results, baseline, {horizon: ensemble.member_summary(name, horizon)}, name)
         rows.sort(key=lambda row: (row["horizon"], row["mode"], row["windows"], row["model"] != ensemble.name, row["model"]))
         if out is not None:
             write_ett_results(rows, out)
-            for name in ensemble.members:
+            for name in ensemble.members:  # a trained member's folder holds its own table too
                 write_ett_results([row for row in rows if row["model"] == name], Path(out) / name)
     table = Table(title=ensemble.name)
     for column in ("H", "mode", "model", "MSE", "MAE", "windows", "val MSE", "train s"):

@@ -22,7 +22,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("ett")
 def ett(
     data: Path = typer.Option(..., "--data", help="ETT-format CSV: a timestamp column and numeric columns."),
-    model: str = typer.Option("repeat", "--model", help="Baseline (repeat: last value; mean: of the lookback window; linear / nlinear: LTSF-Linear's map, least squares on the train windows) or a training config .toml: train it on the train split, select epochs on validation, score on test. Several comma-separated configs: an ensemble (see --seeds)."),
+    model: str = typer.Option("repeat", "--model", help="Baseline (repeat: last value; mean: of the lookback window; linear / nlinear: LTSF-Linear's map, least squares on the train windows) or a training config .toml: train it on the train split, select epochs on validation, score on test. Several comma-separated configs, optionally with baselines: an ensemble (see --seeds)."),
     lookback: int = typer.Option(336, "--lookback", help="Input length L."),
     horizons: str = typer.Option("96,192,336,720", "--horizons", help="Comma-separated forecast lengths H."),
     drop_last_batch: int = typer.Option(None, "--drop-last-batch", help="Score only whole batches of this size (DLinear: 32). Default: all windows."),

@@ -7,8 +7,10 @@ test windows, beside each member's own score.
 
 Why: a segment forecaster's test MSE on ETTh1 moves by about 0.003 from seed to seed, and much of
 its error is that variance; the mean of several models trained from different seeds (and, more,
-of differently built models) removes part of it. The ensemble's training time is the sum of its
-members', and is reported that way.
+of differently built models) removes part of it. A protocol baseline may join as one more member
+(`--model A.toml,B.toml,nlinear`: the closed-form NLinear, fitted on the training windows in
+under a second, errs differently from a recurrent model). The ensemble's training time is the
+sum of its members', and is reported that way.
 
 Members are trained one after another; `reuse=True` (`--resume`) loads a member horizon that an
 earlier run finished with the same config instead of training it again, so an interrupted
@@ -35,8 +37,10 @@ import numpy as np
 from longstm.data.loaders import load_series
 from longstm.data.series import TimeSeries
 from longstm.errors import ConfigError
-from longstm.evaluate.ett import evaluate_ett
+from longstm.evaluate.ett import evaluate_ett, prepare_ett
 from longstm.evaluate.ett_trained import MODES, TrainedEtt
+from longstm.models.baselines import BASELINES, make_baseline
+from longstm.models.linear_baseline import LINEAR_BASELINES, make_linear_baseline
 
 
 class MeanForecaster:
@@ -68,14 +72,22 @@ class EttEnsemble:
         lookback: input length L.
         run_dir: folder of the members: `run_dir/<stem>_s<seed>/runs/h<H>` (None: a temporary one).
         reuse: load member horizons finished earlier with the same config (`TrainedEtt(reuse=)`).
+        baselines: protocol baselines that join as members, once each (`"nlinear"`, `"linear"`:
+            fitted in closed form on the training windows; `"repeat"`, `"mean"`). An ensemble
+            with a baseline is scored in window mode (a baseline has no carried stream).
         **protocol: `features`, `target`, `split`, `progress`, `channel_independent`, as for
             `TrainedEtt`.
     """
 
     def __init__(self, configs: Sequence[Any], seeds: Sequence[int] | None, data, lookback: int,
-                 run_dir: str | Path | None = None, reuse: bool = False, **protocol):
+                 run_dir: str | Path | None = None, reuse: bool = False, baselines: Sequence[str] = (), **protocol):
         if not configs:
-            raise ConfigError("an ensemble needs at least one config; got none")
+            raise ConfigError("an ensemble needs at least one training config; got none")
+        unknown = [name for name in baselines if name not in BASELINES + LINEAR_BASELINES]
+        if unknown or len(set(baselines)) != len(baselines):
+            raise ConfigError(f"ensemble baselines must be distinct names among {BASELINES + LINEAR_BASELINES}; got {list(baselines)}")
+        self.baselines = list(baselines)
+        self._baseline_models: dict[tuple[str, int], tuple[Any, float]] = {}
         if seeds is not None:
             seeds = [int(seed) for seed in seeds]
             if not seeds or len(set(seeds)) != len(seeds):
@@ -102,12 +114,29 @@ class EttEnsemble:
     @property
     def modes(self) -> tuple[str, ...]:
         """The modes every member can be scored in (window only if any member is window-only)."""
+        if self.baselines:
+            return ("window",)
         return tuple(mode for mode in MODES if all(mode in member.modes for member in self.members.values()))
 
     @property
     def name(self) -> str:
         seeds = len(self.members) // len(self.configs)
-        return "mean of " + " + ".join(f"{Path(c.source).stem} x{seeds}" for c in self.configs)
+        return "mean of " + " + ".join([f"{Path(c.source).stem} x{seeds}" for c in self.configs] + self.baselines)
+
+    def baseline(self, name: str, horizon: int) -> tuple[Any, float]:
+        """The baseline member `name` for `horizon` (fitted on the training part once) and its fit seconds."""
+        key = (name, int(horizon))
+        if key not in self._baseline_models:
+            started = time.perf_counter()
+            series, targets, split, scaler = prepare_ett(self.series, self.lookback, self.protocol.get("features", "M"),
+                                                         self.protocol.get("target", "OT"), self.protocol.get("split", "auto"))
+            if name in LINEAR_BASELINES:
+                model = make_linear_baseline(name, int(horizon), targets).fit(series, self.lookback, start=split.train[0],
+                                                                             stop=split.train[1], scaler=scaler)
+            else:
+                model = make_baseline(name, int(horizon), targets)
+            self._baseline_models[key] = (model, time.perf_counter() - started)
+        return self._baseline_models[key]
 
     def evaluate(self, horizons: Sequence[int], modes: Sequence[str], drop_last_batch: int | None = None,
                  on_member: Callable[[str, int, dict], None] | None = None) -> tuple[dict[str, list], dict[str, dict]]:
@@ -122,7 +151,7 @@ class EttEnsemble:
         if missing:
             raise ConfigError(f"the ensemble can be scored in {list(self.modes)} (a window-only member has no stream); got {missing}")
         ensemble = {mode: [] for mode in modes}
-        members = {name: {mode: [] for mode in modes} for name in self.members}
+        members = {name: {mode: [] for mode in modes} for name in [*self.members, *self.baselines]}
         options = dict(drop_last_batch=drop_last_batch, features=self.protocol.get("features", "M"),
                        target=self.protocol.get("target", "OT"), split=self.protocol.get("split", "auto"))
         for horizon in (int(h) for h in horizons):
@@ -132,6 +161,7 @@ class EttEnsemble:
                     on_member(name, horizon, trained.summary)
             for mode in modes:
                 forecasters = {name: member.forecaster(horizon, mode) for name, member in self.members.items()}
+                forecasters.update({name: self.baseline(name, horizon)[0] for name in self.baselines})
                 batch = next(iter(self.members.values()))._windows_per_call()
                 for name, forecaster in forecasters.items():
                     members[name][mode] += evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, **options)
@@ -145,9 +175,15 @@ class EttEnsemble:
                     self._val_mse[horizon] = val.mse
         return ensemble, members
 
+    def member_summary(self, name: str, horizon: int) -> dict[str, Any]:
+        """A member's training summary for `horizon` (a baseline's: its fit seconds)."""
+        if name in self.baselines:
+            return {"epochs_run": 0, "best_epoch": None, "val_mse": None, "train_seconds": self.baseline(name, horizon)[1]}
+        return self.members[name].models[int(horizon)].summary
+
     def summary(self, horizon: int) -> dict[str, Any]:
         """The ensemble's training summary for `horizon`: members' seconds summed, epochs listed."""
-        summaries = [member.models[int(horizon)].summary for member in self.members.values()]
+        summaries = [self.member_summary(name, horizon) for name in [*self.members, *self.baselines]]
         row: dict[str, Any] = {
             "epochs_run": "+".join(str(s.get("epochs_run")) for s in summaries),
             "best_epoch": "+".join(str(s.get("best_epoch")) for s in summaries),

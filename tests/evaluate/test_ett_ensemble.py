@@ -70,6 +70,29 @@ def test_validation_scoring_reads_the_validation_windows(ensemble):
         evaluate_ett(member.series, "repeat", LOOKBACK, [HORIZON], part="train")
 
 
+def test_a_baseline_joins_as_one_more_member_in_window_mode(folder, ensemble):
+    trained, results, _ = ensemble
+    with_nlinear = EttEnsemble([read_config(write_config(folder))], [0, 1], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens",
+                               reuse=True, baselines=["nlinear"])
+    assert with_nlinear.modes == ("window",) and with_nlinear.name == "mean of tiny_lstm x2 + nlinear"
+    mean, members = with_nlinear.evaluate([HORIZON], ["window"])
+    member = next(iter(trained.members.values()))
+    test_start, test_stop = member.split.test
+    starts = WindowIndex(len(member.series), LOOKBACK, HORIZON, start=test_start, stop=test_stop).starts()
+    _, _, _, scaler = prepare_ett(member.series, LOOKBACK)
+    x, y = gather_windows(member.series.values, starts, LOOKBACK, HORIZON, scaler=scaler)
+    nlinear = with_nlinear.baseline("nlinear", HORIZON)[0].predict_windows(x)
+    assert members["nlinear"]["window"][0].mse == pytest.approx(evaluate_ett(member.series, "nlinear", LOOKBACK, [HORIZON])[0].mse)
+    trained_forecasts = [m.forecaster(HORIZON, "window").predict_windows(x) for m in trained.members.values()]
+    expected = np.mean(trained_forecasts + [nlinear], axis=0)  # one member among three, not a weight of its own
+    assert mean["window"][0].mse == pytest.approx(float(np.mean((expected - y) ** 2)), rel=1e-5)
+    assert mean["window"][0].mse != pytest.approx(results["window"][0].mse, rel=1e-4)
+    with pytest.raises(ConfigError, match="scored in \\['window'\\]"):
+        with_nlinear.evaluate([HORIZON], ["stream"])
+    with pytest.raises(ConfigError, match="distinct names among"):
+        EttEnsemble([read_config(write_config(folder))], [0], folder / "ett.csv", LOOKBACK, baselines=["nlinear", "arima"])
+
+
 def test_resume_reuses_finished_members_and_refuses_another_config(folder, ensemble, monkeypatch):
     ensemble, results, _ = ensemble
 
@@ -95,21 +118,21 @@ def test_cli_ensemble_of_two_configs_writes_members_and_the_mean(folder, capsys,
     second = folder / "tiny_twin.toml"
     second.write_text(first.read_text().replace("seed = 0", "seed = 3"))
     out = folder / "cli"
-    code = main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", f"{first},{second}", "--lookback",
+    code = main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", f"{first},{second},nlinear", "--lookback",
                  str(LOOKBACK), "--horizons", str(HORIZON), "--mode", "window", "--drop-last-batch", "32", "--out", str(out)])
     assert code == 0
     table = pd.read_csv(out / "ett_results.csv")
-    assert set(table["model"]) == {"mean of tiny_lstm x1 + tiny_twin x1", "tiny_lstm_s0", "tiny_twin_s3"}
+    assert set(table["model"]) == {"mean of tiny_lstm x1 + tiny_twin x1 + nlinear", "tiny_lstm_s0", "tiny_twin_s3", "nlinear"}
     assert len(set(table["windows"])) == 2  # all test windows, and the last batch of 32 dropped
     member = pd.read_csv(out / "tiny_twin_s3" / "ett_results.csv")
     assert set(member["model"]) == {"tiny_twin_s3"} and len(member) == 2
     assert (out / "tiny_lstm_s0" / "runs" / f"h{HORIZON}" / "checkpoints" / "best.npz").exists()
     text = " ".join(capsys.readouterr().out.split())
-    assert "mean of tiny_lstm x1 + tiny_twin x1" in text
+    assert "mean of tiny_lstm x1 + tiny_twin x1 + nlinear" in text
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--model", "repeat", "--seeds", "0,1"], "made of training configs"),
+    (["--model", "repeat,nlinear", "--seeds", "0,1"], "needs a training config .toml"),
     (["--model", "{config}", "--seeds", "0,0"], "distinct seeds"),
     (["--model", "{config}", "--seeds", "0,-1"], "--seeds must be comma-separated integers >= 0"),
     (["--model", "{config},{config}"], "different file names"),
