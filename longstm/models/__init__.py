@@ -25,7 +25,7 @@ _EXPORTS = {
     "MinGRU": "longstm.models.minrnn",
     "MinLSTM": "longstm.models.minrnn",
     "MinRNNStack": "longstm.models.minrnn_stack",
-    "SegmentDecoder": "longstm.models.segment",
+    "SegmentDecoder": "longstm.models.segment_decoder",
     "SegmentGRU": "longstm.models.segment",
 }
 

@@ -42,7 +42,7 @@ from longstm.data.series import TimeSeries
 from longstm.errors import ConfigError, DataValidationError
 from longstm.models.lags import LinearLagSkip
 from longstm.models.linear_baseline import LinearForecaster
-from longstm.models.segment import SegmentDecoder
+from longstm.models.segment_decoder import SegmentDecoder
 from longstm.train.carried import last_step_forecast
 from longstm.train.engine import build_model_for, masked_absolute_error, masked_squared_error
 from longstm.train.optimizers import make_optimizer

@@ -11,7 +11,8 @@ import pytest
 from longstm.errors import ConfigError
 from longstm.models.protocol import Forecaster
 from longstm.models.registry import build_model
-from longstm.models.segment import SegmentDecoder, SegmentGRU
+from longstm.models.segment import SegmentGRU
+from longstm.models.segment_decoder import SegmentDecoder
 from longstm.serve import StreamingPredictor
 from longstm.train.config import config_from_dict
 from longstm.train.carried import last_step_forecast
