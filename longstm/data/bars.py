@@ -11,7 +11,14 @@ holds at least one tick gives one row:
 - every numeric column of the source (`bid`, `ask`, ...): its value at the interval's last tick
   (ticks that share a timestamp: the last in the store's order), i.e. the quote in force at the
   bar's stamp; `crossed` marks a bar whose quote has ask < bid, as `convert` marks ticks;
-- `ticks`: how many ticks the interval holds.
+- `ticks`: how many ticks the interval holds;
+- `tick_gap` (int64 ns, not among the series' `columns`): from the tick before the interval's
+  first tick to that tick (0 for a series' first bar). A gap session rule (`Store` sessions,
+  `--session-gap 1h`) reads it instead of the stamps, so bars shorter than the gap split into
+  sessions exactly where their ticks do. Stamps at interval ends can be nearer or farther apart than the ticks
+  across a pause: ticks 1 h 0.5 s apart in 1-s bars stamped 1 h apart (one session by the
+  stamps, two by the ticks under `1h`); ticks 10.2 s apart, stamps 11 s apart (two by the
+  stamps, one by the ticks under `10500ms`).
 
 Empty intervals give no row (a pause is a gap in the timestamps, as it is in the ticks), so
 the `quote` feature kind and `time_targets` read a bar store as they read a tick store. The new
@@ -42,7 +49,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from longstm.data.store import FORMAT, Store, ShardWriter, is_store, unit_duration_ns
+from longstm.data.store import FORMAT, TICK_GAP_COLUMN, Store, ShardWriter, is_store, unit_duration_ns
 from longstm.errors import ConfigError, DataValidationError
 
 BLOCK_ROWS = 1 << 18
@@ -76,12 +83,15 @@ def bar_source(path: str | Path) -> dict | None:
     return json.loads((path / "store.json").read_text()).get("bars")
 
 
-def _bars_of_block(stamps: np.ndarray, values: np.ndarray, every_ns: int):
-    """`(interval ids, last row of each interval, tick count of each interval)` of one block."""
+def _bars_of_block(stamps: np.ndarray, values: np.ndarray, every_ns: int, previous: int | None):
+    """`(interval ids, last row of each interval, tick count of each interval, tick gap before
+    each interval's first tick)` of one block; `previous`: the time of the tick before it."""
     ids = np.floor_divide(stamps, every_ns)
     last = np.concatenate([np.flatnonzero(np.diff(ids) != 0), [ids.size - 1]])
     counts = np.diff(np.concatenate([[-1], last]))
-    return ids[last], values[last], counts
+    first = last - counts + 1
+    before = np.concatenate([[stamps[0] if previous is None else previous], stamps[:-1]])
+    return ids[last], values[last], counts, stamps[first] - before[first]
 
 
 class _SeriesBars:
@@ -90,29 +100,37 @@ class _SeriesBars:
 
     def __init__(self, writer: ShardWriter, columns: list[str], every_ns: int):
         self.writer, self.columns, self.every_ns = writer, columns, every_ns
-        self.pending: tuple[int, np.ndarray, int] | None = None
+        self.pending: tuple[int, np.ndarray, int, int] | None = None  # id, values, count, tick gap
+        self.previous: int | None = None  # the time of the last tick read
         self.written = 0
 
     def add(self, stamps: np.ndarray, values: np.ndarray) -> None:
-        ids, last_values, counts = _bars_of_block(stamps, values, self.every_ns)
+        ids, last_values, counts, gaps = _bars_of_block(stamps, values, self.every_ns, self.previous)
+        self.previous = int(stamps[-1])
         if self.pending is not None:
             if self.pending[0] == ids[0]:  # the held interval goes on: this block's first group closes it
                 counts[0] += self.pending[2]
+                gaps[0] = self.pending[3]  # its first tick was in an earlier block
             else:
-                self._write(np.array([self.pending[0]]), self.pending[1][None, :], np.array([self.pending[2]]))
-        self.pending = (int(ids[-1]), last_values[-1], int(counts[-1]))
+                self._write_pending()
+        self.pending = (int(ids[-1]), last_values[-1], int(counts[-1]), int(gaps[-1]))
         if ids.size > 1:
-            self._write(ids[:-1], last_values[:-1], counts[:-1])
+            self._write(ids[:-1], last_values[:-1], counts[:-1], gaps[:-1])
 
     def finish(self) -> dict | None:
         if self.pending is not None:
-            self._write(np.array([self.pending[0]]), self.pending[1][None, :], np.array([self.pending[2]]))
+            self._write_pending()
         return self.writer.close()
 
-    def _write(self, ids: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
+    def _write_pending(self) -> None:
+        ident, values, count, gap = self.pending
+        self._write(np.array([ident]), values[None, :], np.array([count]), np.array([gap]))
+
+    def _write(self, ids: np.ndarray, values: np.ndarray, counts: np.ndarray, gaps: np.ndarray) -> None:
         arrays = {"timestamp": pa.array((ids + 1) * self.every_ns, type=pa.timestamp("ns", tz="UTC"))}
         arrays |= {name: pa.array(values[:, j]) for j, name in enumerate(self.columns)}
         arrays[COUNT_COLUMN] = pa.array(counts.astype(np.int64))
+        arrays[TICK_GAP_COLUMN] = pa.array(gaps.astype(np.int64))
         self.writer.write(pa.table(arrays), self.written, "mark")
         self.written += ids.size
 

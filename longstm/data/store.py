@@ -10,7 +10,7 @@ the current one is checked and written.
 Layout:
 
     STORE/store.json                        {"format": "longstm-store", "version": 1}
-    STORE/shards/<series>/<source>.<run>.arrow   timestamp (ns, UTC), the numeric columns[, crossed]
+    STORE/shards/<series>/<source>.<run>.arrow   timestamp (ns, UTC), the numeric columns[, crossed][, tick_gap]
     STORE/runs/<run>.json                   the shards one convert run published, with their stats
     STORE/.staging/<run>/                   a run's shards while it writes (never read), and owner.json
 
@@ -25,7 +25,8 @@ new days later appends. Converting a source again replaces its shards (the newes
 Checks, each a one-line `DataValidationError` naming the file, row and column: timestamps that go
 backwards within a series, NaN/inf, non-numeric values; shards of one series that overlap in time.
 Ticks that share a timestamp are kept in file order. Quotes with `ask < bid` are kept and marked
-in a `crossed` column by default (`crossed="drop"` removes them); both are counted.
+in a `crossed` column by default (`crossed="drop"` removes them); both are counted. A bar store's
+`tick_gap` (`longstm.data.bars`), like `crossed`, is not among `columns`; a source may not have it.
 
 Example:
 
@@ -63,6 +64,7 @@ from longstm.errors import DataValidationError
 FORMAT = {"format": "longstm-store", "version": 1}
 CROSSED_POLICIES = ("mark", "drop")
 SESSION_BLOCK_ROWS = 1 << 18
+TICK_GAP_COLUMN = "tick_gap"  # a bar store's: ns from the tick before a bar's first tick to it
 
 
 def is_store(path: str | Path) -> bool:
@@ -126,7 +128,7 @@ class ShardWriter:
             return
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.columns = [name for name in table.column_names if name not in ("timestamp", "crossed")]
+            self.columns = [name for name in table.column_names if name not in ("timestamp", "crossed", TICK_GAP_COLUMN)]
             self.schema = table.schema
             self.writer = pa.ipc.new_file(str(self.path), table.schema)
         elif table.schema != self.schema:
@@ -240,6 +242,8 @@ def convert(
                     on_source(source, rows)
                 writers, rows = {}, 0
                 continue
+            if TICK_GAP_COLUMN in batch.table.column_names:  # a bar store's sessions are read from it
+                raise DataValidationError(f"{source.path}: series {batch.series!r} has a column {TICK_GAP_COLUMN!r}; expected none (reserved)")
             writer = writers.get(batch.series)
             if writer is None:
                 name = f"{_safe(batch.series)}/{_shard_stem(source.path)}.{run}.arrow"
@@ -305,7 +309,7 @@ class StoreSeries:
         self._tables: list[pa.Table | None] = [None] * len(shards)
         self.offsets = np.concatenate([[0], np.cumsum([s["rows"] for s in shards])]).astype(np.int64)
         self.columns = list(shards[0]["columns"])
-        self.has_crossed = "crossed" in self._table(0).column_names
+        self.has_crossed, self.has_tick_gap = (name in self._table(0).column_names for name in ("crossed", TICK_GAP_COLUMN))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -355,14 +359,19 @@ class StoreSeries:
         close and not UTC midnight, which cuts through trading); with a calendar rule
         (`"1D@America/New_York"`), row 0 and the first row of every new calendar period in that
         time zone. A gap rule reads `SESSION_BLOCK_ROWS` timestamps at a time, a calendar rule
-        a shard at a time: memory stays at one block's or one shard's timestamps."""
+        a shard at a time: memory stays at one block's or one shard's timestamps. A bar store's gap
+        rule reads its `tick_gap` column, not its stamps: a bar starts a session when its first
+        tick does, so bars shorter than the gap split exactly where their ticks do."""
         kind, value, zone = parse_session_rule(rule)
         if kind == "gap":
             starts = [np.zeros(1, np.int64)]
-            for start in range(0, len(self), SESSION_BLOCK_ROWS):  # each block with the row before it
-                first = max(start - 1, 0)
-                stamps = self.timestamps(first, min(len(self), start + SESSION_BLOCK_ROWS))
-                starts.append(np.flatnonzero(np.diff(stamps) > int(value)) + first + 1)
+            for start in range(0, len(self), SESSION_BLOCK_ROWS):
+                stop = min(len(self), start + SESSION_BLOCK_ROWS)
+                if self.has_tick_gap:  # bar stamps (interval ends) can be nearer or farther apart than their ticks
+                    starts.append(np.flatnonzero(self._column(TICK_GAP_COLUMN, start, stop) > int(value)) + start)
+                    continue
+                first = max(start - 1, 0)  # each block with the row before it
+                starts.append(np.flatnonzero(np.diff(self.timestamps(first, stop)) > int(value)) + first + 1)
             return np.concatenate(starts).astype(np.int64)
         starts, previous = [np.zeros(1, np.int64)], None
         for index in range(len(self.shards)):
@@ -478,12 +487,12 @@ class Store:
             shards = self._series[series.name]
             _, lengths = series.gaps()
             largest = int(lengths.max()) if lengths.size else 0
-            # a gap rule counts from the gaps already read; a calendar rule reads the timestamps again
-            sessions = 1 + int(np.count_nonzero(lengths > int(value))) if kind == "gap" else series.sessions(gap).size
+            # a gap rule counts from the gaps already read; a calendar rule or a bar store reads its columns again
+            gaps_read = kind == "gap" and not series.has_tick_gap
+            sessions = 1 + int(np.count_nonzero(lengths > int(value))) if gaps_read else series.sessions(gap).size
             rows.append({
                 "series": series.name, "rows": len(series), "first": _iso(shards[0]["first"]), "last": _iso(shards[-1]["last"]),
-                "sources": len(shards), "sessions": int(sessions),
-                "largest_gap": np.timedelta64(largest, "ns"),
+                "sources": len(shards), "sessions": int(sessions), "largest_gap": np.timedelta64(largest, "ns"),
                 "crossed": sum(s["crossed"] for s in shards), "dropped": sum(s["dropped"] for s in shards),
                 "ties": sum(s["ties"] for s in shards), "columns": series.columns,
             })

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from longstm.data.bars import bar_source, source_runs
-from longstm.data.store import Store, parse_session_rule
+from longstm.data.store import TICK_GAP_COLUMN, Store, parse_session_rule
 from longstm.errors import DataValidationError
 from longstm.evaluate.ticks import BASIS_POINTS, forecast_column
 
@@ -39,7 +39,9 @@ def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> 
 
     Raises:
         DataValidationError: the bars were made from another store, or from `store` before
-            more was converted into it (its run files differ), or they are not shorter than a
+            more was converted into it (its run files differ), or by a longstm that did not
+            write their `tick_gap` column (their sessions would be read from their stamps, which
+            can join two sessions of the ticks: `longstm.data.bars`), or they are not shorter than a
             gap `session_gap` (a bar could then hold the end of one session and the start of
             the next), or `session_gap` is a calendar rule like "1D@America/New_York": a bar is
             stamped at its interval's end, so the bar of a period's last ticks is stamped at or
@@ -57,6 +59,10 @@ def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> 
     if meta["source_runs"] != source_runs(store):
         raise DataValidationError(f"{where}: data.path {path} holds bars made from {store.path} before its last conversion "
                                   f"(runs {meta['source_runs']}, now {source_runs(store)}); {remake}")
+    older = [series.name for series in Store(path) if not series.has_tick_gap]
+    if older:
+        raise DataValidationError(f"{where}: data.path {path} holds bars without a {TICK_GAP_COLUMN!r} column (series "
+                                  f"{older[0]!r}), made before bar sessions followed the tick sessions; {remake}")
     kind, gap, _ = parse_session_rule(session_gap)
     if kind == "calendar":
         raise DataValidationError(f"{where}: data.path {path} holds bars, stamped at their interval's end, so the calendar "

@@ -9,6 +9,7 @@ import pytest
 
 from longstm.cli import main
 from longstm.data.bars import bar_source, make_bars
+from longstm.data.panel import CalendarSplit, PanelDataset
 from longstm.data.store import Store, convert
 from longstm.errors import ConfigError, DataValidationError
 
@@ -118,3 +119,64 @@ def test_the_cli_writes_a_bar_store_and_errors_are_one_line(ticks, tmp_path, cap
     captured = capsys.readouterr()
     message = (captured.out + captured.err).strip()
     assert "every must be a positive duration" in message and len(message.splitlines()) == 1
+
+
+def tick_sessions_of_bars(tick_store: Store, bar_store: Store, name: str, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(the bars holding each tick session's first tick, the tick session of each bar's first
+    and last tick as two columns)`."""
+    starts = tick_store.series(name).sessions(rule)
+    last = np.cumsum(bar_store.series(name).read(columns=["ticks"])[:, 0]).astype(np.int64) - 1  # each bar's last tick
+    first = np.concatenate([[0], last[:-1] + 1])
+    holding = np.searchsorted(last, starts, side="left")  # the first bar whose last tick is at or after the start
+    ends = np.stack([np.searchsorted(starts, first, side="right"), np.searchsorted(starts, last, side="right")], axis=1)
+    return holding, ends
+
+
+def test_bar_sessions_split_exactly_where_the_tick_sessions_split(tmp_path):
+    """Bars of 1 s under a gap rule of 10.5 s. Ticks 10.55 s apart (1.05 -> 11.6) are two
+    sessions, but their bars are stamped 2 s and 12 s, only 10 s apart; ticks 10.2 s apart
+    (20.9 -> 31.1) are one session, but their bars' stamps (21 s, 32 s) are 11 s apart. The bar
+    store must split where the ticks split, both times (so no bar target spans a tick session
+    break), and the bars stay as they were."""
+    seconds = [0.1, 0.5, 1.05, 11.6, 12.4, 20.9, 31.1, 31.5, 33.0]
+    stamps = START + pd.to_timedelta(seconds, unit="s")
+    bid = 1.0 + 1e-3 * np.arange(len(seconds))
+    pd.DataFrame({"unique_id": "a", "ds": stamps, "bid": bid, "ask": 1.1}).to_parquet(tmp_path / "t.parquet")
+    convert([tmp_path / "t.parquet"], tmp_path / "ticks")
+    make_bars(tmp_path / "ticks", tmp_path / "bars", every="1s", block_rows=2)  # bars straddle blocks
+    ticks, bars = Store(tmp_path / "ticks"), Store(tmp_path / "bars")
+    bar_stamps = (bars.series("a").timestamps() - START.value) / 1e9
+    np.testing.assert_array_equal(bar_stamps, [1, 2, 12, 13, 21, 32, 34])  # each interval's end, as before
+    np.testing.assert_array_equal(bars.series("a").read(columns=["ticks"])[:, 0], [2, 1, 1, 1, 1, 2, 1])
+    assert bars.series("a").columns == ["bid", "ask", "ticks"]
+    # tick sessions: 10.55 s is more than 10.5 s and 10.2 s, 10.2 s only more than 10 s
+    for rule, tick_starts, bar_starts in [("10500ms", [0, 3], [0, 2]), ("10200ms", [0, 3], [0, 2]), ("10s", [0, 3, 6], [0, 2, 5])]:
+        assert list(ticks.series("a").sessions(rule)) == tick_starts, rule
+        assert list(bars.series("a").sessions(rule)) == bar_starts, rule
+        holding, ends = tick_sessions_of_bars(ticks, bars, "a", rule)
+        assert list(holding) == bar_starts and np.all(ends[:, 0] == ends[:, 1]), rule
+    assert bars.describe("10s")[0]["sessions"] == 3 and bars.describe("10500ms")[0]["sessions"] == 2
+    # a bar model's 10-s targets under 10.5 s: valid where stamp + 10 s is in the bar's own session (bars 0-1 end at
+    # 2 s, bars 2-6 at 34 s); by the stamps bar 1's target (2 s -> 12 s) would read bar 2, across the tick break
+    data = PanelDataset(bars, CalendarSplit("2024-01-02", "2024-01-03"), ["10s"], session_gap="10500ms", scaling=None)
+    train = data.rows("train")
+    np.testing.assert_array_equal(train[0:7][:, -1], [0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_allclose(train[2:5][:, -2], np.log((bid[[5, 5, 5]] + 1.1) / (bid[[3, 4, 5]] + 1.1)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("rule", ["1500ms", "2s", "3s", "4700ms", "1h"])
+def test_bar_sessions_of_irregular_ticks_are_the_tick_sessions(ticks, bars, rule):
+    root, _ = ticks
+    store = Store(root / "ticks.store")
+    for name in ("a", "b"):
+        holding, ends = tick_sessions_of_bars(store, bars, name, rule)
+        np.testing.assert_array_equal(bars.series(name).sessions(rule), holding)
+        assert np.all(ends[:, 0] == ends[:, 1])  # every bar's ticks lie in one tick session
+
+
+def test_a_source_column_named_tick_gap_is_refused(tmp_path):
+    """A bar store's sessions are read from its `tick_gap` column, so a source may not bring one."""
+    pd.DataFrame({"unique_id": "x", "ds": pd.date_range("2024-01-01", periods=3, freq="s"), "bid": 1.0, "ask": 1.1,
+                  "tick_gap": 5.0}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataValidationError, match=r"t\.parquet: series 'x' has a column 'tick_gap'; expected none \(reserved\)"):
+        convert([tmp_path / "t.parquet"], tmp_path / "store")

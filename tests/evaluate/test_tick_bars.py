@@ -82,6 +82,19 @@ def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(store
         check_bar_store(tmp_path / "other_bars", Store(other.path), "bars.toml")
 
 
+def test_bars_made_without_their_tick_gaps_are_refused(stores, tmp_path):
+    """Bars made before `make_bars` wrote `tick_gap` read their sessions from their stamps."""
+    ticks, bars = stores
+    series = bars.series("a")
+    columns = dict(zip(series.columns, series.read().T))
+    pd.DataFrame({"unique_id": "a", "ds": pd.to_datetime(series.timestamps(), utc=True)} | columns).to_parquet(tmp_path / "old.parquet")
+    convert([tmp_path / "old.parquet"], tmp_path / "old")
+    (tmp_path / "old" / "store.json").write_text((bars.path / "store.json").read_text())  # the same bars, no tick_gap
+    with pytest.raises(DataValidationError, match=r"bars\.toml: data\.path .* holds bars without a 'tick_gap' column \(series "
+                                                  r"'a'\), made before .*; make them again with `longstm data bars"):
+        check_bar_store(tmp_path / "old", ticks, "bars.toml")
+
+
 def test_a_calendar_rule_counts_the_bar_of_a_day_s_last_ticks_in_the_next_day(tmp_path):
     """Why eval ticks refuses a bar model under a calendar session rule: ticks across New York
     midnight (05:00 UTC in January) split into two days, but the 1-s bar of 04:59:59-05:00:00,
