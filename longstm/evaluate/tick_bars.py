@@ -7,7 +7,9 @@ at its interval's end, when all its ticks are past, so a tick never sees a forec
 data after it. A bar only serves ticks of its own session (its stamp is after the session's
 first tick; with bars no longer than the session gap, that bar holds ticks of this session
 only); a tick before its session's first bar, or whose bar has no forecast (before the test
-part), gets none (NaN: the protocol scores it as 0, does not trade on it, and counts it).
+part), gets none (NaN: the protocol scores it as 0, does not trade on it, and counts it). The
+bar model's own sessions split where the ticks' do (a bar store's `tick_gap` column,
+`longstm.data.bars`), so its state and targets never run across a tick session break.
 
 `longstm eval ticks --model CONFIG` treats CONFIG as a bar model when its `data.path` is a bar
 store (its `store.json` names its source, `longstm.data.bars.bar_source`); the bar store must
