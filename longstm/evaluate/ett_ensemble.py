@@ -162,14 +162,14 @@ class EttEnsemble:
             for mode in modes:
                 forecasters = {name: member.forecaster(horizon, mode) for name, member in self.members.items()}
                 forecasters.update({name: self.baseline(name, horizon)[0] for name in self.baselines})
-                batch = next(iter(self.members.values()))._windows_per_call()
+                batch = next(iter(self.members.values())).windows_per_call()
                 for name, forecaster in forecasters.items():
                     members[name][mode] += evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, **options)
                 started = time.perf_counter()
                 ensemble[mode] += evaluate_ett(self.series, MeanForecaster(list(forecasters.values())), self.lookback, [horizon],
                                                batch_size=batch, **options)
                 self._score_seconds[(horizon, mode)] = time.perf_counter() - started
-                if mode == "window":  # what a choice between ensembles may look at
+                if mode == "window" and horizon not in self._val_mse:  # what a choice between ensembles may look at
                     (val,) = evaluate_ett(self.series, MeanForecaster(list(forecasters.values())), self.lookback, [horizon],
                                           batch_size=batch, part="val", **dict(options, drop_last_batch=None))
                     self._val_mse[horizon] = val.mse

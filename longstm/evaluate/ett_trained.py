@@ -383,7 +383,7 @@ class TrainedEtt:
         return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
                                 self.config.train.k2, channel_independent=self.channel_independent, channel_ids=self.channel_ids)
 
-    def _windows_per_call(self) -> int:
+    def windows_per_call(self) -> int:
         """Protocol windows per scoring batch: one compiled call of `DEFAULT_WINDOW_BATCH` model
         windows (channel-independent: each protocol window is one model window per channel)."""
         channels = len(self.target_columns) if self.channel_independent else 1
@@ -408,7 +408,7 @@ class TrainedEtt:
                 (result,) = evaluate_ett(
                     self.series, lambda h, mode=mode: self.forecaster(h, mode), self.lookback, [int(horizon)],
                     drop_last_batch=drop_last_batch, features=self.features, target=self.target, split=self.split_name,
-                    batch_size=self._windows_per_call(),
+                    batch_size=self.windows_per_call(),
                 )
                 trained.summary[f"score_seconds_{mode}"] = time.perf_counter() - started  # beside train_seconds
                 results[mode].append(result)
