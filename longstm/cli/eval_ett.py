@@ -115,6 +115,21 @@ def run_ett_command(
     return rows
 
 
+def _requested_modes(mode: str, every: tuple[str, ...]) -> tuple[str, ...]:
+    """The modes `--mode` names: one of `every`, or all of them for "both"."""
+    if mode != "both" and mode not in every:
+        raise ConfigError(f"--mode must be {', '.join(every)} or both, got {mode!r}")
+    return every if mode == "both" else (mode,)
+
+
+def _narrowed(console, mode: str, modes: tuple[str, ...], available: tuple[str, ...], why: str) -> tuple[str, ...]:
+    """`--mode both` narrowed to the modes the model can be scored in, saying `why` when it is."""
+    if mode == "both" and available != modes:
+        console.print(why)
+        return available
+    return modes
+
+
 def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,
                   channel_independent: bool, overrides: Sequence[str], options: dict, resume: bool = False) -> tuple[list[dict], Table]:
     """Train the config per horizon and score it in each mode beside the repeat baseline.
@@ -123,15 +138,11 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
     # Imported here: training loads TensorFlow, which a baseline never needs.
     from longstm.evaluate.ett_trained import MODES, TrainedEtt, ett_table_rows
 
-    modes = MODES if mode == "both" else (mode,)
-    if any(m not in MODES for m in modes):
-        raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
+    modes = _requested_modes(mode, MODES)
     trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=options["features"],
                          target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
                          progress=True, channel_independent=channel_independent, reuse=resume)
-    if mode == "both" and trained.modes != MODES:  # a window-only model has no stream to score
-        modes = trained.modes
-        console.print(f"{Path(config_path).name}: a window-only model, scored in window mode only")
+    modes = _narrowed(console, mode, modes, trained.modes, f"{Path(config_path).name}: a window-only model, scored in window mode only")
     baseline = evaluate_ett(series, "repeat", lookback, horizons, **options)
     # With --drop-last-batch the same trained models are also scored on all test windows (the
     # fixed protocol's primary figure): rows with more windows, at no extra training.
@@ -180,6 +191,7 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
     from longstm.evaluate.ett_ensemble import EttEnsemble
     from longstm.evaluate.ett_trained import MODES, ett_table_rows
 
+    modes = _requested_modes(mode, MODES)
     seed_list = None if seeds is None else list(parse_int_list(seeds, "--seeds", "0,1,2", minimum=0))
     configs = [read_config(path, overrides) for path in entries if is_config_path(path)]
     baselines = [entry for entry in entries if not is_config_path(entry)]
@@ -187,11 +199,8 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
                            features=options["features"],
                            target=options["target"], split=options["split"], progress=True,
                            channel_independent=channel_independent)
-    modes = ensemble.modes if mode == "both" else (mode,)
-    if any(m not in MODES for m in modes):
-        raise ConfigError(f"--mode must be window, stream or both, got {mode!r}")
-    if mode == "both" and modes != MODES:
-        console.print("a member is window-only: the ensemble is scored in window mode only")
+    modes = _narrowed(console, mode, modes, ensemble.modes,
+                      "a member is window-only or a baseline: the ensemble is scored in window mode only")
 
     def announce(name, horizon, summary):
         done = "reused" if summary.get("reused") else f"trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
