@@ -49,7 +49,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from longstm.data.store import FORMAT, TICK_GAP_COLUMN, Store, ShardWriter, is_store, unit_duration_ns
+from longstm.data.store import FORMAT, TICK_GAP_COLUMN, Store, ShardWriter, is_store, parse_session_rule, unit_duration_ns
 from longstm.errors import ConfigError, DataValidationError
 
 BLOCK_ROWS = 1 << 18
@@ -81,6 +81,62 @@ def bar_source(path: str | Path) -> dict | None:
     if not is_store(path):
         return None
     return json.loads((path / "store.json").read_text()).get("bars")
+
+
+def remake_advice(source: str | Path, every: str) -> str:
+    """What to do about a bar store that cannot be used: the one command that makes it again."""
+    return f"make them again with `longstm data bars {source} --every {every} --out NEW_STORE`"
+
+
+def check_bar_sessions(path, where: str, session_gap: str = "1h") -> dict | None:
+    """What the bar store at `path` was made from (`bar_source`), or None when `path` is not a
+    bar store (a list of raw sources, a tick store, a file), after checking that `session_gap`
+    splits its bars into sessions where their ticks split. Every use of a bar store's sessions
+    (`longstm train` through `longstm.train.run.load_panel`, `longstm eval ticks` through
+    `longstm.evaluate.tick_bars.check_bar_store`) goes through this one check.
+
+    Args:
+        path: the config's `data.path`.
+        where: what the message names first (the config file).
+        session_gap: the session rule, a gap (`"1h"`) or a calendar rule (`"1D@America/New_York"`).
+
+    Returns:
+        `{"source", "source_runs", "every", "every_ns"}` for a bar store, else None.
+
+    Raises:
+        DataValidationError: the bars were made by a longstm that did not write their
+            `tick_gap` column (their sessions would be read from their stamps, which can join
+            two sessions of the ticks), or they are not shorter than a gap `session_gap` (a bar
+            could then hold the end of one session and the start of the next), or `session_gap`
+            is a calendar rule: a bar is stamped at its interval's end, so the bar of a period's
+            last ticks is stamped at or after the period's end and that rule counts it in the
+            next session.
+
+    Example:
+
+    >>> check_bar_sessions("runs/ticks_1s.store", "configs/ticks_bars_lstm.toml", "1h")["every"]  # doctest: +SKIP
+    '1s'
+    """
+    if isinstance(path, list):
+        return None
+    meta = bar_source(path)
+    if meta is None:
+        return None
+    older = [series.name for series in Store(path) if not series.has_tick_gap]
+    if older:
+        raise DataValidationError(f"{where}: data.path {path} holds bars without a {TICK_GAP_COLUMN!r} column (series "
+                                  f"{older[0]!r}), made before bar sessions followed the tick sessions; "
+                                  f"{remake_advice(meta['source'], meta['every'])}")
+    kind, gap, _ = parse_session_rule(session_gap)
+    if kind == "calendar":
+        raise DataValidationError(f"{where}: data.path {path} holds bars, stamped at their interval's end, so the calendar "
+                                  f"session rule {session_gap} would count the bar of a session's last ticks in the next "
+                                  f"session; use a gap rule like '1h' for a bar model")
+    if meta["every_ns"] >= int(gap):
+        raise DataValidationError(f"{where}: data.path {path} holds bars of {meta['every']}, not shorter than the session gap "
+                                  f"{session_gap}: a bar could join the end of one session to the start of the next; use "
+                                  f"bars shorter than the gap")
+    return meta
 
 
 def _bars_of_block(stamps: np.ndarray, values: np.ndarray, every_ns: int, previous: int | None):

@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from longstm.data.bars import bar_source, source_runs
-from longstm.data.store import TICK_GAP_COLUMN, Store, parse_session_rule
+from longstm.data.bars import bar_source, check_bar_sessions, remake_advice, source_runs
+from longstm.data.store import Store
 from longstm.errors import DataValidationError
 from longstm.evaluate.ticks import BASIS_POINTS, forecast_column
 
@@ -41,40 +41,23 @@ def check_bar_store(path, store: Store, where: str, session_gap: str = "1h") -> 
 
     Raises:
         DataValidationError: the bars were made from another store, or from `store` before
-            more was converted into it (its run files differ), or by a longstm that did not
-            write their `tick_gap` column (their sessions would be read from their stamps, which
-            can join two sessions of the ticks: `longstm.data.bars`), or they are not shorter than a
-            gap `session_gap` (a bar could then hold the end of one session and the start of
-            the next), or `session_gap` is a calendar rule like "1D@America/New_York": a bar is
-            stamped at its interval's end, so the bar of a period's last ticks is stamped at or
-            after the period's end and that rule counts it in the next session.
+            more was converted into it (its run files differ), or their sessions under
+            `session_gap` would not be the ticks' (`longstm.data.bars.check_bar_sessions`: bars
+            without a `tick_gap` column, bars not shorter than the gap, a calendar rule).
     """
     if isinstance(path, list):
         return None
     meta = bar_source(path)
     if meta is None:
         return None
-    remake = f"make them again with `longstm data bars {store.path} --every {meta['every']} --out NEW_STORE`"
+    remake = remake_advice(store.path, meta["every"])
     if meta["source"] != str(store.path.resolve()):
         raise DataValidationError(f"{where}: data.path {path} holds bars made from {meta['source']}, not from the --data store "
                                   f"{store.path.resolve()}; {remake}")
     if meta["source_runs"] != source_runs(store):
         raise DataValidationError(f"{where}: data.path {path} holds bars made from {store.path} before its last conversion "
                                   f"(runs {meta['source_runs']}, now {source_runs(store)}); {remake}")
-    older = [series.name for series in Store(path) if not series.has_tick_gap]
-    if older:
-        raise DataValidationError(f"{where}: data.path {path} holds bars without a {TICK_GAP_COLUMN!r} column (series "
-                                  f"{older[0]!r}), made before bar sessions followed the tick sessions; {remake}")
-    kind, gap, _ = parse_session_rule(session_gap)
-    if kind == "calendar":
-        raise DataValidationError(f"{where}: data.path {path} holds bars, stamped at their interval's end, so the calendar "
-                                  f"session rule {session_gap} would count the bar of a session's last ticks in the next "
-                                  f"session; use a gap rule like '1h' for a bar model")
-    if kind == "gap" and meta["every_ns"] >= int(gap):
-        raise DataValidationError(f"{where}: data.path {path} holds bars of {meta['every']}, not shorter than the session gap "
-                                  f"{session_gap}: a bar could join the end of one session to the start of the next; use "
-                                  f"bars shorter than the gap")
-    return meta
+    return check_bar_sessions(path, where, session_gap)
 
 
 def as_of(bar_stamps: np.ndarray, tick_stamps: np.ndarray, session_first: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ import pandas as pd
 import tensorflow as tf
 
 from longstm.data import FeaturePipeline, StandardScaler, load_series
+from longstm.data.bars import check_bar_sessions
 from longstm.data.lanes import LaneWindows
 from longstm.data.panel import CalendarSplit, PanelDataset
 from longstm.data.sources import convert_advice
@@ -192,6 +193,7 @@ def load_panel(config: Config, scaler: dict | None = None, share=None) -> PanelD
     if data.targets or data.horizon != 1 or data.offset != 1:
         raise ConfigError(f"{config.source}: on a store the targets are data.time_targets and data.event_targets; "
                           f"leave data.targets, offset and horizon unset")
+    check_bar_sessions(resolve_data_path(config), config.source, data.session_gap)  # a bar store's sessions must be its ticks'
     flags = boundary_names(config)  # a calendar model's boundary flags: its last inputs, unscaled
     features = [name for name in data.features if name not in flags] + flags if data.features else []
     panel = PanelDataset(

@@ -17,7 +17,9 @@ from longstm.errors import DataValidationError
 from longstm.evaluate.tick_bars import bar_lookup, check_bar_store
 from longstm.evaluate.ticks import TicksConfig, evaluate_ticks
 from longstm.models.hft_baselines import ZeroReturn
+from longstm.train.config import read_config
 from longstm.train.panel import predict_panel
+from longstm.train.run import load_panel
 from tests.evaluate.test_ticks import SESSION, TRAIN_UNTIL, VAL_UNTIL, make_tick_store
 from tests.evaluate.test_trained import write_config
 
@@ -82,17 +84,60 @@ def test_a_bar_store_of_another_store_or_of_an_older_conversion_is_refused(store
         check_bar_store(tmp_path / "other_bars", Store(other.path), "bars.toml")
 
 
+def old_bar_store(bars: Store, folder) -> Store:
+    """`bars`' series `a` as a bar store made before `make_bars` wrote `tick_gap`: the same bars
+    and metadata, no tick_gap column."""
+    series = bars.series("a")
+    columns = dict(zip(series.columns, series.read().T))
+    pd.DataFrame({"unique_id": "a", "ds": pd.to_datetime(series.timestamps(), utc=True)} | columns).to_parquet(folder / "old.parquet")
+    convert([folder / "old.parquet"], folder / "old")
+    (folder / "old" / "store.json").write_text((bars.path / "store.json").read_text())
+    return Store(folder / "old")
+
+
 def test_bars_made_without_their_tick_gaps_are_refused(stores, tmp_path):
     """Bars made before `make_bars` wrote `tick_gap` read their sessions from their stamps."""
     ticks, bars = stores
-    series = bars.series("a")
-    columns = dict(zip(series.columns, series.read().T))
-    pd.DataFrame({"unique_id": "a", "ds": pd.to_datetime(series.timestamps(), utc=True)} | columns).to_parquet(tmp_path / "old.parquet")
-    convert([tmp_path / "old.parquet"], tmp_path / "old")
-    (tmp_path / "old" / "store.json").write_text((bars.path / "store.json").read_text())  # the same bars, no tick_gap
+    old = old_bar_store(bars, tmp_path)
+    assert not old.series("a").has_tick_gap and bars.series("a").has_tick_gap
     with pytest.raises(DataValidationError, match=r"bars\.toml: data\.path .* holds bars without a 'tick_gap' column \(series "
                                                   r"'a'\), made before .*; make them again with `longstm data bars"):
-        check_bar_store(tmp_path / "old", ticks, "bars.toml")
+        check_bar_store(old.path, ticks, "bars.toml")
+
+
+def bar_train_config(folder, bars_path, session_gap: str):
+    """A tiny `longstm train` config on a bar store (TensorFlow is never reached when it is refused)."""
+    config = write_config(folder, residual="false")
+    config.write_text(config.read_text() + f'[data]\npath = "{bars_path}"\ntime_targets = ["30s"]\nsession_gap = "{session_gap}"\n'
+                      f'split = {{ train_until = "{TRAIN_UNTIL}", val_until = "{VAL_UNTIL}" }}\n')
+    return config
+
+
+@pytest.mark.parametrize("case", ["old bars", "calendar rule"])
+def test_train_refuses_old_bars_and_a_calendar_rule_on_bars_in_one_line(stores, tmp_path, capsys, case):
+    """`longstm train` reads a bar store's sessions as eval ticks does (`check_bar_sessions` in
+    `load_panel`): bars without tick_gap, or a calendar rule, are refused before any training."""
+    ticks, bars = stores
+    path, gap = (old_bar_store(bars, tmp_path).path, "1h") if case == "old bars" else (bars.path, "1D@America/New_York")
+    config, run = bar_train_config(tmp_path, path, gap), tmp_path / "run"
+    code = main(["train", "--config", str(config), "--run-dir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{config}: data.path {path} holds bars" in err
+    expected = ("without a 'tick_gap' column (series 'a')", f"make them again with `longstm data bars {ticks.path.resolve()} --every 2s")
+    if case == "calendar rule":
+        expected = ("the calendar session rule 1D@America/New_York would count", "use a gap rule like '1h' for a bar model")
+    assert all(part in err for part in expected), err
+    assert not (run / "config.toml").exists()  # refused before the run was written
+
+
+def test_train_reads_bar_sessions_from_tick_gap_under_a_gap_rule(stores, tmp_path):
+    """The same check lets current bars under a gap rule through: the panel's sessions are the
+    ticks' (one per day), read from tick_gap."""
+    _, bars = stores
+    data = load_panel(read_config(bar_train_config(tmp_path, bars.path, "1h")))
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(data.panel.sessions[name], np.arange(4) * SESSION // 2)  # 2-s bars of 4 days of ticks
 
 
 def test_a_calendar_rule_counts_the_bar_of_a_day_s_last_ticks_in_the_next_day(tmp_path):
