@@ -14,7 +14,8 @@ from longstm.cli import main
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
-from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster
+from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster, RememberedForecaster
+from longstm.models.baselines import make_baseline
 from longstm.train.config import read_config
 from tests.evaluate.test_trained import write_config
 
@@ -91,6 +92,57 @@ def test_a_baseline_joins_as_one_more_member_in_window_mode(folder, ensemble):
         with_nlinear.evaluate([HORIZON], ["stream"])
     with pytest.raises(ConfigError, match="distinct names among"):
         EttEnsemble([read_config(write_config(folder))], [0], folder / "ett.csv", LOOKBACK, baselines=["nlinear", "arima"])
+
+
+class CountingForecaster:
+    """A window forecaster that counts the windows it is asked to forecast."""
+
+    def __init__(self, forecaster, counts: list):
+        self.forecaster, self.counts = forecaster, counts
+
+    def predict_windows(self, x):
+        self.counts.append(len(x))
+        return self.forecaster.predict_windows(x)
+
+
+def test_each_member_forecasts_each_test_window_once_per_horizon_and_mode(folder, ensemble, monkeypatch):
+    """The mean reads the forecasts its members were scored with: in window mode a member
+    forecasts the test windows once (and the validation windows once, for the mean's val MSE);
+    in stream mode it runs one carried pass. The numbers are those of the fixture's ensemble."""
+    trained, results, members = ensemble
+    passes = []
+    carried_pass = ett_trained.StreamForecaster._carried_pass
+    monkeypatch.setattr(ett_trained.StreamForecaster, "_carried_pass", lambda self: passes.append(1) or carried_pass(self))
+    again = EttEnsemble([read_config(write_config(folder))], [0, 1], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens",
+                        reuse=True)
+    counts = {name: [] for name in again.members}
+
+    def counting(real, seen):
+        return lambda horizon, mode: CountingForecaster(real(horizon, mode), seen) if mode == "window" else real(horizon, mode)
+
+    for name, member in again.members.items():
+        member.forecaster = counting(member.forecaster, counts[name])
+    scored, scored_members = again.evaluate([HORIZON], ["window", "stream"])
+    test_windows = results["window"][0].windows
+    (val,) = evaluate_ett(trained.series, "repeat", LOOKBACK, [HORIZON], part="val")
+    for name in again.members:
+        assert sum(counts[name]) == test_windows + val.windows, (name, counts[name])
+        for mode in ("window", "stream"):
+            assert scored_members[name][mode][0].mse == pytest.approx(members[name][mode][0].mse, rel=1e-6)
+    assert len(passes) == len(again.members)  # one carried pass per member
+    for mode in ("window", "stream"):
+        assert scored[mode][0].mse == pytest.approx(results[mode][0].mse, rel=1e-6)
+        assert scored[mode][0].windows == test_windows
+
+
+def test_a_remembered_forecaster_computes_each_batch_once():
+    calls = []
+    kept = RememberedForecaster(CountingForecaster(make_baseline("repeat", 2, None), calls))
+    x = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
+    first = kept.predict_windows(x)
+    assert kept.predict_windows(x.copy()) is first and calls == [3]  # the same windows: kept
+    np.testing.assert_array_equal(kept.predict_windows(x[:2]), first[:2])  # other windows: computed
+    assert kept.predict_windows(x + 1)[0, 0, 0] == first[0, 0, 0] + 1 and calls == [3, 2, 3]
 
 
 def test_resume_reuses_finished_members_and_refuses_another_config(folder, ensemble, monkeypatch):
