@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -85,7 +86,7 @@ def run_ett_command(
                                      overrides, resume, options)
         table.title = f"{table.title} on {data.name}"
         table.caption = (f"{_caption(chosen, lookback, features)}; each member trained as `--model CONFIG --set seed=S`; "
-                         f"the ensemble forecasts the mean of its members' forecasts" + _dropped(drop_last_batch, "; "))
+                         f"the ensemble (`mean`) forecasts the mean of its members' forecasts" + _dropped(drop_last_batch, "; "))
     elif is_config_path(model):
         rows, table = _trained_rows(console, series, model, lookback, horizon_list, mode, out, channel_independent,
                                     overrides, options, resume)
@@ -222,11 +223,20 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
             write_ett_results(rows, out)
             for name in ensemble.members:  # a trained member's folder holds its own table too
                 write_ett_results([row for row in rows if row["model"] == name], Path(out) / name)
-    table = Table(title=ensemble.name)
+    return rows, ensemble_table(ensemble.name, rows)
+
+
+def ensemble_table(name: str, rows: list[dict]) -> Table:
+    """The ensemble `name`'s rows (its own, `model` = `name`, shown as "mean"; its members') as a
+    table that keeps member names whole on an 80-column terminal: borders only under the
+    header, no outer padding, and a name too long for its column folded onto the next line,
+    never cut."""
+    table = Table(title=name, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in ("H", "mode", "model", "MSE", "MAE", "windows", "val MSE", "train s"):
-        table.add_column(column, justify="left" if column in ("mode", "model") else "right")
+        table.add_column(column, justify="left" if column in ("mode", "model") else "right",
+                         overflow="fold" if column == "model" else "ellipsis")
     for row in rows:
         val = "" if row["val_mse"] is None else f"{row['val_mse']:.4f}"
-        table.add_row(str(row["horizon"]), row["mode"], row["model"], f"{row['mse']:.4f}", f"{row['mae']:.4f}",
-                      str(row["windows"]), val, f"{row['train_seconds']:.0f}")
-    return rows, table
+        table.add_row(str(row["horizon"]), row["mode"], "mean" if row["model"] == name else row["model"], f"{row['mse']:.4f}",
+                      f"{row['mae']:.4f}", str(row["windows"]), val, f"{row['train_seconds']:.0f}")
+    return table

@@ -3,14 +3,17 @@ reused with --resume (and refused when their config differs), validation scoring
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 import longstm.evaluate.ett_trained as ett_trained
 from longstm.cli import main
+from longstm.cli.eval_ett import ensemble_table
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
@@ -194,3 +197,38 @@ def test_cli_ensemble_errors(folder, capsys, arguments, message):
     arguments = [a.replace("{config}", config) for a in arguments]
     assert main(["eval", "ett", "--data", str(folder / "ett.csv"), "--lookback", str(LOOKBACK), "--horizons", "6", *arguments]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def table_row(model: str, mode: str = "window", windows: int = 2785, val_mse=None) -> dict:
+    return {"horizon": 720, "mode": mode, "model": model, "mse": 0.4553, "mae": 0.4512, "windows": windows,
+            "val_mse": val_mse, "train_seconds": 1234.0}
+
+
+def rendered(table) -> list[str]:
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_the_ensemble_table_keeps_member_names_whole_at_80_columns():
+    name = "mean of ett_segment_segrnn x3 + nlinear"
+    members = ["ett_segment_segrnn_s0", "ett_segment_segrnn_s1", "ett_segment_segrnn_s2", "nlinear"]
+    rows = [table_row(model, mode, windows, 0.7 if model == name else None)
+            for mode in ("stream", "window") for windows in (2785, 2784) for model in [name, *members]]
+    lines = rendered(ensemble_table(name, rows))
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    assert lines[0].strip() == name  # the title names the ensemble; its rows say "mean"
+    table_rows = [line.split() for line in lines if line.lstrip().startswith("720 ")]
+    assert len(table_rows) == len(rows)  # one line each: nothing wrapped
+    assert [row[2] for row in table_rows] == ["mean" if row["model"] == name else row["model"] for row in rows]
+    assert all(len(row) == 8 - (row[2] != "mean") for row in table_rows)  # every column whole (val MSE only for the mean)
+
+
+def test_a_member_name_too_long_for_80_columns_is_folded_not_cut():
+    long_name = "ett_segment_segrnn_l720_wide_dropout_s10"
+    lines = rendered(ensemble_table("mean of x", [table_row("mean of x"), table_row(long_name)]))
+    assert not any("…" in line for line in lines)
+    first = next(i for i, line in enumerate(lines) if long_name[:12] in line)
+    column = lines[first].index(long_name[:12])
+    pieces = [line[column:].split()[0] for line in lines[first:] if len(line) > column and line[column] != " "]
+    assert "".join(pieces).startswith(long_name) and len(pieces) > 1
