@@ -26,8 +26,7 @@ Splits are chronological (`data.split`, Informer's rounding). Validation and tes
 start with `eval.warmup` rows of the past (the end of the preceding split for the first
 lane) with their loss masked, so their state is warmed up on the past, never on the future.
 
-The pieces, also used by the evaluation protocols (`longstm.evaluate`) so that every
-training there is set up the same way:
+The pieces, also used by the evaluation protocols (`longstm.evaluate`) to set training up alike:
 
 - `set_seed_and_precision(config)`: the one seeding (seed, determinism, precision policy);
 - `build_trainer(config, data)`: a seeded model for the data's columns and its `Trainer`;
