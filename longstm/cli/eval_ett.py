@@ -131,6 +131,15 @@ def _narrowed(console, mode: str, modes: tuple[str, ...], available: tuple[str, 
     return modes
 
 
+def _announce(console, label: str, summary: dict) -> None:
+    """One line as a horizon's model is ready: trained now, or reused from `--out` (`--resume`)."""
+    trained = f"{summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
+    done = f"reused (trained {trained} earlier)" if summary.get("reused") else f"trained {trained}"
+    best = "" if summary.get("best_epoch") is None else f", best epoch {summary['best_epoch']}"
+    val = "" if summary.get("val_mse") is None else f" (validation MSE {summary['val_mse']:.4f})"
+    console.print(f"{label}: {done}{best}{val}")
+
+
 def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,
                   channel_independent: bool, overrides: Sequence[str], options: dict, resume: bool = False) -> tuple[list[dict], Table]:
     """Train the config per horizon and score it in each mode beside the repeat baseline.
@@ -151,11 +160,7 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
     baseline_all = evaluate_ett(series, "repeat", lookback, horizons, **all_windows) if options["drop_last_batch"] else None
 
     def announce(horizon, summary):
-        console.print(
-            f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, "
-            f"best epoch {summary['best_epoch']} (validation MSE {summary['val_mse']:.4f})" if summary.get("val_mse") is not None
-            else f"H={horizon}: trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
-        )
+        _announce(console, f"H={horizon}", summary)
 
     name = Path(config_path).stem + (" (channel-independent)" if channel_independent else "")
     results: dict[str, list] = {m: [] for m in modes}
@@ -204,9 +209,7 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
                       "a member is window-only or a baseline: the ensemble is scored in window mode only")
 
     def announce(name, horizon, summary):
-        done = "reused" if summary.get("reused") else f"trained {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s"
-        val = "" if summary.get("val_mse") is None else f" (validation MSE {summary['val_mse']:.4f})"
-        console.print(f"H={horizon} {name}: {done}, best epoch {summary['best_epoch']}{val}")
+        _announce(console, f"H={horizon} {name}", summary)
 
     passes = [options["drop_last_batch"]] + ([None] if options["drop_last_batch"] else [])
     rows: list[dict] = []

@@ -186,6 +186,19 @@ def test_cli_ensemble_of_two_configs_writes_members_and_the_mean(folder, capsys,
     assert "mean of tiny_lstm x1 + tiny_twin x1 + nlinear" in text
 
 
+def test_cli_resume_says_a_horizon_was_reused_not_trained(folder, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    command = ["eval", "ett", "--data", str(folder / "ett.csv"), "--model", str(write_config(folder)), "--lookback",
+               str(LOOKBACK), "--horizons", str(HORIZON), "--mode", "window", "--out", str(folder / "resumed"), "--resume"]
+    assert main(command) == 0
+    first = " ".join(capsys.readouterr().out.split())
+    assert f"H={HORIZON}: trained " in first and "reused" not in first
+    assert main(command) == 0
+    again = " ".join(capsys.readouterr().out.split())
+    epochs = first.split(f"H={HORIZON}: trained ")[1].split(" s,")[0]  # "N epochs in S"
+    assert f"H={HORIZON}: reused (trained {epochs} s earlier), best epoch" in again
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "repeat,nlinear", "--seeds", "0,1"], "needs a training config .toml"),
     (["--model", "{config}", "--seeds", "0,0"], "distinct seeds"),
