@@ -15,12 +15,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from longstm.cli.options import is_config_path, model_entries, parse_int_list
+from longstm.cli.options import is_config_path, model_entries, parse_int_list, read_configs
 from longstm.cli.tables import markdown_table, write_table_files
 from longstm.data import load_series
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import choose_split, evaluate_ett
-from longstm.train.config import read_config
 
 HORIZONS_EXAMPLE = "96,192,336,720"
 RESULT_COLUMNS = tuple(
@@ -149,7 +148,7 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
     from longstm.evaluate.ett_trained import MODES, TrainedEtt, ett_table_rows
 
     modes = _requested_modes(mode, MODES)
-    trained = TrainedEtt(read_config(config_path, overrides), series, lookback, features=options["features"],
+    trained = TrainedEtt(read_configs([config_path], overrides)[0], series, lookback, features=options["features"],
                          target=options["target"], split=options["split"], run_dir=None if out is None else Path(out) / "runs",
                          progress=True, channel_independent=channel_independent, reuse=resume)
     modes = _narrowed(console, mode, modes, trained.modes, f"{Path(config_path).name}: a window-only model, scored in window mode only")
@@ -199,7 +198,7 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
 
     modes = _requested_modes(mode, MODES)
     seed_list = None if seeds is None else list(parse_int_list(seeds, "--seeds", "0,1,2", minimum=0))
-    configs = [read_config(path, overrides) for path in entries if is_config_path(path)]
+    configs = read_configs([path for path in entries if is_config_path(path)], overrides)
     baselines = [entry for entry in entries if not is_config_path(entry)]
     ensemble = EttEnsemble(configs, seed_list, series, lookback, run_dir=out, reuse=resume, baselines=baselines,
                            features=options["features"],

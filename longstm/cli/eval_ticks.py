@@ -19,14 +19,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from longstm.atomic import save_figure
-from longstm.cli.options import is_config_path, model_entries
+from longstm.cli.options import is_config_path, model_entries, read_configs
 from longstm.cli.tables import markdown_table, metric_table, write_metric_files
 from longstm.data.store import Store
 from longstm.errors import ConfigError
 from longstm.evaluate.tick_bars import bar_lookup, check_bar_store
 from longstm.evaluate.ticks import TicksConfig, TicksEvaluation, evaluate_ticks, frame_lookup
 from longstm.models.hft_baselines import LinearAR, MeanReversion, Momentum, ZeroReturn
-from longstm.train.config import read_config
 
 MARKDOWN_COLUMNS = (
     ("horizon", "Δ", "{}"),
@@ -84,7 +83,7 @@ def train_configs(configs: Sequence[str], store: Store, config: TicksConfig, *, 
     tick gets the forecast of the last bar at or before it (`longstm.evaluate.tick_bars`).
     Each run goes to `run_root/<config stem>` (a temporary folder without `run_root`).
     """
-    lookups, every = {}, {entry: read_config(entry, tuple(overrides)) for entry in configs}  # all read before any training
+    lookups, every = {}, dict(zip(configs, read_configs(configs, tuple(overrides))))  # all read before any training
     from longstm.train.panel import predict_panel  # TensorFlow: imported only when a config is named (and read)
     from longstm.train.run import resolve_data_path, train_from_config
 

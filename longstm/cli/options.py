@@ -27,7 +27,8 @@ from longstm.train.config import read_config
 
 SET_HELP = (
     "Override a value of every training config .toml in --model (repeatable): --set train.epochs=10 "
-    "--set model.options.mode=sequential. VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string."
+    "--set model.options.mode=sequential. VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string. "
+    "NAME:KEY=VALUE sets it in NAME.toml only (--set ett_segment_segrnn:train.learning_rate=1e-4)."
 )
 
 # A trained-model factory: (config, run_root=..., progress=...) -> (name, zero-argument predictor factory).
@@ -67,6 +68,46 @@ def model_entries(text: str) -> list[str]:
 def is_config_path(entry: str | Path) -> bool:
     """True when a `--model` entry names a training config (a `.toml` file) rather than a baseline."""
     return str(entry).lower().endswith(".toml")
+
+
+def read_configs(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[Any]:
+    """Each training config of `--model`, read once with the `--set` values that apply to it.
+
+    A plain `--set KEY=VALUE` applies to every config; `--set NAME:KEY=VALUE` only to the config
+    whose file is `NAME.toml` (its stem), so the configs of one command (an ensemble of
+    `longstm eval ett`, the models of `eval hft` or `eval ticks`) can differ in one value.
+
+    Args:
+        paths: the config entries of `--model`, in order.
+        overrides: the `--set` values, in order.
+
+    Returns:
+        A `Config` per path, in the order of `paths`.
+
+    Raises:
+        ConfigError: a `NAME:` prefix names none of the configs.
+
+    Example:
+
+    >>> segrnn, channels = read_configs(["configs/ett_segment_segrnn.toml", "configs/ett_segment_channels.toml"],
+    ...                                 ["train.epochs=3", "ett_segment_segrnn:train.learning_rate=1e-4"])
+    >>> segrnn.train.learning_rate, channels.train.learning_rate, channels.train.epochs
+    (0.0001, 0.0003, 3)
+    """
+    stems = [Path(path).stem for path in paths]
+    chosen: list[list[str]] = [[] for _ in paths]
+    for spec in overrides:
+        key, _, value = str(spec).partition("=")
+        name, colon, rest = key.partition(":")
+        if colon and name.strip() not in stems:
+            raise ConfigError(f"--set {spec!r}: {name.strip()!r} names no config of --model; expected one of {stems} "
+                              f"(NAME:KEY=VALUE sets KEY in NAME.toml only)")
+        for own, stem in zip(chosen, stems):
+            if not colon:
+                own.append(spec)
+            elif stem == name.strip():
+                own.append(f"{rest}={value}")
+    return [read_config(path, own) for path, own in zip(paths, chosen)]
 
 
 def require_config_models(overrides: Sequence[str] | None, model: str) -> None:
@@ -127,9 +168,11 @@ def predictor_factories(
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]!r} for {protocol}; choose from {choices}")
     factories: dict[str, Callable[[], Any]] = {}
+    paths = [entry for entry in entries if is_config_path(entry)]
+    configs = dict(zip(paths, read_configs(paths, overrides)))
     for entry in entries:
         if is_config_path(entry):
-            name, factory = trained_factory(read_config(entry, tuple(overrides)), run_root=run_root, progress=progress)
+            name, factory = trained_factory(configs[entry], run_root=run_root, progress=progress)
             factories[name] = factory
         else:
             factories[entry] = baselines[entry]

@@ -8,7 +8,7 @@ import doctest
 import pytest
 
 from longstm.cli import options
-from longstm.cli.options import parse_int_list, predictor_factories, require_config_models
+from longstm.cli.options import parse_int_list, predictor_factories, read_configs, require_config_models
 from longstm.errors import ConfigError
 from longstm.train.config import Config
 
@@ -51,6 +51,18 @@ def test_each_config_is_read_once_with_the_overrides_and_handed_down_as_a_config
         assert isinstance(config, Config)
         assert (config.train.epochs, config.train.k2, run_root, progress) == (7, k2, tmp_path / "runs", True)
     assert factories["b"]() is factory.calls[1][0]
+
+
+def test_a_named_override_sets_its_value_in_that_config_only(tmp_path):
+    first, second = write_config(tmp_path, "a"), write_config(tmp_path, "b")
+    a, b = read_configs([first, second], ["train.epochs=7", "b:train.learning_rate=1e-4", " a : model.units=9"])
+    assert (a.train.epochs, a.train.learning_rate, a.model.units) == (7, 1e-3, 9)
+    assert (b.train.epochs, b.train.learning_rate, b.model.units) == (7, 1e-4, 4)
+    factory = RecordingFactory()  # the eval hft / lobster path reads configs the same way
+    predictor_factories(f"{first},{second}", BASELINES, factory, protocol="the test", overrides=["a:train.epochs=3"])
+    assert [config.train.epochs for config, _, _ in factory.calls] == [3, 2]
+    with pytest.raises(ConfigError, match=r"--set 'c:train.epochs=3': 'c' names no config of --model; expected one of \['a', 'b'\]"):
+        read_configs([first, second], ["c:train.epochs=3"])
 
 
 def test_baselines_are_put_beside_configs_given_alone(tmp_path):
