@@ -136,7 +136,7 @@ def _announce(console, label: str, summary: dict) -> None:
     done = f"reused (trained {trained} earlier)" if summary.get("reused") else f"trained {trained}"
     best = "" if summary.get("best_epoch") is None else f", best epoch {summary['best_epoch']}"
     val = "" if summary.get("val_mse") is None else f" (validation MSE {summary['val_mse']:.4f})"
-    console.print(f"{label}: {done}{best}{val}")
+    console.print(f"{label}: {done}{best}{val}", soft_wrap=True)  # one line for a log to grep, at any width
 
 
 def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,

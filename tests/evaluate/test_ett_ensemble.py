@@ -13,7 +13,7 @@ from rich.console import Console
 
 import longstm.evaluate.ett_trained as ett_trained
 from longstm.cli import main
-from longstm.cli.eval_ett import ensemble_table
+from longstm.cli.eval_ett import _announce, ensemble_table
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
@@ -197,6 +197,14 @@ def test_cli_resume_says_a_horizon_was_reused_not_trained(folder, capsys, monkey
     again = " ".join(capsys.readouterr().out.split())
     epochs = first.split(f"H={HORIZON}: trained ")[1].split(" s,")[0]  # "N epochs in S"
     assert f"H={HORIZON}: reused (trained {epochs} s earlier), best epoch" in again
+
+
+def test_the_announce_line_stays_one_line_at_80_columns():
+    out = io.StringIO()
+    summary = {"epochs_run": 10, "train_seconds": 344.4, "best_epoch": 7, "val_mse": 0.63161, "reused": True}
+    _announce(Console(file=out, width=80), "H=720 ett_segment_segrnn512_s0", summary)
+    assert out.getvalue() == ("H=720 ett_segment_segrnn512_s0: reused (trained 10 epochs in 344 s earlier), "
+                              "best epoch 7 (validation MSE 0.6316)\n")
 
 
 @pytest.mark.parametrize("arguments, message", [
