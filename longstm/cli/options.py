@@ -28,7 +28,8 @@ from longstm.train.config import read_config
 SET_HELP = (
     "Override a value of every training config .toml in --model (repeatable): --set train.epochs=10 "
     "--set model.options.mode=sequential. VALUE is read as TOML (10, 3e-3, true, [1, 2]), else as a string. "
-    "NAME:KEY=VALUE sets it in NAME.toml only (--set ett_segment_segrnn:train.learning_rate=1e-4)."
+    "NAME:KEY=VALUE sets it in NAME.toml only (--set ett_segment_segrnn:train.learning_rate=1e-4); "
+    "horizons.H.KEY=VALUE for the horizon-H model only (--set horizons.720.train.learning_rate=1e-4)."
 )
 
 # A trained-model factory: (config, run_root=..., progress=...) -> (name, zero-argument predictor factory).

@@ -211,10 +211,12 @@ class TrainedEtt:
         self._modes: tuple[str, ...] | None = None
 
     def protocol_config(self, horizon: int):
-        """The config with `[data]` set to what the protocol trains on for `horizon`."""
+        """The config of `horizon` (`Config.at_horizon`: its `[horizons.H]` values) with `[data]`
+        set to what the protocol trains on for it."""
+        config = self.config.at_horizon(horizon)
         names = list(self.series.columns)
         data = dataclasses.replace(
-            self.config.data,
+            config.data,
             path=str(self.series.source),
             features=names,
             targets=[names[i] for i in self.target_columns],
@@ -222,10 +224,10 @@ class TrainedEtt:
             horizon=int(horizon),
             scale=True,
         )
-        train = self.config.train
+        train = config.train
         if train.mode == "windows":  # each window of L steps from a zero state, the loss at its last step
             train = dataclasses.replace(train, k1=1, k2=self.lookback)
-        return dataclasses.replace(self.config, data=data, train=train)
+        return dataclasses.replace(config, data=data, train=train)
 
     def _series_columns(self, rows) -> dict[str, Any]:
         """The `LaneWindows` arguments that read `rows` of the series, scaled as the protocol scales."""
@@ -381,7 +383,8 @@ class TrainedEtt:
                             segments=self.series.segments)
         rows = index.starts() + self.lookback - 1
         return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
-                                self.config.train.k2, channel_independent=self.channel_independent, channel_ids=self.channel_ids)
+                                trained.trainer.config.k2, channel_independent=self.channel_independent,
+                                channel_ids=self.channel_ids)
 
     def windows_per_call(self) -> int:
         """Protocol windows per scoring batch: one compiled call of `DEFAULT_WINDOW_BATCH` model

@@ -51,7 +51,9 @@ optimizer = "adam"             # or "adamw"
 learning_rate = 1e-3
 weight_decay = 0.0             # adamw only
 clipnorm = 1.0                 # global-norm clipping (0: off)
-schedule = "constant"          # or "cosine"
+schedule = "constant"          # or "cosine"; or "epoch_decay" (SegRNN's lradj "type3"):
+decay_after_epochs = 3         #   learning_rate for this many epochs,
+decay_rate = 0.8               #   then times decay_rate after each further epoch
 warmup_steps = 0
 min_learning_rate = 0.0        # cosine floor
 mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
@@ -72,6 +74,10 @@ warmup = 512                   # rows of the past each evaluation lane runs befo
 [[pipeline]]                   # causal features computed from the loaded columns (default none);
 kind = "log_return"            # data.features/targets may then name their outputs
 columns = ["close"]            # (kinds and keys: longstm.data.features.FeaturePipeline)
+
+[horizons.720.train]           # values for one horizon only (`Config.at_horizon`): the model
+learning_rate = 1e-4           # `longstm eval ett` trains for H = 720, or `longstm train` with
+                               # data.horizon = 720; [model] sizes, [train], [eval] and seed
 ```
 
 Any value can be overridden without editing the file, so one config serves several datasets:
@@ -92,20 +98,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from longstm.data.features import check_pipeline_specs
-from longstm.data.panel import CalendarSplit
-from longstm.data.store import as_duration, parse_session_rule
-from longstm.errors import ConfigError, DataValidationError
-from longstm.train.calendar_data import boundary_spec
-
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")
-LOSSES = ("mse", "mae")  # the training loss of window training (longstm.train.windows)
-TRAIN_MODES = ("tbptt", "windows")  # longstm.train.windows: look-back windows from a zero state  # as longstm.train.distribute.STRATEGIES
+from longstm.errors import ConfigError
+from longstm.train.config_checks import (  # noqa: F401 (re-exported: commands read these names here)
+    LOSSES, OPTIMIZERS, PRECISIONS, SCALINGS, SCHEDULES, STRATEGIES, TRAIN_MODES, horizon_tables, validate,
+)
 
 
 @dataclass
@@ -130,8 +127,6 @@ class DataConfig:
     tz: dict = field(default_factory=dict)
     series_column: str = ""
 
-
-SCALINGS = ("per_series", "pooled")
 
 
 @dataclass
@@ -166,6 +161,8 @@ class TrainConfig:
     schedule: str = "constant"
     warmup_steps: int = 0
     min_learning_rate: float = 0.0
+    decay_after_epochs: int = 3  # schedule = "epoch_decay": epochs at learning_rate, then
+    decay_rate: float = 0.8      # the rate times decay_rate after each further epoch
     mixed_precision: str = "off"
     early_stopping_patience: int = 0
     max_seconds: float = 0.0
@@ -193,6 +190,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # The `[[pipeline]]` tables: a FeaturePipeline's specs, applied when the data is loaded.
     pipeline: list = field(default_factory=list)
+    # `[horizons.H]`: {"H": {table: {key: value}}}, the values of the model trained for horizon H.
+    horizons: dict = field(default_factory=dict)
     source: str = "<config>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,10 +199,32 @@ class Config:
         raw.pop("source")
         return raw
 
+    def at_horizon(self, horizon: int | None = None) -> Config:
+        """The config of the model trained for `horizon` (default `data.horizon`): the values
+        of its `[horizons.H]` table set over the others, and no `horizons` table left.
+
+        Example:
+
+        >>> config = config_from_dict({"horizons": {"720": {"train": {"learning_rate": 1e-4}}}})
+        >>> config.at_horizon(720).train.learning_rate, config.at_horizon(96).train.learning_rate
+        (0.0001, 0.001)
+        """
+        horizon = self.data.horizon if horizon is None else int(horizon)
+        raw = self.to_dict()
+        tables = raw.pop("horizons").get(str(horizon), {})
+        for table, values in tables.items():
+            raw[table] = values if table == "seed" else {**raw[table], **values}
+        try:
+            return config_from_dict(raw, source=self.source)
+        except ConfigError as error:  # say where the value came from
+            raise ConfigError(f"{error} (from [horizons.{horizon}])") from None
+
     def to_toml(self) -> str:
         """The config as TOML text that `load_config` reads back to an equal config."""
         raw = self.to_dict()
         lines = [f"{key} = {_toml_value(raw[key])}" for key in ("seed", "deterministic")]
+        if raw["horizons"]:
+            lines.append(f"horizons = {_toml_value(raw['horizons'])}")
         for table in ("data", "model", "train", "eval"):
             lines.append(f"\n[{table}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in raw[table].items()]
@@ -333,11 +354,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
             if value != []:  # to_dict() of a config without a pipeline gives []
                 check_pipeline_specs(value, name=f"{source}: pipeline")  # its columns are checked on loading
             config.pipeline = copy.deepcopy(list(value))
+        elif key == "horizons":
+            config.horizons = horizon_tables(value, source)
         else:
             raise ConfigError(
-                f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES, 'pipeline']}"
+                f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES, 'pipeline', 'horizons']}"
             )
     validate(config)
+    for horizon in config.horizons:  # each horizon's values checked now, not when its turn comes
+        config.at_horizon(int(horizon))
     return config
 
 
@@ -370,116 +395,6 @@ def _typed(name: str, value: Any, expected: type, source: str):
     if not isinstance(value, expected):
         raise ConfigError(f"{source}: '{name}' must be a {expected.__name__}; got {type(value).__name__} {value!r}")
     return value
-
-
-def _fail(config: Config, key: str, expected: str, got: Any):
-    raise ConfigError(f"{config.source}: '{key}' must be {expected}; got {got!r}")
-
-
-def validate(config: Config) -> None:
-    """Check values and their relations; raises `ConfigError` naming the key."""
-    data, model, train, eval_ = config.data, config.model, config.train, config.eval
-    for key, value, minimum in (
-        ("data.offset", data.offset, 1),
-        ("data.horizon", data.horizon, 1),
-        ("model.units", model.units, 1),
-        ("model.layers", model.layers, 1),
-        ("model.lags", model.lags, 0),
-        ("model.lag_width", model.lag_width, 1),
-        ("train.lanes", train.lanes, 1),
-        ("train.k1", train.k1, 1),
-        ("train.k2", train.k2, 1),
-        ("train.burn_in", train.burn_in, 0),
-        ("train.epochs", train.epochs, 1),
-        ("train.warmup_steps", train.warmup_steps, 0),
-        ("train.early_stopping_patience", train.early_stopping_patience, 0),
-        ("train.checkpoint_every", train.checkpoint_every, 0),
-        ("eval.lanes", eval_.lanes, 1),
-        ("eval.warmup", eval_.warmup, 0),
-    ):
-        if value < minimum:
-            _fail(config, key, f"an integer >= {minimum}", value)
-    if model.lag_relative and model.lags < 2:
-        raise ConfigError(
-            f"{config.source}: 'model.lag_relative = true' needs 'model.lags' >= 2 (the previous input comes from "
-            f"the lag buffer); got lags={model.lags}"
-        )
-    if train.k1 > train.k2:
-        raise ConfigError(
-            f"{config.source}: 'train.k1' must be <= 'train.k2' (the loss covers the last k1 of the k2 "
-            f"steps of a window); got k1={train.k1}, k2={train.k2}"
-        )
-    if train.optimizer not in OPTIMIZERS:
-        _fail(config, "train.optimizer", f"one of {OPTIMIZERS}", train.optimizer)
-    if train.schedule not in SCHEDULES:
-        _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
-    if train.mode not in TRAIN_MODES:
-        _fail(config, "train.mode", f"one of {TRAIN_MODES}", train.mode)
-    if train.loss not in LOSSES or (train.loss != "mse" and train.mode != "windows"):
-        _fail(config, "train.loss", f"one of {LOSSES} (\"mae\" with train.mode = \"windows\" only)", train.loss)
-    if train.mode == "windows" and train.strategy != "default":
-        _fail(config, "train.strategy", "\"default\" with train.mode = \"windows\" (window training runs on one device)", train.strategy)
-    if train.strategy not in STRATEGIES:
-        _fail(config, "train.strategy", f"one of {STRATEGIES}", train.strategy)
-    if train.mixed_precision not in PRECISIONS:
-        _fail(config, "train.mixed_precision", f"one of {PRECISIONS}", train.mixed_precision)
-    if not train.learning_rate > 0:
-        _fail(config, "train.learning_rate", "a number > 0", train.learning_rate)
-    if not 0 <= train.min_learning_rate <= train.learning_rate:
-        _fail(config, "train.min_learning_rate", f"a number in [0, learning_rate={train.learning_rate}]", train.min_learning_rate)
-    if train.max_seconds < 0:
-        _fail(config, "train.max_seconds", "a number of seconds >= 0 (0: no budget)", train.max_seconds)
-    if train.weight_decay < 0:
-        _fail(config, "train.weight_decay", "a number >= 0", train.weight_decay)
-    if train.clipnorm < 0:
-        _fail(config, "train.clipnorm", "a number >= 0 (0 turns clipping off)", train.clipnorm)
-    if not 0 <= model.dropout < 1:
-        _fail(config, "model.dropout", "a number in [0, 1)", model.dropout)
-    _validate_panel_keys(config)
-    if isinstance(data.split, dict):
-        CalendarSplit.from_dict(data.split).bounds  # names the bad key or date
-    elif len(data.split) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in data.split):
-        _fail(config, "data.split", "three numbers [train, validation, test]", data.split)
-    if isinstance(data.split, list) and (any(f < 0 for f in data.split) or data.split[0] <= 0 or abs(sum(data.split) - 1) > 1e-6):
-        _fail(config, "data.split", "three fractions >= 0 summing to 1 with train > 0", data.split)
-    for key in ("features", "targets"):
-        names = getattr(data, key)
-        if not all(isinstance(name, str) for name in names):
-            _fail(config, f"data.{key}", "a list of column names", names)
-    # Imported here, not at the top: the registry imports the model classes (Keras), and
-    # reading a config for `--help` or a dry check should not start TensorFlow.
-    from longstm.models.registry import MODELS
-
-    if model.name not in MODELS:
-        _fail(config, "model.name", f"one of {sorted(MODELS)}", model.name)
-    if "levels" in model.options:  # a calendar model's levels, checked before any data is read (none: the builder says)
-        boundary_spec(config)
-
-
-def _validate_panel_keys(config: Config) -> None:
-    data = config.data
-    if data.scaling not in SCALINGS:
-        _fail(config, "data.scaling", f"one of {SCALINGS}", data.scaling)
-    for key, values in (("series", data.series), ("time_targets", data.time_targets), ("mid", data.mid)):
-        if not all(isinstance(value, str) for value in values):
-            _fail(config, f"data.{key}", "a list of strings", values)
-    try:
-        parse_session_rule(data.session_gap)
-    except DataValidationError:
-        _fail(config, "data.session_gap", "a positive duration like '1h', or FREQ@ZONE like '1D@America/New_York'", data.session_gap)
-    for key, value in [("data.time_targets", v) for v in data.time_targets]:
-        try:
-            if as_duration(value) <= np.timedelta64(0, "ns"):
-                raise DataValidationError("not positive")
-        except DataValidationError:
-            _fail(config, key, "a positive duration like '10s', '1min' or '1h'", value)
-    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in data.event_targets):
-        _fail(config, "data.event_targets", "a list of tick counts >= 1", data.event_targets)
-    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.tz.items()):
-        _fail(config, "data.tz", "a table of path patterns to time zones, like { \"fxcm_*\" = \"-05:00\" }", data.tz)
-    bad = {k: v for k, v in data.series_weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
-    if bad:
-        _fail(config, "data.series_weights", "a table of series names to numbers >= 0", bad)
 
 
 def _toml_value(value: Any) -> str:

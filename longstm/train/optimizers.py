@@ -14,11 +14,14 @@ from longstm.train.config import TrainConfig
 
 
 def make_optimizer(config: TrainConfig, total_steps: int, reduced_gradients: bool = False):
-    """Adam/AdamW with global-norm clipping and a warm-up + constant/cosine schedule.
+    """Adam/AdamW with global-norm clipping and a warm-up + constant/cosine schedule, or the
+    rate held for `decay_after_epochs` epochs and then multiplied by `decay_rate` after each
+    further epoch (`schedule = "epoch_decay"`, SegRNN's default `lradj = "type3"`).
 
     Args:
         config: the `[train]` table (optimizer, learning rates, schedule, clipping, precision).
-        total_steps: updates of the whole run (the cosine schedule decays over them).
+        total_steps: updates of the whole run, `config.epochs` epochs of equal length (the
+            cosine schedule decays over them; the epoch decay steps at each epoch's end).
         reduced_gradients: under a strategy, the optimizer is given gradients already summed
             over the replicas and clips and applies them as they are
             (`longstm.train.distribute.PreReducedGradients`).
@@ -27,7 +30,9 @@ def make_optimizer(config: TrainConfig, total_steps: int, reduced_gradients: boo
         A Keras optimizer (a `LossScaleOptimizer` under `mixed_float16`).
     """
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))
-    if config.schedule == "cosine" or warmup > 0:
+    if config.schedule == "epoch_decay":
+        learning_rate = epoch_decay(config, max(total_steps // config.epochs, 1))
+    elif config.schedule == "cosine" or warmup > 0:
         alpha = config.min_learning_rate / config.learning_rate if config.schedule == "cosine" else 1.0
         learning_rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup else config.learning_rate,
@@ -49,3 +54,17 @@ def make_optimizer(config: TrainConfig, total_steps: int, reduced_gradients: boo
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def epoch_decay(config: TrainConfig, steps_per_epoch: int):
+    """The `epoch_decay` schedule over update steps: epoch e (from 0) trains at
+    `learning_rate * decay_rate ** max(0, e - decay_after_epochs + 1)`."""
+    held = config.decay_after_epochs
+    if config.epochs <= held:  # it never decays within the run
+        return config.learning_rate
+    # The optimizer reads the schedule at its update count before the update: the first update
+    # of epoch e reads e * steps_per_epoch, which must fall past the boundary (values change
+    # strictly after each boundary).
+    boundaries = [steps_per_epoch * epoch - 1 for epoch in range(held, config.epochs)]
+    values = [config.learning_rate * config.decay_rate**k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)

@@ -386,8 +386,7 @@ def train_from_config(
     under another strategy than the one that wrote its checkpoint. Under "multiworker" only
     the chief (worker 0) writes the run directory.
     """
-    if not isinstance(config, Config):
-        config = load_config(config)
+    config = (config if isinstance(config, Config) else load_config(config)).at_horizon()  # its [horizons.H]
     if config.train.mode == "windows":  # look-back windows need the protocol's L; training here carries state
         raise ConfigError(
             f"{config.source}: train.mode = \"windows\" trains on the look-back windows of `longstm eval ett` "

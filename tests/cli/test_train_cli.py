@@ -97,3 +97,14 @@ def test_train_refuses_window_mode_with_the_command_that_uses_it(tmp_path, capsy
     err = capsys.readouterr().err
     assert 'train.mode = "windows"' in err and "longstm eval ett" in err
     assert not (run / "checkpoints").exists()
+
+
+def test_train_applies_the_horizon_table_of_its_own_horizon_only(tmp_path):
+    _csv(tmp_path / "series.csv")
+    (tmp_path / "c.toml").write_text(CONFIG)
+    for horizon, epochs in ((2, [1]), (3, [1, 2])):  # data.horizon = 2: only [horizons.2] applies
+        run = tmp_path / f"run{horizon}"
+        assert main(["train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(run),
+                     "--set", f"horizons.{horizon}.train.epochs=1"]) == 0
+        assert [e["epoch"] for e in json.loads((run / "metrics.json").read_text())["epochs"]] == epochs
+    assert "epochs = 1" in (tmp_path / "run2" / "config.toml").read_text()

@@ -207,3 +207,19 @@ def test_cli_eval_ett_with_a_config_writes_both_modes(folder, capsys, monkeypatc
     assert main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", str(write_config(folder)),
                  "--lookback", str(LOOKBACK), "--horizons", "6", "--mode", "sideways"]) == 2
     assert "--mode must be window, stream or both" in capsys.readouterr().err
+
+
+def test_a_horizon_table_sets_the_values_of_that_horizons_model_only(folder, tmp_path):
+    """`[horizons.H]`: one config, one command, a different training value per horizon."""
+    config = write_config(tmp_path)  # one epoch
+    config.write_text(config.read_text() + "\n[horizons.6.train]\nepochs = 2\nlearning_rate = 0.02\n")
+    model = TrainedEtt(config, folder / "ett.csv", LOOKBACK, run_dir=tmp_path / "runs")
+    four, six = model.train(4), model.train(6)
+    assert (four.summary["epochs_run"], six.summary["epochs_run"]) == (1, 2)
+    assert (four.trainer.config.learning_rate, six.trainer.config.learning_rate) == (1e-3, 0.02)
+    # Each horizon's run directory keeps the config that trained it, horizon values applied.
+    written = (tmp_path / "runs" / "h6" / "config.toml").read_text()
+    assert "epochs = 2" in written and "horizons" not in written
+    # --resume finds the same config for each horizon and trains nothing.
+    again = TrainedEtt(config, folder / "ett.csv", LOOKBACK, run_dir=tmp_path / "runs", reuse=True)
+    assert again.train(6).summary["reused"] and again.train(4).summary["reused"]

@@ -39,6 +39,18 @@ def test_a_minimal_config_gets_the_defaults_and_round_trips_through_toml(tmp_pat
         ({"data": {"targets": "OT"}}, r"'data.targets' must be a list; got str 'OT'"),
         ({"data": {"scale": "yes"}}, r"'data.scale' must be true or false; got 'yes'"),
         ({"seed": "zero"}, r"'seed' must be an integer; got 'zero'"),
+        ({"train": {"decay_rate": 1.5}}, r"'train.decay_rate' must be a number in \(0, 1\].*; got 1.5"),
+        ({"train": {"decay_after_epochs": 0}}, r"'train.decay_after_epochs' must be an integer >= 1; got 0"),
+        ({"train": {"schedule": "epoch_decay", "warmup_steps": 10}}, r"'train.warmup_steps' must be 0 with schedule"),
+        ({"horizons": 3}, r"'horizons' must be a table like \[horizons.720.train\]; got int 3"),
+        ({"horizons": {"h96": {}}}, r"'horizons.h96' must be named by a horizon, an integer >= 1; got 'h96'"),
+        ({"horizons": {"0": {}}}, r"'horizons.0' must be named by a horizon"),
+        ({"horizons": {"96": {"data": {"path": "x"}}}}, r"'horizons.96' may set \('seed', 'model', 'train', 'eval'\)"),
+        ({"horizons": {"96": {"train": 3}}}, r"'horizons.96.train' must be a table; got int 3"),
+        ({"horizons": {"96": {"model": {"name": "gru"}}}}, r"'horizons.96.model.name' cannot differ by horizon"),
+        ({"horizons": {"96": {"model": {"options": {}}}}}, r"'horizons.96.model.options' cannot differ by horizon"),
+        ({"horizons": {"96": {"train": {"learning_rate": 0}}}}, r"'train.learning_rate' must be a number > 0; got 0.*\(from \[horizons.96\]\)"),
+        ({"horizons": {"96": {"train": {"lr": 1}}}}, r"unknown key 'train.lr'.*\(from \[horizons.96\]\)"),
     ],
 )
 def test_bad_values_name_the_key_and_say_expected_and_got(raw, message):
@@ -55,7 +67,7 @@ def test_missing_and_malformed_files_are_config_errors(tmp_path):
 
 def test_config_is_a_plain_dataclass_with_tables():
     config = Config()
-    assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval", "pipeline"}
+    assert set(config.to_dict()) == {"seed", "deterministic", "data", "model", "train", "eval", "pipeline", "horizons"}
 
 
 def test_a_session_rule_is_a_gap_or_a_calendar_rule():
@@ -67,3 +79,19 @@ def test_a_session_rule_is_a_gap_or_a_calendar_rule():
     for rule in ("0s", "soon", "1D@Nowhere/Land"):
         with pytest.raises(ConfigError, match=r"'data.session_gap' must be a positive duration like '1h', or FREQ@ZONE"):
             config_from_dict({"data": {"path": "x", "session_gap": rule}})
+
+
+def test_horizon_tables_apply_at_their_horizon_and_round_trip_through_toml(tmp_path):
+    raw = {"train": {"epochs": 4}, "horizons": {"720": {"train": {"learning_rate": 1e-4}}, "0192": {"seed": 3, "model": {"units": 8}}}}
+    config = config_from_dict(raw, source="c.toml")
+    assert sorted(config.horizons) == ["192", "720"]  # keys as plain integers
+    at_720, at_192, at_96 = config.at_horizon(720), config.at_horizon(192), config.at_horizon(96)
+    assert (at_720.train.learning_rate, at_720.train.epochs, at_720.model.units) == (1e-4, 4, 64)  # the rest kept
+    assert (at_192.seed, at_192.model.units, at_192.train.learning_rate) == (3, 8, 1e-3)
+    assert at_96.to_dict() == {**config.to_dict(), "horizons": {}}
+    assert at_720.horizons == {} and at_720.source == "c.toml"
+    assert config_from_dict({"data": {"horizon": 720}, **raw}).at_horizon().train.learning_rate == 1e-4  # default: data.horizon
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    assert load_config(tmp_path / "c.toml").to_dict() == config.to_dict()
+    with_set = load_config(tmp_path / "c.toml", ["horizons.96.train.epochs=1"])
+    assert with_set.at_horizon(96).train.epochs == 1 and with_set.at_horizon(720).train.epochs == 4

@@ -34,6 +34,31 @@ def test_warmup_then_cosine_schedule_and_clipping():
     assert float(constant.learning_rate) == pytest.approx(3e-3)
 
 
+def test_epoch_decay_holds_the_rate_then_decays_it_once_per_epoch():
+    config = TrainConfig(learning_rate=1e-2, schedule="epoch_decay", decay_after_epochs=3, decay_rate=0.5, epochs=6)
+    schedule = make_optimizer(config, total_steps=60)._learning_rate  # 10 updates per epoch
+    rates = [float(schedule(step)) for step in range(60)]
+    expected = [1e-2] * 30 + [5e-3] * 10 + [2.5e-3] * 10 + [1.25e-3] * 10  # SegRNN's "type3" with 0.5
+    assert rates == pytest.approx(expected)
+    # A run no longer than the held epochs never decays: a constant rate.
+    short = make_optimizer(TrainConfig(learning_rate=1e-2, schedule="epoch_decay", epochs=3), total_steps=30)
+    assert float(short.learning_rate) == pytest.approx(1e-2)
+
+
+def test_epoch_decay_in_training_reads_one_rate_per_epoch():
+    """Through `Trainer.fit`: the rate the optimizer applies drops at each epoch's end."""
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
+    values = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    stream = LaneWindows(values, lanes=2, k1=10, k2=10, target_columns=[0])
+    config = TrainConfig(k1=10, k2=10, epochs=3, learning_rate=1e-2, schedule="epoch_decay", decay_after_epochs=1,
+                         decay_rate=0.5)
+    epochs = Trainer(model, config, progress=False).fit(stream)
+    # Each epoch's record holds the rate after it, the one the next epoch trains at: epoch 0
+    # at 1e-2 (held one epoch), epoch 1 at 5e-3, epoch 2 (the last) at 2.5e-3.
+    assert [epoch["learning_rate"] for epoch in epochs] == pytest.approx([5e-3, 2.5e-3, 2.5e-3])
+
+
 def test_global_norm_clipping_bounds_the_applied_update():
     keras.utils.set_random_seed(0)
     model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
