@@ -136,7 +136,9 @@ def _announce(console, label: str, summary: dict) -> None:
     done = f"reused (trained {trained} earlier)" if summary.get("reused") else f"trained {trained}"
     best = "" if summary.get("best_epoch") is None else f", best epoch {summary['best_epoch']}"
     val = "" if summary.get("val_mse") is None else f" (validation MSE {summary['val_mse']:.4f})"
-    console.print(f"{label}: {done}{best}{val}", soft_wrap=True)  # one line for a log to grep, at any width
+    own = ", ".join(f"{key}={value}" for key, value in (summary.get("horizon_values") or {}).items())
+    own = f" with {own}" if own else ""  # the config's [horizons.H] values for this model
+    console.print(f"{label}: {done}{own}{best}{val}", soft_wrap=True)  # one line for a log to grep, at any width
 
 
 def _trained_rows(console, series, config_path: str, lookback: int, horizons: list[int], mode: str, out,

@@ -7,7 +7,8 @@ data: `[data]` is replaced by the protocol's file, columns, splits and scaler (i
 
 ETT (`TrainedEtt`, `longstm eval ett --model CONFIG.toml`)
 ---------------------------------------------------------
-For each horizon H a fresh model is trained:
+For each horizon H a fresh model is trained, with the config's `[horizons.H]` values if it has
+them (`Config.at_horizon`: e.g. a learning rate per horizon, all horizons in one command):
 
 - Data: the protocol's own series, split and scaler (`longstm.evaluate.ett.prepare_ett`):
   features `M` puts all columns in and out, `S` the target alone, `MS` all in, target out; the
@@ -314,7 +315,8 @@ class TrainedEtt:
             use_window_training(trainer, train_lanes)
         if finished is not None:  # trained before with this very config: its best weights, its summary
             trainer.load_weights(run.weights("best"), train_lanes)
-            trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), dict(finished, reused=True))
+            summary = dict(finished, reused=True, horizon_values=self.config.horizon_values(horizon))
+            trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)
             self.models[horizon] = trained
             return trained
         started = time.perf_counter()
@@ -328,6 +330,7 @@ class TrainedEtt:
             train_rows=[train_start, train_stop - horizon], validation_rows=list(val_rows),
             model=config.model.name, units=config.model.units, layers=config.model.layers, residual=config.model.residual,
             channel_independent=self.channel_independent, train_mode=config.train.mode,
+            horizon_values=self.config.horizon_values(horizon),  # what [horizons.H] set for it
         )
         write_atomic(run.protocol_summary, json.dumps(summary, indent=1))
         trained = TrainedHorizon(horizon, trainer, CompiledModel(trainer.model), summary)

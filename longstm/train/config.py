@@ -219,6 +219,16 @@ class Config:
         except ConfigError as error:  # say where the value came from
             raise ConfigError(f"{error} (from [horizons.{horizon}])") from None
 
+    def horizon_values(self, horizon: int) -> dict[str, Any]:
+        """The values `[horizons.H]` sets for `horizon`, by dotted key: {"train.learning_rate": 1e-4}."""
+        values = {}
+        for table, entries in self.horizons.get(str(int(horizon)), {}).items():
+            if table == "seed":
+                values["seed"] = entries
+            else:
+                values.update({f"{table}.{key}": value for key, value in entries.items()})
+        return values
+
     def to_toml(self) -> str:
         """The config as TOML text that `load_config` reads back to an equal config."""
         raw = self.to_dict()

@@ -207,6 +207,14 @@ def test_the_announce_line_stays_one_line_at_80_columns():
                               "best epoch 7 (validation MSE 0.6316)\n")
 
 
+def test_the_announce_line_names_the_values_of_the_horizon_table():
+    out = io.StringIO()
+    summary = {"epochs_run": 8, "train_seconds": 69.0, "best_epoch": 5, "val_mse": 1.51129,
+               "horizon_values": {"train.learning_rate": 0.0001}}
+    _announce(Console(file=out, width=80), "H=720", summary)
+    assert out.getvalue() == "H=720: trained 8 epochs in 69 s with train.learning_rate=0.0001, best epoch 5 (validation MSE 1.5113)\n"
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "repeat,nlinear", "--seeds", "0,1"], "needs a training config .toml"),
     (["--model", "{config}", "--seeds", "0,0"], "distinct seeds"),

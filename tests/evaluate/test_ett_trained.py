@@ -217,9 +217,11 @@ def test_a_horizon_table_sets_the_values_of_that_horizons_model_only(folder, tmp
     four, six = model.train(4), model.train(6)
     assert (four.summary["epochs_run"], six.summary["epochs_run"]) == (1, 2)
     assert (four.trainer.config.learning_rate, six.trainer.config.learning_rate) == (1e-3, 0.02)
+    assert (four.summary["horizon_values"], six.summary["horizon_values"]) == ({}, {"train.epochs": 2, "train.learning_rate": 0.02})
     # Each horizon's run directory keeps the config that trained it, horizon values applied.
     written = (tmp_path / "runs" / "h6" / "config.toml").read_text()
     assert "epochs = 2" in written and "horizons" not in written
     # --resume finds the same config for each horizon and trains nothing.
     again = TrainedEtt(config, folder / "ett.csv", LOOKBACK, run_dir=tmp_path / "runs", reuse=True)
     assert again.train(6).summary["reused"] and again.train(4).summary["reused"]
+    assert again.train(6).summary["horizon_values"] == {"train.epochs": 2, "train.learning_rate": 0.02}
