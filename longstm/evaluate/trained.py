@@ -195,8 +195,10 @@ def _fit_decision_model(config, values, columns: ModelColumns, segments, k: int,
 
     Shared by the HFT and LOBSTER predictors: the target of decision step t sits at row t + k
     and is read with offset k. Without `run_dir` the checkpoints go to a temporary folder
-    that is removed afterwards; with it, `protocol.json` records the summary.
+    that is removed afterwards; with it, `protocol.json` records the summary. The model of
+    horizon k trains with the config's `[horizons.k]` values, if it has them.
     """
+    config = config.at_horizon(k)
     lanes = dict(feature_columns=columns.feature_columns, target_columns=columns.target_columns, offset=k, horizon=1,
                  segments=segments)
     train_lanes = training_lanes(config, values, burn_in=burn_in, rows=(int(train_steps[0]), int(train_steps[-1]) + 1),

@@ -76,8 +76,8 @@ kind = "log_return"            # data.features/targets may then name their outpu
 columns = ["close"]            # (kinds and keys: longstm.data.features.FeaturePipeline)
 
 [horizons.720.train]           # values for one horizon only (`Config.at_horizon`): the model
-learning_rate = 1e-4           # `longstm eval ett` trains for H = 720, or `longstm train` with
-                               # data.horizon = 720; [model] sizes, [train], [eval] and seed
+learning_rate = 1e-4           # `longstm eval ett|hft|lobster` trains for H = 720, or `longstm train`
+                               # with data.horizon = 720; [model] sizes, [train], [eval] and seed
 ```
 
 Any value can be overridden without editing the file, so one config serves several datasets:

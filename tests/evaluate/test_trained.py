@@ -128,6 +128,22 @@ def test_hft_epoch_selection_steps_start_k_rows_after_the_last_training_target(f
     assert summary["validation_steps"] == int(steps.size / 8)
 
 
+def test_hft_predictor_trains_horizon_k_with_its_horizon_table(folder, tmp_path):
+    from longstm.evaluate.hft import decision_steps
+
+    steps = decision_steps(synthetic_bars(), 0, 1050, 20, 3)
+    features = np.random.default_rng(0).normal(size=(steps[-1] + 1, 4))
+    config = write_config(tmp_path, residual="false")  # one epoch
+    config.write_text(config.read_text() + "\n[horizons.3.train]\nepochs = 2\n")
+    epochs = {}
+    for k in (3, 4):
+        inputs = HFTInputs(features, ("a", "b", "c", "d"), steps, 20, k, segment_ids=np.zeros(len(features), np.int64))
+        predictor = TrainedHFTPredictor(config)
+        predictor.fit(inputs, np.random.default_rng(1).normal(size=steps.size))
+        epochs[k] = predictor.summary["epochs_run"]
+    assert epochs == {3: 2, 4: 1}
+
+
 def test_cli_eval_hft_mixes_baselines_and_a_config(folder, capsys, monkeypatch):
     from longstm.cli import main
 
