@@ -128,7 +128,6 @@ class DataConfig:
     series_column: str = ""
 
 
-
 @dataclass
 class ModelConfig:
     name: str = "lstm"
@@ -365,7 +364,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
                 check_pipeline_specs(value, name=f"{source}: pipeline")  # its columns are checked on loading
             config.pipeline = copy.deepcopy(list(value))
         elif key == "horizons":
-            config.horizons = horizon_tables(value, source)
+            config.horizons = horizon_tables(copy.deepcopy(value), source)
         else:
             raise ConfigError(
                 f"{source}: unknown key {key!r}; expected one of {['seed', 'deterministic', *_TABLES, 'pipeline', 'horizons']}"

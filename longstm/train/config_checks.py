@@ -161,9 +161,11 @@ def horizon_tables(raw: Any, source: str) -> dict[str, dict]:
             if table != "seed" and not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{where}.{table}' must be a table; got {type(value).__name__} {value!r}")
         for name in HORIZON_FIXED:
-            table, key_ = name.split(".")
-            if key_ in (values.get(table) or {}):
+            table, field_name = name.split(".")
+            if field_name in (values.get(table) or {}):
                 raise ConfigError(f"{source}: '{where}.{name}' cannot differ by horizon (the model family and its options are "
                                   f"read once for all horizons); use another config")
+        if str(int(text)) in tables:
+            raise ConfigError(f"{source}: '{where}' is given twice (as {key!r} too)")
         tables[str(int(text))] = values
     return tables

@@ -45,6 +45,7 @@ def test_a_minimal_config_gets_the_defaults_and_round_trips_through_toml(tmp_pat
         ({"horizons": 3}, r"'horizons' must be a table like \[horizons.720.train\]; got int 3"),
         ({"horizons": {"h96": {}}}, r"'horizons.h96' must be named by a horizon, an integer >= 1; got 'h96'"),
         ({"horizons": {"0": {}}}, r"'horizons.0' must be named by a horizon"),
+        ({"horizons": {"96": {}, "096": {}}}, r"'horizons.96' is given twice \(as '096' too\)"),
         ({"horizons": {"96": {"data": {"path": "x"}}}}, r"'horizons.96' may set \('seed', 'model', 'train', 'eval'\)"),
         ({"horizons": {"96": {"train": 3}}}, r"'horizons.96.train' must be a table; got int 3"),
         ({"horizons": {"96": {"model": {"name": "gru"}}}}, r"'horizons.96.model.name' cannot differ by horizon"),
