@@ -386,7 +386,7 @@ class TrainedEtt:
                             segments=self.series.segments)
         rows = index.starts() + self.lookback - 1
         return StreamForecaster(trained, self.scaled, self.series.segments, len(self.target_columns), rows,
-                                trained.trainer.config.k2, channel_independent=self.channel_independent,
+                                self.config.at_horizon(horizon).train.k2, channel_independent=self.channel_independent,
                                 channel_ids=self.channel_ids)
 
     def windows_per_call(self) -> int:
