@@ -59,14 +59,16 @@ def fit_and_summarise(trainer, train_lanes, val_lanes) -> dict[str, Any]:
     """`fit_and_keep_best`, and what the protocols report of it.
 
     Returns:
-        `{"epochs_run", "best_epoch", "val_mse", "train_seconds"}`: the epoch with the lowest
-        validation MSE (the last one without validation).
+        `{"epochs_run", "best_epoch", "val_mse", "train_seconds"}`: the epoch whose weights were
+        kept, the one with the lowest `train.monitor` (validation MSE or MAE; the last one without
+        validation), and its validation MSE.
     """
     started = time.perf_counter()
     history = fit_and_keep_best(trainer, train_lanes, val_lanes)
     seconds = time.perf_counter() - started
-    scored = [record for record in history if "val_mse" in record]
-    best_record = min(scored, key=lambda record: record["val_mse"]) if scored else (history[-1] if history else {})
+    monitor = trainer.config.monitor
+    scored = [record for record in history if monitor in record]
+    best_record = min(scored, key=lambda record: record[monitor]) if scored else (history[-1] if history else {})
     return {
         "epochs_run": len(history),
         "best_epoch": best_record.get("epoch"),

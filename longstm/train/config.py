@@ -58,6 +58,8 @@ warmup_steps = 0
 min_learning_rate = 0.0        # cosine floor
 mixed_precision = "off"        # or "mixed_float16", "mixed_bfloat16"
 early_stopping_patience = 0    # epochs without validation improvement (0: off)
+monitor = "val_mse"            # or "val_mae": the validation score that keeps the best weights and
+                               # stops early (SegRNN keeps the epoch of its training loss, MAE)
 max_seconds = 0.0              # wall-time budget: stop at the end of the epoch it runs out in (0: none)
 checkpoint_every = 0           # updates between mid-epoch checkpoints (0: at epoch ends)
 strategy = "default"           # "mirrored" (local GPUs), "multiworker" (TF_CONFIG / Slurm);
@@ -164,6 +166,7 @@ class TrainConfig:
     decay_rate: float = 0.8      # the rate times decay_rate after each further epoch
     mixed_precision: str = "off"
     early_stopping_patience: int = 0
+    monitor: str = "val_mse"
     max_seconds: float = 0.0
     checkpoint_every: int = 0
     strategy: str = "default"

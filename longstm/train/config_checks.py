@@ -20,6 +20,7 @@ SCHEDULES = ("constant", "cosine", "epoch_decay")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # as longstm.train.distribute.STRATEGIES
 LOSSES = ("mse", "mae")  # the training loss of window training (longstm.train.windows)
+MONITORS = ("val_mse", "val_mae")  # the validation score that keeps the best weights and stops early
 TRAIN_MODES = ("tbptt", "windows")  # longstm.train.windows: look-back windows from a zero state
 SCALINGS = ("per_series", "pooled")
 
@@ -64,6 +65,8 @@ def validate(config) -> None:
         )
     if train.optimizer not in OPTIMIZERS:
         _fail(config, "train.optimizer", f"one of {OPTIMIZERS}", train.optimizer)
+    if train.monitor not in MONITORS:
+        _fail(config, "train.monitor", f"one of {MONITORS}", train.monitor)
     if train.schedule not in SCHEDULES:
         _fail(config, "train.schedule", f"one of {SCHEDULES}", train.schedule)
     if not 0 < train.decay_rate <= 1:

@@ -335,8 +335,8 @@ def fit_and_keep_best(trainer: Trainer, train_lanes: LaneWindows, val_lanes: Lan
                       resume: bool = False) -> list[dict[str, Any]]:
     """Fit, then reload the weights of the best validation epoch.
 
-    The trainer saves them (`best.npz` in its run directory) whenever the validation MSE
-    improves; without validation lanes or a run directory the last epoch's weights stay.
+    The trainer saves them (`best.npz` in its run directory) whenever the validation score
+    named by `train.monitor` improves; without validation lanes or a run directory the last epoch's weights stay.
 
     Args:
         trainer: a `Trainer` (from `build_trainer`).

@@ -164,8 +164,8 @@ class Trainer:
 
         Args:
             train: the training `LaneWindows`, with the config's k1 and k2.
-            validation: `LaneWindows` evaluated after each epoch (early stopping, best
-                weights), or None.
+            validation: `LaneWindows` evaluated after each epoch, or None; `config.monitor`
+                (its MSE or MAE) keeps the best weights and stops early.
             resume: continue from the run directory's latest checkpoint if there is one.
 
         Returns:
@@ -210,8 +210,8 @@ class Trainer:
                 if validation is not None:
                     scores = self.evaluate(validation)
                     record.update(val_mse=scores["mse"], val_mae=scores["mae"])
-                    if scores["mse"] < best:
-                        best, bad_epochs = scores["mse"], 0
+                    if record[config.monitor] < best:
+                        best, bad_epochs = record[config.monitor], 0
                         if writing:
                             save_weights(self.run.best_weights, self.model)
                     else:

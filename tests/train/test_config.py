@@ -41,6 +41,7 @@ def test_a_minimal_config_gets_the_defaults_and_round_trips_through_toml(tmp_pat
         ({"seed": "zero"}, r"'seed' must be an integer; got 'zero'"),
         ({"train": {"decay_rate": 1.5}}, r"'train.decay_rate' must be a number in \(0, 1\].*; got 1.5"),
         ({"train": {"decay_after_epochs": 0}}, r"'train.decay_after_epochs' must be an integer >= 1; got 0"),
+        ({"train": {"monitor": "val_loss"}}, r"'train.monitor' must be one of \('val_mse', 'val_mae'\); got 'val_loss'"),
         ({"train": {"schedule": "epoch_decay", "warmup_steps": 10}}, r"'train.warmup_steps' must be 0 with schedule"),
         ({"horizons": 3}, r"'horizons' must be a table like \[horizons.720.train\]; got int 3"),
         ({"horizons": {"h96": {}}}, r"'horizons.h96' must be named by a horizon, an integer >= 1; got 'h96'"),

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from longstm.data.lanes import LaneWindows
 from longstm.models.protocol import Forecaster, KerasRNNStack
+from longstm.evaluate.trained import fit_and_summarise
 from longstm.train.config import TrainConfig
 from longstm.train.optimizers import make_optimizer
 from longstm.train.trainer import Trainer
@@ -135,3 +136,27 @@ def test_early_stopping_keeps_the_best_validation_weights_and_logs_to_tensorboar
     assert len(tags["train/loss"]) == 6 * len(stream)
     np.testing.assert_allclose(tags["epoch/val_mse"], [1.0, 0.5, 0.7, 0.4, 0.6, 0.8], rtol=1e-6)  # float32 summaries
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_monitor_val_mae_keeps_and_stops_on_the_validation_mae(tmp_path):
+    """SegRNN keeps the epoch of its training loss (MAE); `train.monitor = "val_mae"` does that."""
+    keras.utils.set_random_seed(0)
+    model = Forecaster(KerasRNNStack([keras.layers.LSTM(3)]), outputs=1)
+    values = np.random.default_rng(0).normal(size=(240, 2)).astype(np.float32)
+    stream = LaneWindows(values, lanes=2, k1=20, k2=20, target_columns=[0])
+    config = TrainConfig(k1=20, k2=20, epochs=10, early_stopping_patience=2, monitor="val_mae")
+    trainer = Trainer(model, config, run_dir=tmp_path, progress=False)
+    # MSE is best at epoch 4; MAE at epoch 2, then 2 epochs without a lower MAE stop the run.
+    scripted = iter([(1.0, 0.9), (0.8, 0.3), (0.7, 0.5), (0.4, 0.6), (0.3, 0.7)])
+    trainer.evaluate = lambda _stream: dict(zip(("mse", "mae"), next(scripted)), rows=1)
+    weights_after = {}
+
+    class Keep:
+        def on_epoch_end(self, trainer, epoch, logs):
+            weights_after[epoch] = [v.numpy().copy() for v in trainer.model.variables]
+
+    trainer.callbacks.append(Keep())
+    summary = fit_and_summarise(trainer, stream, stream)
+    assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2 and summary["val_mse"] == 0.8
+    for variable, value in zip(trainer.model.variables, weights_after[2]):  # best.npz reloaded
+        np.testing.assert_array_equal(variable.numpy(), value)
