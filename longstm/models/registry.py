@@ -32,6 +32,7 @@ from longstm.models.lags import LinearLagSkip
 from longstm.models.minrnn_stack import MinRNNStack
 from longstm.models.protocol import Forecaster, KerasRNNStack, RecurrentModel
 from longstm.models.segment import NORMS, SegmentGRU
+from longstm.models.segment_decoder import INITS
 from longstm.models.stacked import StackedLSTM
 
 Builder = Callable[..., RecurrentModel]
@@ -95,10 +96,13 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
     beside each output position, as SegRNN's channel-position embedding); `norm` (default "segment":
     level-free segments carried across chunks; "window": SegRNN's last-value normalisation of each
     look-back window; "revin": its mean and deviation, univariate, with `model.residual = true`;
-    both for `train.mode = "windows"` and window scoring only)."""
-    options = model_options(config, {"segment": 24, "linear": False, "channels": 0, "norm": "segment"})
+    both for `train.mode = "windows"` and window scoring only); `init` (default "keras"; "pytorch":
+    every Dense and GRU weight and bias starts uniform in +-1/sqrt(fan_in), as SegRNN's do)."""
+    options = model_options(config, {"segment": 24, "linear": False, "channels": 0, "norm": "segment", "init": "keras"})
     if options["norm"] not in NORMS:
         raise ConfigError(f"'model.options.norm' must be one of {list(NORMS)}; got {options['norm']!r}")
+    if options["init"] not in INITS:
+        raise ConfigError(f"'model.options.init' must be one of {list(INITS)}; got {options['init']!r}")
     if options["norm"] == "revin" and not config.residual:
         raise ConfigError("'model.options.norm = \"revin\"' hands its decoder the window's mean relative to the last value, "
                           "so it needs 'model.residual = true'; got model.residual = false")
@@ -113,7 +117,7 @@ def build_segment_gru(config, n_features: int) -> RecurrentModel:
         raise ConfigError(f"'model.options.channels' must be an integer >= 0 (the number of channel ids); got {channels!r}")
     linear_width = config.lag_width if options["linear"] else 0
     return SegmentGRU(config.units, segment=options["segment"], features=n_features, linear_width=linear_width,
-                      decoder_dropout=config.dropout, channels=channels, norm=options["norm"])
+                      decoder_dropout=config.dropout, channels=channels, norm=options["norm"], init=options["init"])
 
 
 def build_calendar_lstm(config, n_features: int) -> RecurrentModel:

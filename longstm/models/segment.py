@@ -56,7 +56,7 @@ from keras import ops
 
 from longstm.models.checks import check_positive_int
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.segment_decoder import SegmentDecoder
+from longstm.models.segment_decoder import INITS, SegmentDecoder, start_like_pytorch
 
 # "segment": level-free segments, carried across chunks; "window": SegRNN's last-value
 # normalisation of one look-back window; "revin": its mean and standard deviation.
@@ -85,6 +85,8 @@ class SegmentGRU(RecurrentModel):
             "window": SegRNN's last-value normalisation of a whole look-back window;
             "revin": its standardisation by the window's mean and deviation (univariate). Both
             are `window_only`: `last_step` only, see the module docstring.
+        init: "keras" (default) or "pytorch": how the Dense and GRU weights of this core and of
+            its head start (`longstm.models.segment_decoder.INITS`; SegRNN's code starts PyTorch's way).
 
     Call arguments:
         inputs: `(batch, steps, features)`, `steps` a multiple of `segment` (with `channels`,
@@ -107,10 +109,13 @@ class SegmentGRU(RecurrentModel):
     """
 
     def __init__(self, units: int, segment: int = 24, features: int | None = None, linear_width: int = 0,
-                 decoder_dropout: float = 0.0, channels: int = 0, norm: str = "segment", **kwargs):
+                 decoder_dropout: float = 0.0, channels: int = 0, norm: str = "segment", init: str = "keras", **kwargs):
         super().__init__(**kwargs)
         if norm not in NORMS:
             raise ValueError(f"SegmentGRU norm must be one of {NORMS}; got {norm!r}")
+        if init not in INITS:
+            raise ValueError(f"SegmentGRU init must be one of {INITS}; got {init!r}")
+        self.init = init
         self.norm = norm
         self.decoder_dropout = float(decoder_dropout)
         self.channels = 0 if channels == 0 else check_positive_int("SegmentGRU", "channels", channels)
@@ -122,6 +127,11 @@ class SegmentGRU(RecurrentModel):
             raise ValueError(f"SegmentGRU(channels={self.channels}) needs a value column and the channel id column; got features={self.features}")
         self.embed = keras.layers.Dense(self.units, activation="relu", name="segment_embedding")
         self.cell = keras.layers.GRUCell(self.units, name="segment_gru")
+        # Started here, not in `build`: the window path (`last_step`) calls both layers unbuilt.
+        if self.init == "pytorch":
+            start_like_pytorch(self.cell, self.units)
+            if self.features is not None:
+                start_like_pytorch(self.embed, self._embedded_width())
 
     @property
     def chunk_multiple(self) -> int:
@@ -147,7 +157,7 @@ class SegmentGRU(RecurrentModel):
     def make_head(self, outputs: int) -> keras.layers.Layer:
         """Its parallel decoder, the head `Forecaster` puts on this core."""
         return SegmentDecoder(outputs, self.segment, self.units, linear=self.linear_width, dropout=self.decoder_dropout,
-                              channels=self.channels, rescale=self.norm == "revin")
+                              channels=self.channels, rescale=self.norm == "revin", init=self.init)
 
     @property
     def values(self) -> int:
@@ -162,16 +172,22 @@ class SegmentGRU(RecurrentModel):
         return inputs[..., :-1], ops.cast(ops.one_hot(ids, self.channels), inputs.dtype)
 
     def build(self, input_shape):
+        features_at_init = self.features
         self.features = int(input_shape[-1]) if self.features is None else self.features
         self._check_revin()
-        # "segment" also embeds the change of level since the previous segment (V more columns).
         # Built already when a window model was built by `last_step` (Keras builds it again
         # before a per-step call, which `call` then refuses with its own message).
         if not self.embed.built:
-            self.embed.build((None, self.segment * self.values + (self.values if self.norm == "segment" else 0)))
+            if self.init == "pytorch" and features_at_init is None:  # its fan-in known only now
+                start_like_pytorch(self.embed, self._embedded_width())
+            self.embed.build((None, self._embedded_width()))
         if not self.cell.built:
             self.cell.build((None, self.units))
         self.built = True
+
+    def _embedded_width(self) -> int:
+        # "segment" also embeds the change of level since the previous segment (V more columns).
+        return self.segment * self.values + (self.values if self.norm == "segment" else 0)
 
     def initial_state(self, batch_size: int) -> State:
         if self.features is None:
@@ -335,4 +351,4 @@ class SegmentGRU(RecurrentModel):
     def get_config(self):
         return super().get_config() | {"units": self.units, "segment": self.segment, "features": self.features,
                                        "linear_width": self.linear_width, "decoder_dropout": self.decoder_dropout,
-                                       "channels": self.channels, "norm": self.norm}
+                                       "channels": self.channels, "norm": self.norm, "init": self.init}

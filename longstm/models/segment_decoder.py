@@ -13,6 +13,23 @@ from keras import ops
 
 from longstm.models.checks import check_positive_int
 
+# How the Dense and GRU weights start: "keras" (Glorot-uniform kernels, orthogonal recurrent
+# kernels, zero biases) or "pytorch" (every weight and bias uniform in +-1/sqrt(fan_in), as
+# torch.nn.Linear and torch.nn.GRU start; SegRNN's own code starts so).
+INITS = ("keras", "pytorch")
+
+
+def start_like_pytorch(layer: keras.layers.Layer, fan_in: int) -> None:
+    """Give an unbuilt Dense or GRUCell PyTorch's start: weights and biases U(+-1/sqrt(fan_in)).
+
+    Keras' `VarianceScaling(1/3, "fan_in", "uniform")` gives the kernels that bound too, but not
+    the biases (their shape does not hold the fan-in), so one explicit bound serves all.
+    """
+    bound = float(fan_in) ** -0.5
+    for name in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
+        if hasattr(layer, name):
+            setattr(layer, name, keras.initializers.RandomUniform(-bound, bound))
+
 
 @keras.saving.register_keras_serializable(package="longstm")
 class SegmentDecoder(keras.layers.Layer):
@@ -39,6 +56,7 @@ class SegmentDecoder(keras.layers.Layer):
         rescale: the two features before the `linear` ones are a scale and an offset (RevIN's
             deviation, and its mean minus the last value): the decoded values are multiplied by
             the first and shifted by the second (`SegmentGRU(norm="revin")`).
+        init: "keras" (default) or "pytorch": how its Dense and GRU weights start (`INITS`).
 
     Call arguments:
         features: `(batch, steps, width)`, the core's output.
@@ -54,8 +72,11 @@ class SegmentDecoder(keras.layers.Layer):
     """
 
     def __init__(self, outputs: int, segment: int, units: int, linear: int = 0, dropout: float = 0.0, channels: int = 0,
-                 rescale: bool = False, **kwargs):
+                 rescale: bool = False, init: str = "keras", **kwargs):
         super().__init__(**kwargs)
+        if init not in INITS:
+            raise ValueError(f"SegmentDecoder init must be one of {INITS}; got {init!r}")
+        self.init = init
         self.rescale = bool(rescale)
         self.channels = 0 if channels == 0 else check_positive_int("SegmentDecoder", "channels", channels)
         if self.channels and units < 2:
@@ -81,9 +102,11 @@ class SegmentDecoder(keras.layers.Layer):
         self.linear_map = None
         if self.linear:
             self.linear_map = keras.layers.Dense(self.outputs, name="linear_forecast")
+            self._start(self.linear_map, self.linear)
             self.linear_map.build((None, self.linear))
         self.adapt = None if width == self.units else keras.layers.Dense(self.units, name="decoder_input")
         if self.adapt is not None:
+            self._start(self.adapt, width)
             self.adapt.build((None, width))
         channel_width = self.units // 2 if self.channels else 0
         # With channels, both embeddings start as SegRNN's do (torch.randn: standard normal).
@@ -96,7 +119,9 @@ class SegmentDecoder(keras.layers.Layer):
             self.channel_embedding = self.add_weight(
                 name="channel_embedding", shape=(self.channels, channel_width), initializer=initializer
             )
+        self._start(self.cell, self.units)
         self.cell.build((None, self.units))
+        self._start(self.project, self.units)
         self.project.build((None, self.units))
         self.built = True
 
@@ -129,7 +154,11 @@ class SegmentDecoder(keras.layers.Layer):
             values = values + linear_part
         return ops.reshape(values, (shape[0], shape[1], self.outputs))
 
+    def _start(self, layer, fan_in):
+        if self.init == "pytorch":
+            start_like_pytorch(layer, fan_in)
+
     def get_config(self):
         return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear,
                                        "dropout": self.dropout, "channels": self.channels,
-                                       "rescale": self.rescale}
+                                       "rescale": self.rescale, "init": self.init}

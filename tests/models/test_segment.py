@@ -249,3 +249,43 @@ def test_the_registry_builds_the_channel_option_and_names_bad_ones():
         build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
     with pytest.raises(ValueError, match=r"channels=3\) needs a value column and the channel id column; got features=1"):
         SegmentGRU(UNITS, segment=W, features=1, channels=C)
+
+
+def _dense_and_gru_weights(model):
+    """{path: array} of every Dense and GRU weight of the core and the decoder (not the embeddings)."""
+    return {v.path: v.numpy() for v in model.weights if not v.path.endswith("_embedding")}
+
+
+def test_init_pytorch_starts_every_weight_and_bias_uniform_within_one_over_root_fan_in(tmp_path):
+    """SegRNN's code starts PyTorch's way; `init="pytorch"` does, core and decoder alike."""
+    raw = {"model": {"name": "segment_gru", "units": 16, "dropout": 0.5,
+                     "options": {"segment": 4, "channels": 3, "norm": "window", "init": "pytorch"}}}
+    keras.utils.set_random_seed(0)
+    model = build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    last_step_forecast(model, np.zeros((2, 8, 2), "float32"))  # builds it
+    fan_in = {"segment_embedding": 4, "segment_gru": 16, "decoder_gru": 16, "decoder_projection": 16}
+    weights = _dense_and_gru_weights(model)
+    assert {path.split("/")[-2] for path in weights} == set(fan_in)  # each layer seen, kernel and bias
+    for path, value in weights.items():
+        bound = fan_in[path.split("/")[-2]] ** -0.5
+        assert np.abs(value).max() <= bound and value.any(), path
+        assert value.size < 16 or np.abs(value).max() > 0.8 * bound, path  # spread over the range
+    assert model.head.init == "pytorch"
+    keras.utils.set_random_seed(0)
+    again = build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    last_step_forecast(again, np.zeros((2, 8, 2), "float32"))
+    for (path, value), other in zip(weights.items(), _dense_and_gru_weights(again).values()):
+        np.testing.assert_array_equal(value, other, err_msg=path)  # the seed decides the start
+    raw["model"]["options"]["init"] = "keras"
+    keras.utils.set_random_seed(0)
+    plain = build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    last_step_forecast(plain, np.zeros((2, 8, 2), "float32"))
+    biases = [value for path, value in _dense_and_gru_weights(plain).items() if path.endswith("bias")]
+    assert biases and all(not value.any() for value in biases)  # Keras starts biases at zero
+    restored = SegmentGRU.from_config(model.core.get_config())
+    assert restored.init == "pytorch" and restored.make_head(H).init == "pytorch"
+    raw["model"]["options"]["init"] = "torch"
+    with pytest.raises(ConfigError, match=r"'model.options.init' must be one of \['keras', 'pytorch'\]; got 'torch'"):
+        build_model(config_from_dict(raw).model, 2, H, residual_inputs=[0])
+    with pytest.raises(ValueError, match=r"SegmentDecoder init must be one of \('keras', 'pytorch'\); got 'xavier'"):
+        SegmentDecoder(H, W, UNITS, init="xavier")
