@@ -15,6 +15,7 @@ from longstm.train import trainer as trainer_module
 from longstm.train.config import TrainConfig, config_from_dict
 from longstm.train.run import fit_and_keep_best
 from longstm.train.trainer import Trainer
+from tests.train.epoch_weights import keep_weights_each_epoch
 
 
 def _run(tmp_path, monkeypatch, max_seconds: float):
@@ -32,13 +33,7 @@ def _run(tmp_path, monkeypatch, max_seconds: float):
         return {"mse": next(scripted), "mae": 0.0, "rows": 1}
 
     trainer.evaluate = evaluate
-    weights = {}
-
-    class Keep:
-        def on_epoch_end(self, trainer, epoch, logs):
-            weights[epoch] = [v.numpy().copy() for v in trainer.model.variables]
-
-    trainer.callbacks.append(Keep())
+    weights = keep_weights_each_epoch(trainer)
     history = fit_and_keep_best(trainer, stream, stream)
     return trainer, history, weights
 

@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 
 from longstm.data.lanes import LaneWindows
-from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.evaluate.trained import fit_and_summarise
+from longstm.models.protocol import Forecaster, KerasRNNStack
 from longstm.train.config import TrainConfig
 from longstm.train.optimizers import make_optimizer
 from longstm.train.trainer import Trainer
+from tests.train.epoch_weights import keep_weights_each_epoch
 
 
 def test_warmup_then_cosine_schedule_and_clipping():
@@ -115,13 +116,7 @@ def test_early_stopping_keeps_the_best_validation_weights_and_logs_to_tensorboar
     trainer = Trainer(model, TrainConfig(k1=20, k2=20, epochs=10, early_stopping_patience=2), run_dir=tmp_path, progress=False)
     scripted = iter([1.0, 0.5, 0.7, 0.4, 0.6, 0.8, 0.1])  # best at epoch 4, then 2 bad epochs
     trainer.evaluate = lambda _stream: {"mse": next(scripted), "mae": 0.0, "rows": 1}
-    weights_after = {}
-
-    class Keep:
-        def on_epoch_end(self, trainer, epoch, logs):
-            weights_after[epoch] = [v.numpy().copy() for v in trainer.model.variables]
-
-    trainer.callbacks.append(Keep())
+    weights_after = keep_weights_each_epoch(trainer)
     history = trainer.fit(stream, validation=stream)
     assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5, 6]
     with np.load(tmp_path / "checkpoints" / "best.npz") as best:
@@ -149,13 +144,7 @@ def test_monitor_val_mae_keeps_and_stops_on_the_validation_mae(tmp_path):
     # MSE is best at epoch 4; MAE at epoch 2, then 2 epochs without a lower MAE stop the run.
     scripted = iter([(1.0, 0.9), (0.8, 0.3), (0.7, 0.5), (0.4, 0.6), (0.3, 0.7)])
     trainer.evaluate = lambda _stream: dict(zip(("mse", "mae"), next(scripted)), rows=1)
-    weights_after = {}
-
-    class Keep:
-        def on_epoch_end(self, trainer, epoch, logs):
-            weights_after[epoch] = [v.numpy().copy() for v in trainer.model.variables]
-
-    trainer.callbacks.append(Keep())
+    weights_after = keep_weights_each_epoch(trainer)
     summary = fit_and_summarise(trainer, stream, stream)
     assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2 and summary["val_mse"] == 0.8
     for variable, value in zip(trainer.model.variables, weights_after[2]):  # best.npz reloaded
