@@ -56,7 +56,7 @@ from keras import ops
 
 from longstm.models.checks import check_positive_int
 from longstm.models.protocol import RecurrentModel, State
-from longstm.models.segment_decoder import INITS, SegmentDecoder, start_like_pytorch
+from longstm.models.segment_decoder import INITS, SegmentDecoder, start_weights
 
 # "segment": level-free segments, carried across chunks; "window": SegRNN's last-value
 # normalisation of one look-back window; "revin": its mean and standard deviation.
@@ -128,10 +128,9 @@ class SegmentGRU(RecurrentModel):
         self.embed = keras.layers.Dense(self.units, activation="relu", name="segment_embedding")
         self.cell = keras.layers.GRUCell(self.units, name="segment_gru")
         # Started here, not in `build`: the window path (`last_step`) calls both layers unbuilt.
-        if self.init == "pytorch":
-            start_like_pytorch(self.cell, self.units)
-            if self.features is not None:
-                start_like_pytorch(self.embed, self._embedded_width())
+        start_weights(self.cell, self.init, self.units)
+        if self.features is not None:
+            start_weights(self.embed, self.init, self._embedded_width())
 
     @property
     def chunk_multiple(self) -> int:
@@ -178,8 +177,8 @@ class SegmentGRU(RecurrentModel):
         # Built already when a window model was built by `last_step` (Keras builds it again
         # before a per-step call, which `call` then refuses with its own message).
         if not self.embed.built:
-            if self.init == "pytorch" and features_at_init is None:  # its fan-in known only now
-                start_like_pytorch(self.embed, self._embedded_width())
+            if features_at_init is None:  # its fan-in known only now
+                start_weights(self.embed, self.init, self._embedded_width())
             self.embed.build((None, self._embedded_width()))
         if not self.cell.built:
             self.cell.build((None, self.units))

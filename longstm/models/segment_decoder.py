@@ -19,12 +19,15 @@ from longstm.models.checks import check_positive_int
 INITS = ("keras", "pytorch")
 
 
-def start_like_pytorch(layer: keras.layers.Layer, fan_in: int) -> None:
-    """Give an unbuilt Dense or GRUCell PyTorch's start: weights and biases U(+-1/sqrt(fan_in)).
+def start_weights(layer: keras.layers.Layer, init: str, fan_in: int) -> None:
+    """Set how an unbuilt Dense or GRUCell starts: as Keras does ("keras": left as it is), or as
+    PyTorch does ("pytorch": every weight and bias U(+-1/sqrt(fan_in))).
 
     Keras' `VarianceScaling(1/3, "fan_in", "uniform")` gives the kernels that bound too, but not
     the biases (their shape does not hold the fan-in), so one explicit bound serves all.
     """
+    if init == "keras":
+        return
     bound = float(fan_in) ** -0.5
     for name in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
         if hasattr(layer, name):
@@ -102,11 +105,11 @@ class SegmentDecoder(keras.layers.Layer):
         self.linear_map = None
         if self.linear:
             self.linear_map = keras.layers.Dense(self.outputs, name="linear_forecast")
-            self._start(self.linear_map, self.linear)
+            start_weights(self.linear_map, self.init, self.linear)
             self.linear_map.build((None, self.linear))
         self.adapt = None if width == self.units else keras.layers.Dense(self.units, name="decoder_input")
         if self.adapt is not None:
-            self._start(self.adapt, width)
+            start_weights(self.adapt, self.init, width)
             self.adapt.build((None, width))
         channel_width = self.units // 2 if self.channels else 0
         # With channels, both embeddings start as SegRNN's do (torch.randn: standard normal).
@@ -119,9 +122,9 @@ class SegmentDecoder(keras.layers.Layer):
             self.channel_embedding = self.add_weight(
                 name="channel_embedding", shape=(self.channels, channel_width), initializer=initializer
             )
-        self._start(self.cell, self.units)
+        start_weights(self.cell, self.init, self.units)
         self.cell.build((None, self.units))
-        self._start(self.project, self.units)
+        start_weights(self.project, self.init, self.units)
         self.project.build((None, self.units))
         self.built = True
 
@@ -153,10 +156,6 @@ class SegmentDecoder(keras.layers.Layer):
         if linear_part is not None:
             values = values + linear_part
         return ops.reshape(values, (shape[0], shape[1], self.outputs))
-
-    def _start(self, layer, fan_in):
-        if self.init == "pytorch":
-            start_like_pytorch(layer, fan_in)
 
     def get_config(self):
         return super().get_config() | {"outputs": self.outputs, "segment": self.segment, "units": self.units, "linear": self.linear,
