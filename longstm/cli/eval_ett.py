@@ -62,6 +62,7 @@ def run_ett_command(
     overrides: Sequence[str] = (),
     seeds: str | None = None,
     resume: bool = False,
+    weights: str = "equal",
     console: Console | None = None,
 ) -> list[dict]:
     """What `longstm eval ett` does: score a baseline name or a training config `.toml`
@@ -78,14 +79,19 @@ def run_ett_command(
     console = console or Console()
     options = dict(drop_last_batch=drop_last_batch, features=features, target=target, split=split)
     entries = model_entries(model)
-    if seeds is not None or len(entries) > 1:
+    is_ensemble = seeds is not None or len(entries) > 1
+    if weights != "equal" and not is_ensemble:
+        raise ConfigError(f"--weights applies to an ensemble (several --model entries, or --seeds); got --model {model!r}")
+    if is_ensemble:
         if not any(is_config_path(entry) for entry in entries):
             raise ConfigError(f"an ensemble (--seeds, or several --model entries) needs a training config .toml; got --model {model!r}")
         rows, table = _ensemble_rows(console, series, entries, seeds, lookback, horizon_list, mode, out, channel_independent,
-                                     overrides, resume, options)
+                                     overrides, resume, options, weights)
         table.title = f"{table.title} on {data.name}"
+        forecast = ("the mean of its members' forecasts" if weights == "equal" else
+                    "(1 - a) x the trained members' mean + a x the baselines', a fitted on validation")
         table.caption = (f"{_caption(chosen, lookback, features)}; each member trained as `--model CONFIG --set seed=S`; "
-                         f"the ensemble (`mean`) forecasts the mean of its members' forecasts" + _dropped(drop_last_batch, "; "))
+                         f"the ensemble (`mean`) forecasts {forecast}" + _dropped(drop_last_batch, "; "))
     elif is_config_path(model):
         rows, table = _trained_rows(console, series, model, lookback, horizon_list, mode, out, channel_independent,
                                     overrides, options, resume)
@@ -191,7 +197,8 @@ def _trained_rows(console, series, config_path: str, lookback: int, horizons: li
 
 
 def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookback: int, horizons: list[int], mode: str,
-                   out, channel_independent: bool, overrides: Sequence[str], resume: bool, options: dict) -> tuple[list[dict], Table]:
+                   out, channel_independent: bool, overrides: Sequence[str], resume: bool, options: dict,
+                   weights: str = "equal") -> tuple[list[dict], Table]:
     """Train every config x seed and score each member and the mean of their forecasts (rows with
     `model` = the member's folder name, or the ensemble's name). Each member's own table goes
     to `out/<member>/`, the whole table to `out/`, as each horizon finishes."""
@@ -203,7 +210,7 @@ def _ensemble_rows(console, series, entries: list[str], seeds: str | None, lookb
     configs = read_configs([path for path in entries if is_config_path(path)], overrides)
     baselines = [entry for entry in entries if not is_config_path(entry)]
     ensemble = EttEnsemble(configs, seed_list, series, lookback, run_dir=out, reuse=resume, baselines=baselines,
-                           features=options["features"],
+                           weights=weights, features=options["features"],
                            target=options["target"], split=options["split"], progress=True,
                            channel_independent=channel_independent)
     modes = _narrowed(console, mode, modes, ensemble.modes,
@@ -241,6 +248,8 @@ def ensemble_table(name: str, rows: list[dict]) -> Table:
                          overflow="fold" if column == "model" else "ellipsis")
     for row in rows:
         val = "" if row["val_mse"] is None else f"{row['val_mse']:.4f}"
-        table.add_row(str(row["horizon"]), row["mode"], "mean" if row["model"] == name else row["model"], f"{row['mse']:.4f}",
+        label = row["model"] if row["model"] != name else (
+            "mean" if row.get("baseline_weight") is None else f"mean, a={row['baseline_weight']:.2f}")
+        table.add_row(str(row["horizon"]), row["mode"], label, f"{row['mse']:.4f}",
                       f"{row['mae']:.4f}", str(row["windows"]), val, f"{row['train_seconds']:.0f}")
     return table

@@ -35,6 +35,7 @@ def ett(
     overrides: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     seeds: str = typer.Option(None, "--seeds", help="Trained models: train each config once per seed (e.g. 0,1,2) and score the mean of all their forecasts (an ensemble), beside each member. Several comma-separated config .toml files in --model make an ensemble too."),
     resume: bool = typer.Option(False, "--resume", help="Trained models: load each horizon that a run in --out finished with the same config instead of training it again."),
+    weights: str = typer.Option("equal", "--weights", help="Ensembles: equal (the plain mean of all members) or validation (the trained members' mean blended with the baseline members' by the weight in [0, 1] that minimises validation MSE, fitted per horizon; needs a baseline in --model, e.g. A.toml,nlinear)."),
 ) -> None:
     """Score a model on the ETT protocol's test part: MSE and MAE on train-scaled data, per horizon."""
     from longstm.cli.eval_ett import run_ett_command
@@ -43,7 +44,7 @@ def ett(
     run_ett_command(
         data, model=model, lookback=lookback, horizons=horizons, drop_last_batch=drop_last_batch, features=features,
         target=target, split=split, mode=mode, out=out, channel_independent=channel_independent, overrides=overrides or (),
-        seeds=seeds, resume=resume,
+        seeds=seeds, resume=resume, weights=weights,
     )
 
 

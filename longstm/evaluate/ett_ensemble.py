@@ -12,6 +12,14 @@ of differently built models) removes part of it. A protocol baseline may join as
 under a second, errs differently from a recurrent model). The ensemble's training time is the
 sum of its members', and is reported that way.
 
+With `weights="validation"` (`--weights validation`) the ensemble forecasts
+`(1 - a) * mean(trained members) + a * mean(baselines)` instead, with `a` in [0, 1] fitted per
+horizon by least squares on the validation windows. Why: how much a recurrent model should
+lean on NLinear changes with the horizon (on ETTh1 at L = 336 the fit gives NLinear 0.2 of the
+weight at H = 96 and 0.85 at H = 720), and one number per horizon is little to fit on ~2,800
+windows. The ensemble's validation MSE is then the fitted one: it no longer ranks it fairly
+against ensembles of other weights.
+
 Members are trained one after another; `reuse=True` (`--resume`) loads a member horizon that an
 earlier run finished with the same config instead of training it again, so an interrupted
 ensemble loses at most the model it was training.
@@ -43,22 +51,50 @@ from longstm.evaluate.ett_trained import MODES, TrainedEtt
 from longstm.models.baselines import BASELINES, make_baseline
 from longstm.models.linear_baseline import LINEAR_BASELINES, make_linear_baseline
 
+ENSEMBLE_WEIGHTS = ("equal", "validation")
+
 
 class MeanForecaster:
-    """The mean of several ETT forecasters' forecasts (`predict_windows` or `predict_at_rows`)."""
+    """The mean of several ETT forecasters' forecasts (`predict_windows` or `predict_at_rows`),
+    plain or with `weights` (one per forecaster, summing to 1)."""
 
-    def __init__(self, forecasters: Sequence[Any]):
+    def __init__(self, forecasters: Sequence[Any], weights: Sequence[float] | None = None):
         if not forecasters:
             raise ValueError("MeanForecaster needs at least one forecaster; got none")
+        if weights is not None and (len(weights) != len(forecasters) or abs(sum(weights) - 1.0) > 1e-9):
+            raise ValueError(f"MeanForecaster needs one weight per forecaster ({len(forecasters)}) summing to 1; got {list(weights)}")
         self.forecasters = list(forecasters)
+        self.weights = None if weights is None else np.asarray(weights, np.float64)
         if all(hasattr(f, "predict_at_rows") for f in self.forecasters):
             self.predict_at_rows = self._mean_at_rows
 
+    def _mean(self, forecasts: list[np.ndarray]) -> np.ndarray:
+        if self.weights is None:
+            return np.mean(forecasts, axis=0)
+        return sum(weight * np.asarray(forecast, np.float64) for weight, forecast in zip(self.weights, forecasts) if weight)
+
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
-        return np.mean([np.asarray(f.predict_windows(x)) for f in self.forecasters], axis=0)
+        return self._mean([np.asarray(f.predict_windows(x)) for f in self.forecasters])
 
     def _mean_at_rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.mean([np.asarray(f.predict_at_rows(rows)) for f in self.forecasters], axis=0)
+        return self._mean([np.asarray(f.predict_at_rows(rows)) for f in self.forecasters])
+
+
+def fit_blend_weight(mse_at_0: float, mse_at_half: float, mse_at_1: float) -> float:
+    """The weight a in [0, 1] that minimises the MSE of `(1 - a) * g + a * b`, from its MSE at a = 0, 1/2, 1.
+
+    The MSE of a blend of two fixed forecasts is a quadratic in a, `A a^2 + B a + C` with
+    `A = |b - g|^2 / n >= 0`, so three values give it exactly; its minimum is clipped to [0, 1].
+    Forecasts that do not differ (A = 0) give 1/2.
+
+    >>> round(fit_blend_weight(1.0, 0.5, 1.0), 6)  # (a - 1/2)^2 * 2 + 0.5
+    0.5
+    """
+    curvature = 2.0 * (mse_at_0 + mse_at_1 - 2.0 * mse_at_half)  # A
+    slope = 4.0 * mse_at_half - 3.0 * mse_at_0 - mse_at_1  # B
+    if curvature <= 1e-12 * max(abs(mse_at_0), abs(mse_at_1), 1e-300):
+        return 0.5
+    return float(min(1.0, max(0.0, -slope / (2.0 * curvature))))
 
 
 class RememberedForecaster:
@@ -115,14 +151,26 @@ class EttEnsemble:
         baselines: protocol baselines that join as members, once each (`"nlinear"`, `"linear"`:
             fitted in closed form on the training windows; `"repeat"`, `"mean"`). An ensemble
             with a baseline is scored in window mode (a baseline has no carried stream).
+        weights: `"equal"`: the plain mean of all members. `"validation"`: the trained members'
+            mean and the baselines' mean blended as `(1 - a) * trained + a * baselines`, with the
+            a in [0, 1] that minimises the blend's MSE on the validation windows, fitted per
+            horizon (`fit_blend_weight`; `summary(H)["baseline_weight"]`). Needs a baseline.
         **protocol: `features`, `target`, `split`, `progress`, `channel_independent`, as for
             `TrainedEtt`.
     """
 
     def __init__(self, configs: Sequence[Any], seeds: Sequence[int] | None, data, lookback: int,
-                 run_dir: str | Path | None = None, reuse: bool = False, baselines: Sequence[str] = (), **protocol):
+                 run_dir: str | Path | None = None, reuse: bool = False, baselines: Sequence[str] = (),
+                 weights: str = "equal", **protocol):
         if not configs:
             raise ConfigError("an ensemble needs at least one training config; got none")
+        if weights not in ENSEMBLE_WEIGHTS:
+            raise ConfigError(f"ensemble weights must be one of {ENSEMBLE_WEIGHTS}; got {weights!r}")
+        if weights == "validation" and not baselines:
+            raise ConfigError("ensemble weights 'validation' blend the trained members with a baseline member "
+                              "(e.g. --model A.toml,nlinear); got no baseline")
+        self.weights = weights
+        self._baseline_weight: dict[int, float] = {}
         unknown = [name for name in baselines if name not in BASELINES + LINEAR_BASELINES]
         if unknown or len(set(baselines)) != len(baselines):
             raise ConfigError(f"ensemble baselines must be distinct names among {BASELINES + LINEAR_BASELINES}; got {list(baselines)}")
@@ -161,7 +209,10 @@ class EttEnsemble:
     @property
     def name(self) -> str:
         seeds = len(self.members) // len(self.configs)
-        return "mean of " + " + ".join([f"{Path(c.source).stem} x{seeds}" for c in self.configs] + self.baselines)
+        trained = [f"{Path(c.source).stem} x{seeds}" for c in self.configs]
+        if self.weights == "validation":
+            return f"mean of {' + '.join(trained)}, blended with {' + '.join(self.baselines)} on validation"
+        return "mean of " + " + ".join(trained + self.baselines)
 
     def baseline(self, name: str, horizon: int) -> tuple[Any, float]:
         """The baseline member `name` for `horizon` (fitted on the training part once) and its fit seconds."""
@@ -209,16 +260,41 @@ class EttEnsemble:
                 forecasters.update({name: self.baseline(name, horizon)[0] for name in self.baselines})
                 kept = {name: remembered(forecaster) for name, forecaster in forecasters.items()}  # each window forecast once
                 batch = next(iter(self.members.values())).windows_per_call()
+                if mode == "window" and horizon not in self._val_mse:  # what a choice between ensembles may look at
+                    self._score_validation(horizon, forecasters, batch, options)
                 for name, forecaster in kept.items():
                     members[name][mode] += evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, **options)
-                ensemble[mode] += evaluate_ett(self.series, MeanForecaster(list(kept.values())), self.lookback, [horizon],
-                                               batch_size=batch, **options)
+                ensemble[mode] += evaluate_ett(self.series, MeanForecaster(list(kept.values()), self.member_weights(horizon)),
+                                               self.lookback, [horizon], batch_size=batch, **options)
                 self._score_seconds[(horizon, mode)] = time.perf_counter() - started  # the members' scoring and the mean's
-                if mode == "window" and horizon not in self._val_mse:  # what a choice between ensembles may look at
-                    (val,) = evaluate_ett(self.series, MeanForecaster(list(forecasters.values())), self.lookback, [horizon],
-                                          batch_size=batch, part="val", **dict(options, drop_last_batch=None))
-                    self._val_mse[horizon] = val.mse
         return ensemble, members
+
+    def member_weights(self, horizon: int) -> list[float] | None:
+        """Each member's weight in the ensemble's forecast at `horizon` (trained members, then
+        baselines), or None for the plain mean."""
+        if self.weights == "equal":
+            return None
+        blend = self._baseline_weight[int(horizon)]
+        return ([(1.0 - blend) / len(self.members)] * len(self.members)
+                + [blend / len(self.baselines)] * len(self.baselines))
+
+    def _score_validation(self, horizon: int, forecasters: dict[str, Any], batch: int, options: dict) -> None:
+        """The ensemble's validation MSE at `horizon`, with its blend weight fitted there first
+        (`weights="validation"`): three MSEs of the trained and the baseline mean give the blend's
+        whole quadratic (`fit_blend_weight`), each member forecasting each window once."""
+        def validation_mse(forecaster) -> float:
+            (val,) = evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, part="val",
+                                  **dict(options, drop_last_batch=None))
+            return val.mse
+
+        if self.weights == "validation":
+            trained = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.members]))
+            baselines = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.baselines]))
+            at = [validation_mse(MeanForecaster([trained, baselines], [1.0 - a, a])) for a in (0.0, 0.5, 1.0)]
+            blend = self._baseline_weight[horizon] = fit_blend_weight(*at)
+            self._val_mse[horizon] = validation_mse(MeanForecaster([trained, baselines], [1.0 - blend, blend]))
+        else:
+            self._val_mse[horizon] = validation_mse(MeanForecaster(list(forecasters.values())))
 
     def member_summary(self, name: str, horizon: int) -> dict[str, Any]:
         """A member's training summary for `horizon` (a baseline's: its fit seconds)."""
@@ -233,6 +309,7 @@ class EttEnsemble:
             "epochs_run": "+".join(str(s.get("epochs_run")) for s in summaries),
             "best_epoch": "+".join(str(s.get("best_epoch")) for s in summaries),
             "val_mse": self._val_mse.get(int(horizon)),  # the mean forecast's, window mode
+            "baseline_weight": self._baseline_weight.get(int(horizon)),  # weights="validation": the fitted blend
             "train_seconds": float(sum(s.get("train_seconds", 0.0) for s in summaries)),
         }
         for mode in MODES:

@@ -443,4 +443,6 @@ def ett_table_rows(results: dict[str, list], baseline: list, summaries: dict[int
                 "val_mse": summary.get("val_mse"), "train_seconds": summary.get("train_seconds"),
                 "score_seconds": summary.get(f"score_seconds_{mode}"),
             })
+            if summary.get("baseline_weight") is not None:  # an ensemble blended on validation
+                rows[-1]["baseline_weight"] = summary["baseline_weight"]
     return sorted(rows, key=lambda row: (row["horizon"], row["mode"]))

@@ -17,7 +17,7 @@ from longstm.cli.eval_ett import _announce, ensemble_table
 from longstm.data.windows import WindowIndex, gather_windows
 from longstm.errors import ConfigError
 from longstm.evaluate.ett import evaluate_ett, prepare_ett
-from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster, RememberedForecaster
+from longstm.evaluate.ett_ensemble import EttEnsemble, MeanForecaster, RememberedForecaster, fit_blend_weight
 from longstm.models.baselines import make_baseline
 from longstm.train.config import read_config
 from tests.evaluate.test_trained import write_config
@@ -95,6 +95,77 @@ def test_a_baseline_joins_as_one_more_member_in_window_mode(folder, ensemble):
         with_nlinear.evaluate([HORIZON], ["stream"])
     with pytest.raises(ConfigError, match="distinct names among"):
         EttEnsemble([read_config(write_config(folder))], [0], folder / "ett.csv", LOOKBACK, baselines=["nlinear", "arima"])
+
+
+def windows_of(member, part: str):
+    """The scaled windows `x`, `y` of the protocol's `part` ("val" or "test") at HORIZON."""
+    start, stop = member.split.val if part == "val" else member.split.test
+    starts = WindowIndex(len(member.series), LOOKBACK, HORIZON, start=start, stop=stop).starts()
+    _, _, _, scaler = prepare_ett(member.series, LOOKBACK)
+    return gather_windows(member.series.values, starts, LOOKBACK, HORIZON, scaler=scaler)
+
+
+def test_validation_weights_blend_the_trained_mean_with_nlinear_at_the_weight_best_on_validation(folder, ensemble):
+    trained, _, _ = ensemble
+    blended = EttEnsemble([read_config(write_config(folder))], [0, 1], folder / "ett.csv", LOOKBACK, run_dir=folder / "ens",
+                          reuse=True, baselines=["nlinear"], weights="validation")
+    assert blended.name == "mean of tiny_lstm x2, blended with nlinear on validation"
+    mean, _ = blended.evaluate([HORIZON], ["window"])
+    weight = blended.summary(HORIZON)["baseline_weight"]
+    nlinear = blended.baseline("nlinear", HORIZON)[0]
+    member = next(iter(trained.members.values()))
+
+    def blend_errors(part: str) -> np.ndarray:
+        """The squared-error MSE of (1 - a) * trained mean + a * NLinear for a = 0, 0.01, ..., 1."""
+        x, y = windows_of(member, part)
+        recurrent = np.mean([m.forecaster(HORIZON, "window").predict_windows(x) for m in trained.members.values()], axis=0)
+        linear = nlinear.predict_windows(x)
+        return np.array([np.mean(((1 - a) * recurrent + a * linear - y) ** 2) for a in np.linspace(0, 1, 101)])
+
+    on_validation, on_test = blend_errors("val"), blend_errors("test")
+    assert 0.0 < weight < 1.0 and abs(weight - np.argmin(on_validation) / 100) <= 0.01  # the validation minimum ...
+    assert abs(np.argmin(on_test) / 100 - np.argmin(on_validation) / 100) > 0.05  # ... which is not the test's here
+    x, y = windows_of(member, "test")
+    recurrent = np.mean([m.forecaster(HORIZON, "window").predict_windows(x) for m in trained.members.values()], axis=0)
+    expected = (1 - weight) * recurrent + weight * nlinear.predict_windows(x)
+    assert mean["window"][0].mse == pytest.approx(float(np.mean((expected - y) ** 2)), rel=1e-5)
+    assert blended.summary(HORIZON)["val_mse"] == pytest.approx(float(on_validation.min()), rel=1e-3)
+    assert blended.member_weights(HORIZON) == pytest.approx([(1 - weight) / 2, (1 - weight) / 2, weight])
+
+
+@pytest.mark.parametrize("minimum, expected", [(0.3, 0.3), (0.85, 0.85), (-0.4, 0.0), (1.7, 1.0)])
+def test_the_blend_weight_is_the_minimum_of_the_quadratic_through_three_values(minimum, expected):
+    def mse(a):
+        return 0.37 * (a - minimum) ** 2 + 0.41
+    assert fit_blend_weight(mse(0.0), mse(0.5), mse(1.0)) == pytest.approx(expected, abs=1e-12)
+    assert fit_blend_weight(0.41, 0.41, 0.41) == 0.5  # forecasts that do not differ
+
+
+def test_validation_weights_need_a_baseline_and_a_known_name(folder):
+    config = read_config(write_config(folder))
+    with pytest.raises(ConfigError, match="got no baseline"):
+        EttEnsemble([config], [0], folder / "ett.csv", LOOKBACK, weights="validation")
+    with pytest.raises(ConfigError, match="ensemble weights must be one of \\('equal', 'validation'\\); got 'best'"):
+        EttEnsemble([config], [0], folder / "ett.csv", LOOKBACK, baselines=["nlinear"], weights="best")
+    with pytest.raises(ValueError, match="one weight per forecaster \\(2\\) summing to 1"):
+        MeanForecaster([make_baseline("repeat", 2, None)] * 2, [0.5, 0.6])
+
+
+def test_cli_validation_weights_show_and_save_the_fitted_weight(folder, ensemble, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = folder / "weighted"
+    for name in ("tiny_lstm_s0", "tiny_lstm_s1"):  # the fixture's trained members, reused
+        (out / name).mkdir(parents=True)
+        (out / name / "runs").symlink_to(folder / "ens" / name / "runs")
+    code = main(["eval", "ett", "--data", str(folder / "ett.csv"), "--model", f"{write_config(folder)},nlinear", "--seeds", "0,1",
+                 "--lookback", str(LOOKBACK), "--horizons", str(HORIZON), "--out", str(out), "--resume", "--weights", "validation"])
+    assert code == 0
+    table = pd.read_csv(out / "ett_results.csv")
+    weighted = table[table["model"] == "mean of tiny_lstm x2, blended with nlinear on validation"]
+    assert len(weighted) == 1 and table["baseline_weight"].notna().sum() == 1
+    weight = float(weighted["baseline_weight"].iloc[0])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "reused" in text and f"mean, a={weight:.2f}" in text
 
 
 class CountingForecaster:
@@ -220,6 +291,9 @@ def test_the_announce_line_names_the_values_of_the_horizon_table():
     (["--model", "{config}", "--seeds", "0,0"], "distinct seeds"),
     (["--model", "{config}", "--seeds", "0,-1"], "--seeds must be comma-separated integers >= 0"),
     (["--model", "{config},{config}"], "different file names"),
+    (["--model", "{config}", "--weights", "validation"], "--weights applies to an ensemble"),
+    (["--model", "{config}", "--seeds", "0", "--weights", "validation"], "got no baseline"),
+    (["--model", "{config},nlinear", "--weights", "mean"], "ensemble weights must be one of"),
 ])
 def test_cli_ensemble_errors(folder, capsys, arguments, message):
     config = str(write_config(folder))
