@@ -260,13 +260,16 @@ class EttEnsemble:
                 forecasters.update({name: self.baseline(name, horizon)[0] for name in self.baselines})
                 kept = {name: remembered(forecaster) for name, forecaster in forecasters.items()}  # each window forecast once
                 batch = next(iter(self.members.values())).windows_per_call()
-                if mode == "window" and horizon not in self._val_mse:  # what a choice between ensembles may look at
-                    self._score_validation(horizon, forecasters, batch, options)
+                if mode == "window" and self.weights == "validation" and horizon not in self._baseline_weight:
+                    self._fit_blend(horizon, forecasters, batch, options)  # part of making the forecast: timed with it
                 for name, forecaster in kept.items():
                     members[name][mode] += evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, **options)
                 ensemble[mode] += evaluate_ett(self.series, MeanForecaster(list(kept.values()), self.member_weights(horizon)),
                                                self.lookback, [horizon], batch_size=batch, **options)
                 self._score_seconds[(horizon, mode)] = time.perf_counter() - started  # the members' scoring and the mean's
+                if mode == "window" and horizon not in self._val_mse:  # what a choice between ensembles may look at
+                    self._val_mse[horizon] = self._validation_mse(horizon, MeanForecaster(list(forecasters.values())),
+                                                                  batch, options)
         return ensemble, members
 
     def member_weights(self, horizon: int) -> list[float] | None:
@@ -278,23 +281,23 @@ class EttEnsemble:
         return ([(1.0 - blend) / len(self.members)] * len(self.members)
                 + [blend / len(self.baselines)] * len(self.baselines))
 
-    def _score_validation(self, horizon: int, forecasters: dict[str, Any], batch: int, options: dict) -> None:
-        """The ensemble's validation MSE at `horizon`, with its blend weight fitted there first
-        (`weights="validation"`): three MSEs of the trained and the baseline mean give the blend's
-        whole quadratic (`fit_blend_weight`), each member forecasting each window once."""
-        def validation_mse(forecaster) -> float:
-            (val,) = evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, part="val",
-                                  **dict(options, drop_last_batch=None))
-            return val.mse
+    def _validation_mse(self, horizon: int, forecaster: Any, batch: int, options: dict) -> float:
+        (val,) = evaluate_ett(self.series, forecaster, self.lookback, [horizon], batch_size=batch, part="val",
+                              **dict(options, drop_last_batch=None))
+        return val.mse
 
-        if self.weights == "validation":
-            trained = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.members]))
-            baselines = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.baselines]))
-            at = [validation_mse(MeanForecaster([trained, baselines], [1.0 - a, a])) for a in (0.0, 0.5, 1.0)]
-            blend = self._baseline_weight[horizon] = fit_blend_weight(*at)
-            self._val_mse[horizon] = validation_mse(MeanForecaster([trained, baselines], [1.0 - blend, blend]))
-        else:
-            self._val_mse[horizon] = validation_mse(MeanForecaster(list(forecasters.values())))
+    def _fit_blend(self, horizon: int, forecasters: dict[str, Any], batch: int, options: dict) -> None:
+        """`weights="validation"`: the baselines' weight at `horizon`, fitted on the validation
+        windows, and the blend's validation MSE there. Three MSEs of the trained and the baseline
+        mean give the blend's whole quadratic (`fit_blend_weight`); each member forecasts each
+        window once."""
+        trained = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.members]))
+        baselines = RememberedForecaster(MeanForecaster([forecasters[name] for name in self.baselines]))
+        at = [self._validation_mse(horizon, MeanForecaster([trained, baselines], [1.0 - a, a]), batch, options)
+              for a in (0.0, 0.5, 1.0)]
+        blend = self._baseline_weight[horizon] = fit_blend_weight(*at)
+        self._val_mse[horizon] = self._validation_mse(horizon, MeanForecaster([trained, baselines], [1.0 - blend, blend]),
+                                                      batch, options)
 
     def member_summary(self, name: str, horizon: int) -> dict[str, Any]:
         """A member's training summary for `horizon` (a baseline's: its fit seconds)."""
