@@ -89,7 +89,8 @@ def run_ett_command(
                                      overrides, resume, options, weights)
         table.title = f"{table.title} on {data.name}"
         forecast = ("the mean of its members' forecasts" if weights == "equal" else
-                    "(1 - a) x the trained members' mean + a x the baselines', a fitted on validation")
+                    "(1 - a) x the trained members' mean + a x the baselines', a fitted on validation "
+                    "(so its val MSE is the fitted one)")
         table.caption = (f"{_caption(chosen, lookback, features)}; each member trained as `--model CONFIG --set seed=S`; "
                          f"the ensemble (`mean`) forecasts {forecast}" + _dropped(drop_last_batch, "; "))
     elif is_config_path(model):

@@ -166,6 +166,7 @@ def test_cli_validation_weights_show_and_save_the_fitted_weight(folder, ensemble
     weight = float(weighted["baseline_weight"].iloc[0])
     text = " ".join(capsys.readouterr().out.split())
     assert "reused" in text and f"mean, a={weight:.2f}" in text
+    assert "a fitted on validation (so its val MSE is the fitted one)" in text  # not a fair rank against a plain mean
 
 
 class CountingForecaster:
